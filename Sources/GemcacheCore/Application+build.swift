@@ -1,0 +1,43 @@
+import Foundation
+public import Hummingbird
+public import Logging
+import NIOCore
+
+/// Builds the proxy server from a configuration: opens the store, creates the upstream clients and
+/// wires the routes. Tests call the same builder with a test configuration.
+///
+/// - Parameters:
+///   - configuration: The loaded settings.
+///   - environment: The process environment, for the secrets the configuration names.
+///   - logger: The logger for the server and every request.
+///   - onServerRunning: Called with the bound port once the server listens (port 0 picks a free one).
+/// - Throws: ``StoreError`` when the store cannot be opened, ``ConfigurationError`` for unsupported settings.
+public func buildApplication(
+    configuration: ProxyConfiguration,
+    environment: [String: String],
+    logger: Logger,
+    onServerRunning: (@Sendable (Int) async -> Void)? = nil
+) async throws -> some ApplicationProtocol {
+    guard configuration.auth.mode == .passthrough else {
+        throw ConfigurationError(key: "auth.mode", problem: "managed mode is not available in this version; use passthrough")
+    }
+    let salt = environment[configuration.cache.scopeSaltEnv].flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+    let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger)
+    let upstream = UpstreamClient(configuration: configuration.upstream)
+    let proxy = GeminiProxy(configuration: configuration, store: store, upstream: upstream)
+
+    let router = Router(context: BasicRequestContext.self)
+    let since = ISO8601DateFormatter().string(from: Date())
+    StatsController(store: store, since: since).addRoutes(to: router)
+    router.add(middleware: GeminiMiddleware(proxy: proxy))
+
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: nil),
+        onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
+        logger: logger
+    )
+    // Services stop in reverse order: the server first, then the upstream clients, the store last.
+    app.addServices(StoreMaintenanceService(store: store, logger: logger), UpstreamClientService(client: upstream))
+    return app
+}

@@ -1,0 +1,147 @@
+/// Every setting of gemcache (SPEC §1), with the built-in defaults.
+///
+/// Built once at start-up by ``ProxyConfiguration/load(filePath:environment:overrides:)`` from
+/// `proxy.conf`, the `GEMCACHE_*` environment and the command-line flags, then passed by value.
+/// Secrets are never settings: the configuration only names the environment variables that hold them.
+public struct ProxyConfiguration: Sendable, Equatable {
+    public var listen = Listen()
+    public var upstream = Upstream()
+    public var store = Store()
+    public var cache = Cache()
+    public var auth = Auth()
+    public var admin = Admin()
+    public var limits = Limits()
+    /// USD per million tokens, by model id, for `saved_usd`.
+    public var prices: [String: ModelPrice] = [:]
+    /// Model to answer from when the first one is out of quota (`{first: second}`).
+    public var fallback: [String: String] = [:]
+
+    public init() {}
+
+    /// The address the proxy listens on.
+    public struct Listen: Sendable, Equatable {
+        public var host = "127.0.0.1"
+        public var port = 8080
+    }
+
+    /// The Gemini API the proxy forwards to.
+    public struct Upstream: Sendable, Equatable {
+        public var url = "https://generativelanguage.googleapis.com"
+        /// Whole request, streams included.
+        public var timeout: Duration = .seconds(120)
+        public var connectTimeout: Duration = .seconds(10)
+        public var maxConnections = 64
+        public var retry = Retry()
+
+        /// Upstream retries; `attempts` includes the first try.
+        public struct Retry: Sendable, Equatable {
+            public var attempts = 3
+            public var budget: Duration = .seconds(60)
+        }
+    }
+
+    /// The LMDB store.
+    public struct Store: Sendable, Equatable {
+        public var path = "./gemcache-data"
+        /// The LMDB map size in bytes.
+        public var maxSize = 4 << 30
+        public var onCorrupt = OnCorrupt.moveAside
+        /// A shared second tier (`postgres://…`), or nil.
+        public var shared: String? = nil
+
+        /// What to do with a store that cannot be opened.
+        public enum OnCorrupt: String, Sendable, Equatable, CaseIterable {
+            case moveAside = "move_aside"
+            case fail
+        }
+    }
+
+    /// How answers are keyed and kept.
+    public struct Cache: Sendable, Equatable {
+        public var normalize = NormalizationLevel.text
+        public var scope = ScopeSetting.auto
+        public var scopeSaltEnv = "GEMCACHE_SCOPE_SALT"
+        public var defaultTTL: Duration = .seconds(24 * 3600)
+        public var ttl = TTLs()
+        public var staleIfError: Duration = .zero
+        public var finishAbortedStreams = true
+        public var maxEntrySize = 16 << 20
+
+        /// Time to live per kind of answer.
+        public struct TTLs: Sendable, Equatable {
+            public var generate: Duration = .seconds(24 * 3600)
+            public var countTokens: Duration = .seconds(30 * 24 * 3600)
+            public var embed: Duration = .seconds(30 * 24 * 3600)
+            public var models: Duration = .seconds(3600)
+            public var openai: Duration = .seconds(24 * 3600)
+        }
+    }
+
+    /// `cache.scope`: who may share an entry.
+    public enum ScopeSetting: String, Sendable, Equatable, CaseIterable {
+        case auto
+        case perKey = "per_key"
+        case shared
+    }
+
+    /// Client authentication.
+    public struct Auth: Sendable, Equatable {
+        public var mode = Mode.passthrough
+        public var verifyTTL: Duration = .seconds(600)
+        public var upstreamKeyEnv = "GEMINI_API_KEY"
+        public var clientTokensEnv = "GEMCACHE_CLIENT_TOKENS"
+
+        /// `passthrough`: clients send their own Gemini key; `managed`: the proxy holds the keys.
+        public enum Mode: String, Sendable, Equatable, CaseIterable {
+            case passthrough
+            case managed
+        }
+    }
+
+    /// Admin actions over HTTP.
+    public struct Admin: Sendable, Equatable {
+        public var tokenEnv = "GEMCACHE_ADMIN_TOKEN"
+    }
+
+    /// The quota guard and request limits.
+    public struct Limits: Sendable, Equatable {
+        public var enforce = false
+        public var maxWait: Duration = .seconds(30)
+        /// Largest body the proxy buffers on a cached route.
+        public var maxBody = 100 << 20
+        /// Free-tier limits by model id; a missing number is unknown, never invented.
+        public var models: [String: ModelLimits] = [:]
+    }
+
+    /// Free-tier limits of one model.
+    public struct ModelLimits: Sendable, Equatable {
+        public var rpm: Int?
+        public var tpm: Int?
+        public var rpd: Int?
+
+        public init(rpm: Int? = nil, tpm: Int? = nil, rpd: Int? = nil) {
+            self.rpm = rpm
+            self.tpm = tpm
+            self.rpd = rpd
+        }
+    }
+
+    /// Paid price of one model, USD per million tokens.
+    public struct ModelPrice: Sendable, Equatable {
+        public var input: Double
+        public var output: Double
+
+        public init(input: Double, output: Double) {
+            self.input = input
+            self.output = output
+        }
+    }
+
+    /// The scope that applies: `auto` is `per_key` in passthrough mode and `shared` in managed mode (SPEC §3).
+    public var effectiveScope: ScopeSetting {
+        switch cache.scope {
+        case .auto: auth.mode == .managed ? .shared : .perKey
+        case .perKey, .shared: cache.scope
+        }
+    }
+}

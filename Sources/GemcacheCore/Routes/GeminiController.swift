@@ -1,0 +1,22 @@
+public import Hummingbird
+
+/// Sends every request outside the proxy's own endpoints to the Gemini proxy: cached operations
+/// through the cache, everything else straight through.
+///
+/// A middleware rather than routes, because the API's paths (`/v1beta/models/m:generateContent`,
+/// `/upload/v1beta/files`, `/v1beta/cachedContents/…`) are open-ended and the router's trie does not
+/// fall back to a catch-all once a prefix such as `/v1beta/models` matched.
+struct GeminiMiddleware<Context: RequestContext>: RouterMiddleware {
+    let proxy: GeminiProxy
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        if path.hasPrefix("/_gemcache/") || path == "/healthz" {
+            return try await next(request, context)
+        }
+        if let route = try CachedRoute(method: request.method, path: path) {
+            return try await proxy.cached(request, context: context, route: route)
+        }
+        return try await proxy.passThrough(request, context: context)
+    }
+}

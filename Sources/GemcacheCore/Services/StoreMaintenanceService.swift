@@ -1,0 +1,54 @@
+import AsyncAlgorithms
+public import Logging
+import LMDBKit
+public import ServiceLifecycle
+
+/// Keeps the store healthy while the proxy runs and closes it last: flushes counters every
+/// `flushInterval`, sweeps expired entries and clears stale reader slots every `sweepInterval`.
+public struct StoreMaintenanceService: Service {
+    let store: CacheStore
+    let flushInterval: Duration
+    let sweepInterval: Duration
+    let logger: Logger
+
+    public init(store: CacheStore, flushInterval: Duration = .seconds(1), sweepInterval: Duration = .seconds(60), logger: Logger) {
+        self.store = store
+        self.flushInterval = flushInterval
+        self.sweepInterval = sweepInterval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var sinceSweep = Duration.zero
+        for await _ in AsyncTimerSequence(interval: flushInterval, clock: .continuous).cancelOnGracefulShutdown() {
+            await store.flushCounters()
+            sinceSweep += flushInterval
+            guard sinceSweep >= sweepInterval else { continue }
+            sinceSweep = .zero
+            do {
+                let swept = try await store.sweepExpired()
+                let cleared = try store.environment.checkReaders()
+                if swept > 0 || cleared > 0 {
+                    logger.info("store maintenance", metadata: ["store.swept": "\(swept)", "store.readers_cleared": "\(cleared)"])
+                }
+            } catch {
+                logger.error("store maintenance failed", metadata: ["store.error": "\(error)"])
+            }
+        }
+        await store.close()
+    }
+}
+
+/// Shuts the upstream clients down once the server has stopped.
+public struct UpstreamClientService: Service {
+    let client: UpstreamClient
+
+    public init(client: UpstreamClient) {
+        self.client = client
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}

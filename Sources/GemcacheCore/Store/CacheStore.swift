@@ -1,0 +1,409 @@
+import Foundation
+public import LMDBKit
+public import Logging
+import Synchronization
+
+/// The persistent cache: answers by key, their expiry, the shared counters and store metadata, in one
+/// LMDB environment (SPEC §9).
+///
+/// Reads run on the blocking thread pool and copy the entry out inside the transaction. Writes go
+/// through one lane that batches whatever is queued into a single transaction (group commit), so a
+/// storm of misses pays one commit per batch, not one per entry. When the map is full, expired and
+/// then the oldest entries are evicted and the batch is retried; a write that still does not fit is
+/// dropped, never failing the request that produced it.
+public final class CacheStore: Sendable {
+    /// The on-disk format; a store of another format is never misread (it is moved aside or refused).
+    public static let formatVersion: UInt32 = 1
+
+    let environment: LMDBEnvironment
+    private let entries: LMDBDatabase
+    private let byExpiry: LMDBDatabase
+    private let byStored: LMDBDatabase
+    private let counters: LMDBDatabase
+    private let meta: LMDBDatabase
+    /// The folder an unreadable store was moved to at open, if that happened.
+    public let recoveredFrom: String?
+    /// The salt of per-key scope tags: from the environment, else created once and kept in the store.
+    public let scopeSalt: [UInt8]
+    private let logger: Logger
+    private let now: @Sendable () -> Int64
+    private let queue = Mutex(WriteQueue())
+    private let pendingCounters = Mutex([String: Int64]())
+
+    private init(
+        environment: LMDBEnvironment, recoveredFrom: String?, scopeSalt: [UInt8], logger: Logger,
+        now: @escaping @Sendable () -> Int64
+    ) throws {
+        self.environment = environment
+        self.entries = try environment.openDatabase("entries", create: true)
+        self.byExpiry = try environment.openDatabase("by_expiry", create: true)
+        self.byStored = try environment.openDatabase("by_stored", create: true)
+        self.counters = try environment.openDatabase("counters", create: true)
+        self.meta = try environment.openDatabase("meta", create: true)
+        self.recoveredFrom = recoveredFrom
+        self.scopeSalt = scopeSalt
+        self.logger = logger
+        self.now = now
+    }
+
+    /// Opens (or creates) the store at `configuration.path`.
+    ///
+    /// A store that cannot be opened or is of another format is never deleted: with
+    /// `on_corrupt: move_aside` it is renamed to `<path>.corrupt-<UTC time>` and an empty store is
+    /// created; with `fail` this throws.
+    /// - Parameters:
+    ///   - scopeSalt: The salt from the environment, or nil to use (or create) the one kept in the store.
+    ///   - now: Unix time in milliseconds; tests inject their own.
+    public static func open(
+        configuration: ProxyConfiguration.Store,
+        scopeSalt: [UInt8]?,
+        logger: Logger,
+        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
+    ) async throws(StoreError) -> CacheStore {
+        do {
+            return try await openChecked(configuration: configuration, scopeSalt: scopeSalt, recoveredFrom: nil, logger: logger, now: now)
+        } catch let failure {
+            guard configuration.onCorrupt == .moveAside else {
+                throw StoreError("store at \(configuration.path) cannot be opened (\(failure.reason)); store.on_corrupt is fail")
+            }
+            let stamp = Self.utcStamp(now())
+            let aside = "\(configuration.path).corrupt-\(stamp)"
+            do {
+                try FileManager.default.moveItem(atPath: configuration.path, toPath: aside)
+            } catch {
+                throw StoreError("store at \(configuration.path) cannot be opened (\(failure.reason)) and cannot be moved aside: \(error.localizedDescription)")
+            }
+            logger.error(
+                "store could not be opened; moved aside and starting empty",
+                metadata: ["store.path": "\(configuration.path)", "store.moved_to": "\(aside)", "store.reason": "\(failure.reason)"]
+            )
+            do {
+                return try await openChecked(configuration: configuration, scopeSalt: scopeSalt, recoveredFrom: aside, logger: logger, now: now)
+            } catch {
+                throw StoreError("store at \(configuration.path) cannot be created: \(error.reason)")
+            }
+        }
+    }
+
+    private struct OpenFailure: Error {
+        let reason: String
+    }
+
+    private static func openChecked(
+        configuration: ProxyConfiguration.Store, scopeSalt: [UInt8]?, recoveredFrom: String?, logger: Logger,
+        now: @escaping @Sendable () -> Int64
+    ) async throws(OpenFailure) -> CacheStore {
+        let environment: LMDBEnvironment
+        do {
+            environment = try LMDBEnvironment(path: configuration.path, mapSize: configuration.maxSize, maxDatabases: 8)
+        } catch {
+            throw OpenFailure(reason: "\(error)")
+        }
+        do {
+            let store = try CacheStore(environment: environment, recoveredFrom: recoveredFrom, scopeSalt: [], logger: logger, now: now)
+            let (format, salt) = try await store.checkFormat(saltFromEnvironment: scopeSalt)
+            guard format == formatVersion else {
+                environment.close()
+                throw OpenFailure(reason: format.map { "store format \($0), this gemcache reads \(formatVersion)" } ?? "not a gemcache store")
+            }
+            if environment.staleReadersClearedAtOpen > 0 {
+                logger.notice("cleared stale LMDB reader slots", metadata: ["store.readers_cleared": "\(environment.staleReadersClearedAtOpen)"])
+            }
+            return try CacheStore(environment: environment, recoveredFrom: recoveredFrom, scopeSalt: salt, logger: logger, now: now)
+        } catch let error as OpenFailure {
+            throw error
+        } catch {
+            environment.close()
+            throw OpenFailure(reason: "\(error)")
+        }
+    }
+
+    /// Reads (or, in an empty store, writes) the format version and the scope salt.
+    private func checkFormat(saltFromEnvironment: [UInt8]?) async throws -> (UInt32?, [UInt8]) {
+        let (entries, meta) = (self.entries, self.meta)
+        return try await environment.write { txn in
+            let stored = try txn.get(meta, key: Array("format".utf8))
+            let format: UInt32?
+            if let stored {
+                format = stored.count == 4 ? stored.reduce(0) { $0 << 8 | UInt32($1) } : 0
+            } else if try txn.count(entries) == 0 {
+                try txn.put(meta, key: Array("format".utf8), value: Self.bigEndian(UInt64(Self.formatVersion)).suffix(4))
+                format = Self.formatVersion
+            } else {
+                format = nil
+            }
+            if let saltFromEnvironment {
+                return (format, saltFromEnvironment)
+            }
+            if let salt = try txn.get(meta, key: Array("scope_salt".utf8)) {
+                return (format, salt)
+            }
+            let salt = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
+            try txn.put(meta, key: Array("scope_salt".utf8), value: salt)
+            return (format, salt)
+        }
+    }
+
+    /// Current Unix time in milliseconds.
+    public static let wallClock: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
+    static func utcStamp(_ milliseconds: Int64) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+    }
+
+    /// Closes the environment; call once, after the last request.
+    public func close() async {
+        await flushCounters()
+        environment.close()
+    }
+
+    // MARK: - Entries
+
+    /// The entry under `key`, expired or not (the caller decides what an expired entry may still do).
+    public func lookup(_ key: CacheKey) async throws -> CacheEntry? {
+        let entries = self.entries
+        return try await environment.read { txn in
+            try txn.withValue(entries, key: key.bytes) { EntryRecord.decode($0) } ?? nil
+        }
+    }
+
+    /// Stores `entry` under `key` through the write lane.
+    /// - Returns: Whether it was committed (false when it could not fit even after eviction).
+    @discardableResult
+    public func store(_ entry: CacheEntry, for key: CacheKey) async -> Bool {
+        await submit(.put(key: key.bytes, record: EntryRecord.encode(entry), storedAt: entry.storedAt, expiresAt: entry.expiresAt))
+    }
+
+    /// Deletes every entry whose expiry has passed, in batches. Returns how many were deleted.
+    @discardableResult
+    public func sweepExpired() async throws -> Int {
+        let (entries, byExpiry, byStored) = (self.entries, self.byExpiry, self.byStored)
+        let cutoff = now()
+        var total = 0
+        while true {
+            let deleted = try await environment.write { txn in
+                try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: 5000)
+            }
+            total += deleted
+            if deleted < 5000 { return total }
+        }
+    }
+
+    /// The number of entries.
+    public func entryCount() async throws -> Int {
+        let entries = self.entries
+        return try await environment.read { txn in try txn.count(entries) }
+    }
+
+    /// Bytes of the map in use.
+    public var storeBytes: Int { (try? environment.usedBytes) ?? 0 }
+
+    /// True when a write transaction can be committed (for `/healthz`).
+    public func isWritable() async -> Bool {
+        await submit(.setMeta(key: Array("health".utf8), value: Self.bigEndian(UInt64(bitPattern: now()))))
+    }
+
+    // MARK: - Counters
+
+    /// Adds to a persistent counter. Cheap: it only touches memory; ``flushCounters()`` persists.
+    public func increment(_ counter: String, by amount: Int64 = 1) {
+        pendingCounters.withLock { $0[counter, default: 0] += amount }
+    }
+
+    /// Adds the in-memory counter deltas to the stored counters (shared by every process on the store).
+    public func flushCounters() async {
+        let deltas = pendingCounters.withLock { pending in
+            defer { pending.removeAll(keepingCapacity: true) }
+            return pending
+        }
+        guard !deltas.isEmpty else { return }
+        if !(await submit(.addCounters(deltas))) {
+            pendingCounters.withLock { pending in
+                for (name, delta) in deltas { pending[name, default: 0] += delta }
+            }
+        }
+    }
+
+    /// Every counter: what the store holds plus what this process has not flushed yet.
+    public func counterValues() async throws -> [String: Int64] {
+        let counters = self.counters
+        var values = try await environment.read { txn in
+            var values: [String: Int64] = [:]
+            try txn.forEach(counters) { key, value in
+                values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
+                return true
+            }
+            return values
+        }
+        pendingCounters.withLock { pending in
+            for (name, delta) in pending { values[name, default: 0] += delta }
+        }
+        return values
+    }
+
+    // MARK: - The write lane
+
+    private enum WriteOperation: Sendable {
+        case put(key: [UInt8], record: [UInt8], storedAt: Int64, expiresAt: Int64)
+        case addCounters([String: Int64])
+        case setMeta(key: [UInt8], value: [UInt8])
+
+        var isPut: Bool {
+            if case .put = self { true } else { false }
+        }
+    }
+
+    private struct WriteQueue {
+        var waiting: [(WriteOperation, CheckedContinuation<Bool, Never>)] = []
+        var draining = false
+    }
+
+    private func submit(_ operation: WriteOperation) async -> Bool {
+        await withCheckedContinuation { continuation in
+            let startDrain = queue.withLock { queue in
+                queue.waiting.append((operation, continuation))
+                guard !queue.draining else { return false }
+                queue.draining = true
+                return true
+            }
+            if startDrain {
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    /// Commits everything queued, batch after batch, until the queue is empty.
+    private func drain() async {
+        while true {
+            let batch = queue.withLock { queue in
+                defer { queue.waiting.removeAll(keepingCapacity: true) }
+                if queue.waiting.isEmpty { queue.draining = false }
+                return queue.waiting
+            }
+            if batch.isEmpty { return }
+            let results = await commit(batch.map(\.0))
+            for (index, (_, continuation)) in batch.enumerated() {
+                continuation.resume(returning: results[index])
+            }
+        }
+    }
+
+    /// Commits `operations` in one transaction; on a full map evicts and retries, finally without the puts.
+    private func commit(_ operations: [WriteOperation]) async -> [Bool] {
+        for evictFraction in [0.0, 0.1, 0.3] {
+            if evictFraction > 0 {
+                do {
+                    let evicted = try await evict(fraction: evictFraction)
+                    increment("evictions", by: Int64(evicted))
+                    logger.warning("store full: evicted entries", metadata: ["store.evicted": "\(evicted)"])
+                } catch {
+                    logger.error("eviction failed", metadata: ["store.error": "\(error)"])
+                }
+            }
+            do {
+                try await apply(operations)
+                return Array(repeating: true, count: operations.count)
+            } catch let error as LMDBError where error == .mapFull {
+                continue
+            } catch {
+                logger.error("store write failed", metadata: ["store.error": "\(error)"])
+                return Array(repeating: false, count: operations.count)
+            }
+        }
+        let withoutPuts = operations.filter { !$0.isPut }
+        let committed = (try? await apply(withoutPuts)) != nil
+        logger.warning("store full: answers not stored", metadata: ["store.dropped": "\(operations.count - withoutPuts.count)"])
+        return operations.map { !$0.isPut && committed }
+    }
+
+    private func apply(_ operations: [WriteOperation]) async throws {
+        let (entries, byExpiry, byStored, counters, meta) = (self.entries, self.byExpiry, self.byStored, self.counters, self.meta)
+        try await environment.write { txn in
+            for operation in operations {
+                switch operation {
+                case .put(let key, let record, let storedAt, let expiresAt):
+                    if let old = try txn.withValue(entries, key: key, { EntryRecord.times($0) }), let old {
+                        _ = try txn.delete(byExpiry, key: Self.indexKey(old.expiresAt, key))
+                        _ = try txn.delete(byStored, key: Self.indexKey(old.storedAt, key))
+                    }
+                    try txn.put(entries, key: key, value: record)
+                    try txn.put(byExpiry, key: Self.indexKey(expiresAt, key), value: [])
+                    try txn.put(byStored, key: Self.indexKey(storedAt, key), value: [])
+                case .addCounters(let deltas):
+                    for (name, delta) in deltas {
+                        let key = Array(name.utf8)
+                        let current = try txn.get(counters, key: key).map { $0.withUnsafeBytes { Self.int64($0) } } ?? 0
+                        try txn.put(counters, key: key, value: Self.bigEndian(UInt64(bitPattern: current &+ delta)))
+                    }
+                case .setMeta(let key, let value):
+                    try txn.put(meta, key: key, value: value)
+                }
+            }
+        }
+    }
+
+    /// Deletes expired entries, then the oldest-stored `fraction` of the rest. Returns how many went.
+    private func evict(fraction: Double) async throws -> Int {
+        let (entries, byExpiry, byStored) = (self.entries, self.byExpiry, self.byStored)
+        let cutoff = now()
+        return try await environment.write { txn in
+            var deleted = try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: .max)
+            var quota = max(1, Int(Double(try txn.count(entries)) * fraction))
+            try txn.forEachDeleting(byStored) { indexKey, _ in
+                guard quota > 0 else { return .stop }
+                quota -= 1
+                let key = Array(indexKey.dropFirst(8))
+                if let times = try txn.withValue(entries, key: key, { EntryRecord.times($0) }), let times {
+                    _ = try txn.delete(byExpiry, key: Self.indexKey(times.expiresAt, key))
+                }
+                _ = try txn.delete(entries, key: key)
+                deleted += 1
+                return .delete
+            }
+            return deleted
+        }
+    }
+
+    private static func deleteExpired(
+        _ txn: borrowing LMDBTransaction, entries: LMDBDatabase, byExpiry: LMDBDatabase, byStored: LMDBDatabase, cutoff: Int64, limit: Int
+    ) throws -> Int {
+        var deleted = 0
+        try txn.forEachDeleting(byExpiry) { indexKey, _ in
+            guard deleted < limit, int64(UnsafeRawBufferPointer(rebasing: indexKey.prefix(8))) <= cutoff else { return .stop }
+            let key = Array(indexKey.dropFirst(8))
+            if let times = try txn.withValue(entries, key: key, { EntryRecord.times($0) }), let times {
+                _ = try txn.delete(byStored, key: Self.indexKey(times.storedAt, key))
+            }
+            _ = try txn.delete(entries, key: key)
+            deleted += 1
+            return .delete
+        }
+        return deleted
+    }
+
+    // MARK: - Encoding helpers
+
+    /// `time` (8 bytes, big-endian, so that byte order is time order) followed by the entry key.
+    private static func indexKey(_ time: Int64, _ key: [UInt8]) -> [UInt8] {
+        bigEndian(UInt64(bitPattern: time)) + key
+    }
+
+    private static func bigEndian(_ value: UInt64) -> [UInt8] {
+        (0..<8).reversed().map { UInt8(truncatingIfNeeded: value >> (UInt64($0) * 8)) }
+    }
+
+    private static func int64(_ bytes: UnsafeRawBufferPointer) -> Int64 {
+        guard bytes.count >= 8 else { return 0 }
+        return Int64(bitPattern: bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) })
+    }
+}
+
+/// The store could not be opened, named with its path and reason (one line, for start-up).
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,254 @@
+import CLMDB
+import Foundation
+import NIOPosix
+import Synchronization
+
+/// An open LMDB environment: a directory holding `data.mdb` and `lock.mdb`.
+///
+/// Reads run on `NIOThreadPool.singleton`, writes on a single dedicated writer thread,
+/// and every transaction lives only for the duration of one synchronous closure.
+/// Open each path at most once per process, and call ``close()`` when done; `deinit`
+/// closes silently if ``close()`` was not called.
+//
+// Why @unchecked Sendable is sound:
+// - `env` is an immutable OpaquePointer; it is never reassigned, only freed exactly once,
+//   after `state` says the environment is closed and no operation is in flight.
+// - An MDB_env handle may be shared by threads; with MDB_NOTLS, reader slots belong to
+//   MDB_txn objects rather than threads, so read transactions may begin on any thread.
+// - Transactions (LMDBTransaction) are ~Copyable, non-Sendable and confined to synchronous
+//   closures, so each begins and ends on one thread and never spans an `await`.
+// - Writes go through `writerPool`, a 1-thread NIOThreadPool, so write transactions are
+//   serialized on one OS thread as MDB_NOTLS requires of multiplexing applications.
+//   (openDatabase writes on the caller's thread at startup; LMDB's writer lock covers it.)
+// - `state` is protected by a Mutex; every other stored property is an immutable `let`.
+public final class LMDBEnvironment: @unchecked Sendable {
+    /// The environment directory.
+    public let path: String
+    /// Stale reader slots (left by dead processes) cleared by `mdb_reader_check` at open.
+    public let staleReadersClearedAtOpen: Int
+
+    private let env: OpaquePointer
+    private let writerPool: NIOThreadPool
+    private let state = Mutex(State())
+
+    private struct State {
+        var isClosed = false
+        var operationsInFlight = 0
+    }
+
+    /// Opens (creating if needed) the environment in directory `path`.
+    ///
+    /// - Parameters:
+    ///   - mapSize: maximum size of the database in bytes; `put` throws ``LMDBError/mapFull`` beyond it.
+    ///   - maxDatabases: maximum number of named databases.
+    ///   - maxReaders: size of the reader lock table (concurrent read transactions).
+    ///   - noSync: skip `fsync` on commit (`MDB_NOSYNC`): a crash may lose recent commits.
+    public init(
+        path: String,
+        mapSize: Int,
+        maxDatabases: Int = 8,
+        maxReaders: Int = 512,
+        noSync: Bool = false
+    ) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        var created: OpaquePointer?
+        try check(mdb_env_create(&created), "mdb_env_create")
+        let env = created!
+        var dead: Int32 = 0
+        do {
+            // > This function should be called after mdb_env_create() and before mdb_env_open().
+            try check(mdb_env_set_mapsize(env, mapSize), "mdb_env_set_mapsize")
+            // > This function may only be called after mdb_env_create() and before mdb_env_open().
+            try check(mdb_env_set_maxdbs(env, MDB_dbi(maxDatabases)), "mdb_env_set_maxdbs")
+            try check(mdb_env_set_maxreaders(env, UInt32(maxReaders)), "mdb_env_set_maxreaders")
+            // > MDB_NOTLS: Applications that multiplex many user threads over individual OS
+            // > threads need this option.
+            // > [MDB_NOMETASYNC] This optimization maintains database integrity, but a system
+            // > crash may undo the last committed transaction.
+            // MDB_WRITEMAP is deliberately never used.
+            var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NOMETASYNC)
+            if noSync { flags |= UInt32(MDB_NOSYNC) }
+            try check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open")
+            // > Stale reader transactions left behind by an aborted program cause further writes
+            // > to grow the database quickly ... Fix: Check for stale readers periodically.
+            try check(mdb_reader_check(env, &dead), "mdb_reader_check")
+        } catch {
+            // > If this function fails, mdb_env_close() must be called to discard the MDB_env handle.
+            mdb_env_close(env)
+            throw error
+        }
+        self.path = path
+        self.env = env
+        self.staleReadersClearedAtOpen = Int(dead)
+        self.writerPool = NIOThreadPool(numberOfThreads: 1)
+        self.writerPool.start()
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Closes the environment; idempotent.
+    ///
+    /// Later operations throw ``LMDBError/environmentClosed``; writes still queued on the
+    /// writer lane fail with `CancellationError`. Transactions already running finish
+    /// normally and the LMDB handle is released when the last one ends.
+    public func close() {
+        let (first, releaseNow) = state.withLock { state -> (Bool, Bool) in
+            if state.isClosed { return (false, false) }
+            state.isClosed = true
+            return (true, state.operationsInFlight == 0)
+        }
+        guard first else { return }
+        writerPool.shutdownGracefully { _ in }
+        if releaseNow { closeHandle() }
+    }
+
+    /// Opens the named database, creating it when `create` is true. Call once per name at
+    /// startup, before concurrent use, and never from inside a transaction closure.
+    public func openDatabase(_ name: String, create: Bool) throws -> LMDBDatabase {
+        try withTransaction(readOnly: false) { txn in
+            var dbi: MDB_dbi = 0
+            // > The database handle will be private to the current transaction until the
+            // > transaction is successfully committed.
+            // > This function must not be called from multiple concurrent transactions in the same process.
+            try check(
+                mdb_dbi_open(txn.handle, name, create ? UInt32(MDB_CREATE) : 0, &dbi),
+                "mdb_dbi_open(\(name))"
+            )
+            return LMDBDatabase(dbi: dbi)
+        }
+    }
+
+    /// Runs `body` in a read-only transaction on `NIOThreadPool.singleton`.
+    public func read<T: Sendable>(
+        _ body: @escaping @Sendable (borrowing LMDBTransaction) throws -> T
+    ) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive {
+            try self.withTransaction(readOnly: true, body)
+        }
+    }
+
+    /// Runs `body` in a write transaction on the environment's single writer thread.
+    /// Commits when `body` returns, aborts when it throws. A full map surfaces as
+    /// ``LMDBError/mapFull`` from `put` or from the commit; nothing is written then.
+    public func write<T: Sendable>(
+        _ body: @escaping @Sendable (borrowing LMDBTransaction) throws -> T
+    ) async throws -> T {
+        try ensureOpen()
+        do {
+            return try await writerPool.runIfActive {
+                try self.withTransaction(readOnly: false, body)
+            }
+        } catch is CancellationError where state.withLock({ $0.isClosed }) {
+            throw LMDBError.environmentClosed
+        }
+    }
+
+    /// Runs `body` in a read-only transaction on the calling thread.
+    ///
+    /// The caller's thread may block on disk I/O (page faults in the memory map), so do not
+    /// call this on an event loop, except for tiny reads of pages known to be in memory.
+    public func withReadTransaction<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
+        try withTransaction(readOnly: true, body)
+    }
+
+    /// Clears reader slots left by dead processes; returns how many were cleared.
+    public func checkReaders() throws -> Int {
+        try withOpenHandle {
+            var dead: Int32 = 0
+            try check(mdb_reader_check(env, &dead), "mdb_reader_check")
+            return Int(dead)
+        }
+    }
+
+    /// The current memory map size in bytes (the maximum database size).
+    public var mapSize: Int {
+        get throws { try withOpenHandle { try info().me_mapsize } }
+    }
+
+    /// Bytes in use in the data file: pages up to the last used page, times the page size.
+    public var usedBytes: Int {
+        get throws {
+            try withOpenHandle {
+                var stat = MDB_stat()
+                try check(mdb_env_stat(env, &stat), "mdb_env_stat")
+                return (try info().me_last_pgno + 1) * Int(stat.ms_psize)
+            }
+        }
+    }
+
+    /// The number of entries in `db` in the latest committed state.
+    public func entryCount(_ db: LMDBDatabase) throws -> Int {
+        try withReadTransaction { try $0.count(db) }
+    }
+
+    // MARK: - Internals
+
+    private func info() throws -> MDB_envinfo {
+        var info = MDB_envinfo()
+        try check(mdb_env_info(env, &info), "mdb_env_info")
+        return info
+    }
+
+    private func withTransaction<T>(
+        readOnly: Bool,
+        _ body: (borrowing LMDBTransaction) throws -> T
+    ) throws -> T {
+        try withOpenHandle {
+            var begun: OpaquePointer?
+            // > A transaction and its cursors must only be used by a single thread ...
+            // > If MDB_NOTLS is in use, this does not apply to read-only transactions.
+            try check(
+                mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &begun),
+                "mdb_txn_begin"
+            )
+            let handle = begun!
+            let result: T
+            do {
+                result = try body(LMDBTransaction(handle: handle))
+            } catch {
+                // > Abandon all the operations of the transaction instead of saving them.
+                mdb_txn_abort(handle)
+                throw error
+            }
+            if readOnly {
+                // > [mdb_txn_reset:] Use mdb_txn_abort() to discard a reset handle, and to free
+                // > its lock table slot if MDB_NOTLS is in use.
+                mdb_txn_abort(handle)
+            } else {
+                // > The transaction handle is freed. It and its cursors must not be used again
+                // > after this call
+                // This holds when commit fails too, so there is no abort after a failed commit.
+                try check(mdb_txn_commit(handle), "mdb_txn_commit")
+            }
+            return result
+        }
+    }
+
+    private func ensureOpen() throws {
+        if state.withLock({ $0.isClosed }) { throw LMDBError.environmentClosed }
+    }
+
+    /// Runs `body` while holding the environment open, so `close()` cannot free it meanwhile.
+    private func withOpenHandle<T>(_ body: () throws -> T) throws -> T {
+        try state.withLock { state throws(LMDBError) in
+            if state.isClosed { throw LMDBError.environmentClosed }
+            state.operationsInFlight += 1
+        }
+        defer {
+            let releaseNow = state.withLock { state in
+                state.operationsInFlight -= 1
+                return state.isClosed && state.operationsInFlight == 0
+            }
+            if releaseNow { closeHandle() }
+        }
+        return try body()
+    }
+
+    private func closeHandle() {
+        // > Only a single thread may call this function. All transactions, databases, and
+        // > cursors must already be closed before calling this function.
+        mdb_env_close(env)
+    }
+}

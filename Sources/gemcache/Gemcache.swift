@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import GemcacheCore
+import GeminiMock
+import Hummingbird
+import Logging
+
+/// The `gemcache` command.
+@main
+struct Gemcache: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A caching reverse proxy for the Google Gemini API.",
+        subcommands: [Serve.self, MockUpstream.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Sets up logging once for the process, honouring `LOG_LEVEL`.
+func bootstrapLogging(label: String) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        return handler
+    }
+    return Logger(label: label)
+}
+
+/// Prints one line to standard error and exits with status 1.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("gemcache: \(message)\n".utf8))
+    exit(1)
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy.")
+
+    @Option(help: "The YAML settings file (default: proxy.conf in the working directory, if present).")
+    var config: String?
+    @Option(help: "Address to listen on (listen.host).")
+    var host: String?
+    @Option(help: "Port to listen on (listen.port).")
+    var port: Int?
+    @Option(help: "Base URL of the Gemini API (upstream.url).")
+    var upstream: String?
+    @Option(help: "Directory of the LMDB store (store.path).")
+    var data: String?
+
+    func run() async throws {
+        var overrides: [String: String] = [:]
+        overrides["listen.host"] = host
+        overrides["listen.port"] = port.map(String.init)
+        overrides["upstream.url"] = upstream
+        overrides["store.path"] = data
+        let environment = ProcessInfo.processInfo.environment
+        let settings: ProxyConfiguration
+        do {
+            let file = config ?? (FileManager.default.fileExists(atPath: "proxy.conf") ? "proxy.conf" : nil)
+            settings = try await ProxyConfiguration.load(filePath: file, environment: environment, overrides: overrides)
+        } catch {
+            fail(error.description)
+        }
+        let logger = bootstrapLogging(label: "gemcache")
+        let app: any ApplicationProtocol
+        do {
+            app = try await buildApplication(configuration: settings, environment: environment, logger: logger) { port in
+                logger.info("gemcache listening", metadata: ["listen.host": "\(settings.listen.host)", "listen.port": "\(port)", "upstream.url": "\(settings.upstream.url)"])
+            }
+        } catch let error as ConfigurationError {
+            fail(error.description)
+        } catch let error as StoreError {
+            fail(error.description)
+        }
+        try await app.runService()
+    }
+}
+
+struct MockUpstream: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mock-upstream",
+        abstract: "Run a fake Gemini API for demos, tests and benchmarks."
+    )
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port).")
+    var port = 8090
+    @Option(name: .customLong("latency-ms"), help: "Milliseconds added before every answer.")
+    var latencyMs = 0
+    @Option(name: .customLong("valid-keys"), help: "Comma-separated API keys to accept (default: any non-empty key).")
+    var validKeys: String?
+
+    func run() async throws {
+        _ = bootstrapLogging(label: "gemcache.mock")
+        let keys = validKeys.map { Set($0.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) }) }
+        let configuration = MockUpstreamConfiguration(host: host, port: port, latency: .milliseconds(latencyMs), validKeys: keys)
+        try await buildMockUpstream(configuration: configuration).runService()
+    }
+}

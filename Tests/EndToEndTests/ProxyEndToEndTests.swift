@@ -1,0 +1,298 @@
+import Foundation
+import GemcacheCore
+import GemcacheTestSupport
+import GeminiMock
+import Testing
+
+/// The proxy in front of the mock upstream, both on loopback, with a real LMDB store.
+@Suite(.timeLimit(.minutes(1)))
+struct ProxyEndToEndTests {
+    let path = "/v1beta/models/gemini-2.5-flash:generateContent"
+
+    @Test func missThenHitMakesOneUpstreamCall() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let body = generateBody("Why is the sky blue?")
+                    let miss = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                    let hit = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                    #expect(miss.status == 200)
+                    #expect(miss.header("x-gemcache") == "MISS")
+                    #expect(miss.header("cache-status")?.contains("stored") == true)
+                    #expect(hit.status == 200)
+                    #expect(hit.header("x-gemcache") == "HIT")
+                    #expect(hit.body == miss.body)
+                    #expect(hit.header("content-type") == miss.header("content-type"))
+                    #expect(hit.header("age") != nil)
+                    #expect(hit.header("x-gemcache-key") == miss.header("x-gemcache-key"))
+                    #expect(hit.header("x-gemcache-key")?.count == 64)
+                    #expect(hit.header("cache-status")?.hasPrefix("gemcache; hit; ttl=") == true)
+                    #expect(hit.header("transfer-encoding") == nil)
+                    #expect(recorder.requests(path: path) == 1)
+                }
+            }
+        }
+    }
+
+    @Test func equivalentBodiesShareOneEntry() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let first = #"{"contents":[{"role":"user","parts":[{"text":"Hello"}]}],"generationConfig":{"temperature":1.0}}"#
+                    let variant = "{\"generation_config\": {\"temperature\": 1},\r\n \"contents\": [{\"parts\": [{\"text\": \"  Hello\\r\\n\"}], \"role\": \"user\"}]}"
+                    let miss = try await send(port: port, path: path, body: first, headers: ["x-goog-api-key": testKey])
+                    let hit = try await send(port: port, path: path, body: variant, headers: ["x-goog-api-key": testKey])
+                    #expect(miss.header("x-gemcache") == "MISS")
+                    #expect(hit.header("x-gemcache") == "HIT")
+                    #expect(recorder.totalRequests == 1)
+                    let other = try await send(port: port, path: path, body: generateBody("Hello there"), headers: ["x-goog-api-key": testKey])
+                    #expect(other.header("x-gemcache") == "MISS")
+                    #expect(recorder.totalRequests == 2)
+                }
+            }
+        }
+    }
+
+    @Test func concurrentIdenticalMissesMakeOneUpstreamCall() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream(.init(latency: .milliseconds(800))) { upstreamPort, recorder in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let body = generateBody("fifty at once")
+                    let results = try await withThrowingTaskGroup(of: TestResponse.self) { group in
+                        for _ in 0..<50 {
+                            group.addTask { try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey]) }
+                        }
+                        return try await group.reduce(into: []) { $0.append($1) }
+                    }
+                    #expect(results.count == 50)
+                    #expect(results.allSatisfy { $0.status == 200 && $0.body == results[0].body })
+                    #expect(results.filter { $0.header("x-gemcache") == "MISS" }.count == 1)
+                    #expect(results.filter { $0.header("x-gemcache") == "COALESCED" }.count == 49)
+                    #expect(recorder.totalRequests == 1)
+                }
+            }
+        }
+    }
+
+    @Test(arguments: ["[[fault:500]]", "[[fault:503]]", "[[fault:429]]", "[[fault:safety]]", "[[fault:blocked]]", "[[fault:truncate]]"])
+    func incompleteOrFailedAnswersAreNotStored(fault: String) async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let body = generateBody("trouble \(fault)")
+                    let first = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                    let second = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                    #expect(first.header("x-gemcache") == "MISS")
+                    #expect(second.header("x-gemcache") == "MISS")
+                    #expect(first.status == second.status)
+                    #expect(first.header("cache-status")?.contains("stored") == false)
+                    #expect(recorder.totalRequests == 2)
+                    if first.status >= 400 {
+                        let error = try JSONSerialization.jsonObject(with: Data(first.body.utf8)) as? [String: Any]
+                        #expect((error?["error"] as? [String: Any])?["code"] as? Int == first.status)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func requestControls() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let key = ["x-goog-api-key": testKey]
+                    let body = generateBody("controls")
+                    let onlyCached = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "only-if-cached"]) { $1 })
+                    #expect(onlyCached.status == 504)
+                    #expect(onlyCached.body.contains("\"status\":\"DEADLINE_EXCEEDED\""))
+                    #expect(recorder.totalRequests == 0)
+
+                    let bypass = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "no-store"]) { $1 })
+                    #expect(bypass.header("x-gemcache") == "BYPASS")
+                    let miss = try await send(port: port, path: path, body: body, headers: key)
+                    #expect(miss.header("x-gemcache") == "MISS")
+                    let refresh = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "no-cache"]) { $1 })
+                    #expect(refresh.header("x-gemcache") == "REFRESH")
+                    #expect(refresh.header("cache-status")?.contains("stored") == true)
+                    let hit = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "only-if-cached"]) { $1 })
+                    #expect(hit.header("x-gemcache") == "HIT")
+                    #expect(recorder.totalRequests == 3)
+
+                    let namespaced = try await send(port: port, path: path, body: body, headers: key.merging(["x-gemcache-namespace": "team-a"]) { $1 })
+                    #expect(namespaced.header("x-gemcache") == "MISS")
+                    #expect(namespaced.header("x-gemcache-key") != hit.header("x-gemcache-key"))
+
+                    let short = generateBody("short-lived")
+                    _ = try await send(port: port, path: path, body: short, headers: key.merging(["x-gemcache-ttl": "1"]) { $1 })
+                    try await Task.sleep(for: .milliseconds(1100))
+                    let expired = try await send(port: port, path: path, body: short, headers: key)
+                    #expect(expired.header("x-gemcache") == "MISS")
+
+                    let stale = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "max-age=0"]) { $1 })
+                    #expect(stale.header("x-gemcache") == "MISS")
+
+                    let badTTL = try await send(port: port, path: path, body: body, headers: key.merging(["x-gemcache-ttl": "soon"]) { $1 })
+                    #expect(badTTL.status == 400)
+                }
+            }
+        }
+    }
+
+    @Test func perKeyScopeSeparatesClients() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let body = generateBody("whose answer")
+                    let first = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": "key-one"])
+                    let second = try await send(port: port, path: path + "?key=key-two", body: body)
+                    let again = try await send(port: port, path: path, body: body, headers: ["authorization": "Bearer key-two"])
+                    #expect(first.header("x-gemcache") == "MISS")
+                    #expect(second.header("x-gemcache") == "MISS")
+                    #expect(again.header("x-gemcache") == "HIT")
+                    #expect(recorder.totalRequests == 2)
+                }
+            }
+        }
+    }
+
+    @Test func badRequestsNeverReachUpstream() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
+                configuration.limits.maxBody = 4096
+                try await withProxy(configuration) { port in
+                    let noKey = try await send(port: port, path: path, body: generateBody("x"))
+                    #expect(noKey.status == 403)
+                    #expect(noKey.body.contains("PERMISSION_DENIED"))
+                    let malformed = try await send(port: port, path: path, body: "{\"contents\": [", headers: ["x-goog-api-key": testKey])
+                    #expect(malformed.status == 400)
+                    #expect(malformed.body.contains("\"status\":\"INVALID_ARGUMENT\""))
+                    let tooBig = try await send(port: port, path: path, body: generateBody(String(repeating: "a", count: 5000)), headers: ["x-goog-api-key": testKey])
+                    #expect(tooBig.status == 413)
+                    let trick = try await send(port: port, path: "/v1beta/models/..%2F..%2Fx:generateContent", body: generateBody("x"), headers: ["x-goog-api-key": testKey])
+                    #expect(trick.status == 400)
+                    #expect(recorder.totalRequests == 0)
+                }
+            }
+        }
+    }
+
+    @Test func otherRoutesPassThroughStreaming() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let payload = String(repeating: "0123456789", count: 300_000)
+                    let upload = try await send(port: port, path: "/upload/v1beta/files", body: payload, headers: ["x-goog-api-key": testKey])
+                    #expect(upload.status == 200)
+                    #expect(upload.header("x-gemcache") == "PASS")
+                    let file = try JSONSerialization.jsonObject(with: Data(upload.body.utf8)) as? [String: [String: String]]
+                    #expect(file?["file"]?["sizeBytes"] == "3000000")
+                    let missing = try await send("GET", port: port, path: "/v1beta/cachedContents/abc", headers: ["x-goog-api-key": testKey])
+                    #expect(missing.status == 404)
+                    #expect(missing.header("x-gemcache") == "PASS")
+                    #expect(recorder.lastHeaders["x-goog-api-key"] == testKey)
+                    #expect(recorder.totalRequests == 2)
+                }
+            }
+        }
+    }
+
+    @Test func entriesSurviveRestartAndKeysNeverReachTheStore() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                let configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
+                let body = generateBody("remember me")
+                let secret = "AIzaTEST-secret-credential-0123456789"
+                let first = try await withProxy(configuration) { port in
+                    try await send(port: port, path: path + "?key=\(secret)", body: body)
+                }
+                let second = try await withProxy(configuration) { port in
+                    try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": secret])
+                }
+                #expect(first.header("x-gemcache") == "MISS")
+                #expect(second.header("x-gemcache") == "HIT")
+                #expect(second.body == first.body)
+                #expect(recorder.totalRequests == 1)
+                let stored = dir.allBytes()
+                #expect(!stored.isEmpty)
+                #expect(stored.firstRange(of: Array(secret.utf8)) == nil)
+                #expect(stored.firstRange(of: Array(secret.prefix(12).utf8)) == nil)
+            }
+        }
+    }
+
+    @Test func statsCountWhatClientsSaw() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, _ in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let key = ["x-goog-api-key": testKey]
+                    _ = try await send(port: port, path: path, body: generateBody("a"), headers: key)
+                    _ = try await send(port: port, path: path, body: generateBody("a"), headers: key)
+                    _ = try await send(port: port, path: path, body: generateBody("a"), headers: key)
+                    _ = try await send(port: port, path: path, body: generateBody("b"), headers: key)
+                    _ = try await send(port: port, path: path, body: generateBody("c"), headers: key.merging(["cache-control": "no-store"]) { $1 })
+                    _ = try await send(port: port, path: path, body: "not json", headers: key)
+                    let response = try await send("GET", port: port, path: "/_gemcache/stats")
+                    let stats = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+                    #expect(stats["requests"] as? Int == 6)
+                    #expect(stats["hits"] as? Int == 2)
+                    #expect(stats["misses"] as? Int == 2)
+                    #expect(stats["bypassed"] as? Int == 1)
+                    #expect(stats["errors"] as? Int == 1)
+                    #expect(stats["upstream_requests"] as? Int == 3)
+                    #expect(stats["saved_requests"] as? Int == 2)
+                    #expect(stats["entries"] as? Int == 2)
+                    #expect(stats["hit_ratio"] as? Double == 0.5)
+                    #expect((stats["saved_tokens"] as? Int ?? 0) > 0)
+                    #expect((stats["store_bytes"] as? Int ?? 0) > 0)
+                    let health = try await send("GET", port: port, path: "/healthz")
+                    #expect(health.status == 200)
+                }
+            }
+        }
+    }
+}
+
+/// The real executable, killed and restarted.
+@Suite(.timeLimit(.minutes(1)))
+struct ProcessTests {
+    @Test func killNineAfterAnAnswerKeepsThatEntry() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                let arguments = ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", dir.path + "/store"]
+                let path = "/v1/models/gemini-2.5-flash:generateContent"
+                let body = generateBody("survive a crash")
+                let first = try await GemcacheProcess(arguments: arguments, directory: dir.path)
+                let miss = try await send(port: first.port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                #expect(miss.header("x-gemcache") == "MISS")
+                #expect(await first.stop(signal: SIGKILL) != 0)
+
+                let second = try await GemcacheProcess(arguments: arguments, directory: dir.path)
+                let hit = try await send(port: second.port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                #expect(hit.header("x-gemcache") == "HIT")
+                #expect(hit.body == miss.body)
+                #expect(recorder.totalRequests == 1)
+                #expect(await second.stop() == 0)
+                #expect(!second.log.contains(testKey))
+            }
+        }
+    }
+
+    @Test func badSettingStopsStartupWithOneLine() async throws {
+        try await withTemporaryDirectory { dir in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: GemcacheProcess.executablePath)
+            process.arguments = ["serve"]
+            process.currentDirectoryURL = URL(fileURLWithPath: dir.path)
+            process.environment = ["GEMCACHE_CACHE_DEFAULT_TTL": "forever"]
+            let pipe = Pipe()
+            process.standardError = pipe
+            try process.run()
+            process.waitUntilExit()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(process.terminationStatus == 1)
+            #expect(output.split(separator: "\n").count == 1)
+            #expect(output.contains("cache.default_ttl"))
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+@testable import GemcacheCore
+import GemcacheTestSupport
+import LMDBKit
+import Synchronization
+import Testing
+
+@Suite(.timeLimit(.minutes(1)))
+struct CacheStoreTests {
+    /// A clock the test moves by hand.
+    final class ManualClock: Sendable {
+        let milliseconds = Mutex<Int64>(1_800_000_000_000)
+        var now: @Sendable () -> Int64 { { self.milliseconds.withLock { $0 } } }
+        func advance(seconds: Int64) { milliseconds.withLock { $0 += seconds * 1000 } }
+    }
+
+    private func open(_ directory: TemporaryDirectory, maxSize: Int = 64 << 20, onCorrupt: ProxyConfiguration.Store.OnCorrupt = .moveAside, clock: ManualClock = .init()) async throws -> CacheStore {
+        var configuration = ProxyConfiguration.Store()
+        configuration.path = directory.path + "/store"
+        configuration.maxSize = maxSize
+        configuration.onCorrupt = onCorrupt
+        return try await CacheStore.open(configuration: configuration, scopeSalt: nil, logger: quietLogger, now: clock.now)
+    }
+
+    private func entry(_ body: String, at now: Int64, ttlSeconds: Int64 = 60) -> CacheEntry {
+        CacheEntry(
+            status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
+            body: Array(body.utf8), storedAt: now, expiresAt: now + ttlSeconds * 1000, model: "gemini-2.5-flash",
+            namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10
+        )
+    }
+
+    private func key(_ name: String) -> CacheKey {
+        CacheKey(hex: Digest.hex(Digest.sha256(Array(name.utf8))))!
+    }
+
+    @Test func storedEntriesComeBackIdenticalAfterReopen() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock()
+            let store = try await open(directory, clock: clock)
+            let original = entry("{\"a\":1}", at: clock.now())
+            #expect(await store.store(original, for: key("one")))
+            #expect(try await store.lookup(key("one")) == original)
+            #expect(try await store.lookup(key("two")) == nil)
+            #expect(original.headers.first?.name == "Content-Type")
+            let salt = store.scopeSalt
+            await store.close()
+
+            let reopened = try await open(directory, clock: clock)
+            #expect(try await reopened.lookup(key("one")) == original)
+            #expect(reopened.scopeSalt == salt)
+            #expect(reopened.recoveredFrom == nil)
+            await reopened.close()
+        }
+    }
+
+    @Test func countersAreSharedAndPersistent() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try await open(directory)
+            store.increment("hits", by: 3)
+            #expect(try await store.counterValues()["hits"] == 3)
+            await store.flushCounters()
+            store.increment("hits")
+            #expect(try await store.counterValues()["hits"] == 4)
+            await store.close()
+            let reopened = try await open(directory)
+            #expect(try await reopened.counterValues()["hits"] == 4)
+            await reopened.close()
+        }
+    }
+
+    @Test func expiredEntriesAreSwept() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock()
+            let store = try await open(directory, clock: clock)
+            await store.store(entry("short", at: clock.now(), ttlSeconds: 10), for: key("short"))
+            await store.store(entry("long", at: clock.now(), ttlSeconds: 1000), for: key("long"))
+            clock.advance(seconds: 11)
+            #expect(try await store.sweepExpired() == 1)
+            #expect(try await store.lookup(key("short")) == nil)
+            #expect(try await store.lookup(key("long")) != nil)
+            #expect(try await store.entryCount() == 1)
+            await store.close()
+        }
+    }
+
+    @Test func aFullMapEvictsOldestAndKeepsWorking() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock()
+            let store = try await open(directory, maxSize: 1 << 20, clock: clock)
+            let big = String(repeating: "x", count: 16 << 10)
+            var stored = 0
+            for index in 0..<200 {
+                clock.advance(seconds: 1)
+                if await store.store(entry(big + "\(index)", at: clock.now()), for: key("k\(index)")) { stored += 1 }
+            }
+            #expect(stored == 200)
+            let count = try await store.entryCount()
+            #expect(count > 0 && count < 200)
+            #expect(try await store.lookup(key("k199"))?.body == Array((big + "199").utf8))
+            #expect(try await store.lookup(key("k0")) == nil)
+            #expect(await store.isWritable())
+            await store.close()
+        }
+    }
+
+    @Test func anUnreadableStoreIsMovedAsideNeverDeleted() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory.path + "/store"
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            let garbage = Data((0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            FileManager.default.createFile(atPath: path + "/data.mdb", contents: garbage)
+
+            await #expect(throws: StoreError.self) { try await open(directory, onCorrupt: .fail) }
+            #expect(FileManager.default.contents(atPath: path + "/data.mdb") == garbage)
+
+            let store = try await open(directory)
+            let aside = try #require(store.recoveredFrom)
+            #expect(aside.hasPrefix(path + ".corrupt-"))
+            #expect(FileManager.default.contents(atPath: aside + "/data.mdb") == garbage)
+            #expect(await store.isWritable())
+            await store.close()
+        }
+    }
+
+    @Test func aStoreOfAnotherFormatIsNotMisread() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try await open(directory)
+            await store.close()
+            let environment = try LMDBEnvironment(path: directory.path + "/store", mapSize: 64 << 20, maxDatabases: 8)
+            let meta = try environment.openDatabase("meta", create: true)
+            try await environment.write { txn in
+                try txn.put(meta, key: Array("format".utf8), value: [0, 0, 0, 99])
+            }
+            environment.close()
+            let reopened = try await open(directory)
+            #expect(reopened.recoveredFrom != nil)
+            await reopened.close()
+        }
+    }
+}

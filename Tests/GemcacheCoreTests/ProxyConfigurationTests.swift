@@ -1,0 +1,124 @@
+import Foundation
+@testable import GemcacheCore
+import GemcacheTestSupport
+import Testing
+
+struct ProxyConfigurationTests {
+    private func load(file: String?, environment: [String: String] = [:], overrides: [String: String] = [:]) async throws(ConfigurationError) -> ProxyConfiguration {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        var path: String?
+        if let file {
+            path = directory.path + "/proxy.conf"
+            FileManager.default.createFile(atPath: path!, contents: Data(file.utf8))
+        }
+        return try await ProxyConfiguration.load(filePath: path, environment: environment, overrides: overrides)
+    }
+
+    private func problem(file: String?, environment: [String: String] = [:]) async -> String? {
+        do {
+            _ = try await load(file: file, environment: environment)
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func defaultsMatchTheSpec() async throws {
+        let configuration = try await load(file: nil)
+        #expect(configuration == ProxyConfiguration())
+        #expect(configuration.listen.host == "127.0.0.1")
+        #expect(configuration.listen.port == 8080)
+        #expect(configuration.store.maxSize == 4 << 30)
+        #expect(configuration.cache.normalize == .text)
+        #expect(configuration.effectiveScope == .perKey)
+        #expect(configuration.limits.maxBody == 100 << 20)
+    }
+
+    @Test func theShippedProxyConfParses() async throws {
+        let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("proxy.conf").path
+        let configuration = try await ProxyConfiguration.load(filePath: shipped, environment: [:])
+        #expect(configuration.limits.models["gemini-2.5-flash"] == .init(rpm: 10, tpm: 250000, rpd: 250))
+        #expect(configuration.prices["gemini-2.5-flash"] == .init(input: 0.30, output: 2.50))
+        #expect(configuration.upstream.retry.attempts == 3)
+        #expect(configuration.cache.ttl.countTokens == .seconds(30 * 86400))
+    }
+
+    @Test func layersRiseFromFileToEnvironmentToFlags() async throws {
+        let file = """
+            listen: {host: 0.0.0.0, port: 9000}
+            cache:
+              default_ttl: 30m
+              ttl: {embed: 7d}
+            store: {max_size: 256MiB}
+            """
+        let configuration = try await load(
+            file: file,
+            environment: ["GEMCACHE_LISTEN_PORT": "9100", "GEMCACHE_CACHE_DEFAULT_TTL": "90s"],
+            overrides: ["listen.port": "9200"]
+        )
+        #expect(configuration.listen.host == "0.0.0.0")
+        #expect(configuration.listen.port == 9200)
+        #expect(configuration.cache.defaultTTL == .seconds(90))
+        #expect(configuration.cache.ttl.embed == .seconds(7 * 86400))
+        #expect(configuration.store.maxSize == 256 << 20)
+    }
+
+    @Test func tablesComeFromTheFile() async throws {
+        let file = """
+            limits:
+              models:
+                gemini-x: {rpm: 5, rpd: null}
+            prices:
+              gemini-x: {input: 1.5, output: 3}
+            fallback: {gemini-pro: gemini-x}
+            """
+        let configuration = try await load(file: file)
+        #expect(configuration.limits.models["gemini-x"] == .init(rpm: 5, tpm: nil, rpd: nil))
+        #expect(configuration.prices["gemini-x"] == .init(input: 1.5, output: 3))
+        #expect(configuration.fallback == ["gemini-pro": "gemini-x"])
+    }
+
+    @Test(arguments: [
+        ("cache: {default_ttl: forever}", "cache.default_ttl"),
+        ("cache: {normalise: text}", "cache.normalise"),
+        ("listen: {port: 70000}", "listen.port"),
+        ("store: {max_size: 12 parsecs}", "store.max_size"),
+        ("store: {on_corrupt: delete}", "store.on_corrupt"),
+        ("upstream: {url: ftp://example.com}", "upstream.url"),
+        ("auth: {upstream_key_env: my key}", "auth.upstream_key_env"),
+        ("limits: {models: {gemini-x: {rpm: lots}}}", "limits.models.gemini-x.rpm"),
+        ("prices: {gemini-x: {input: 1}}", "prices.gemini-x.output"),
+        ("colour: blue", "colour"),
+        ("listen: [1, 2]", "listen"),
+        ("store: {shared: \"postgres://u:secret@h/db\"}", "store.shared"),
+    ])
+    func badFileSettingsNameTheirKey(file: String, key: String) async throws {
+        let message = try #require(await problem(file: file))
+        #expect(message.contains(key))
+        #expect(!message.contains("\n"))
+        #expect(!message.contains("secret"))
+    }
+
+    @Test func badEnvironmentSettingsNameTheirKey() async throws {
+        let message = try #require(await problem(file: nil, environment: ["GEMCACHE_UPSTREAM_TIMEOUT": "-3s"]))
+        #expect(message.contains("upstream.timeout"))
+        #expect(message.contains("GEMCACHE_UPSTREAM_TIMEOUT"))
+        let unknown = try #require(await problem(file: nil, environment: ["GEMCACHE_CACHE_TTL_FOREVER": "1"]))
+        #expect(unknown.contains("GEMCACHE_CACHE_TTL_FOREVER"))
+        #expect(await problem(file: nil, environment: ["GEMCACHE_ADMIN_TOKEN": "x", "GEMCACHE_SCOPE_SALT": "y"]) == nil)
+    }
+
+    @Test func valueForms() throws {
+        #expect(try SettingValue.duration("90", positive: true) == .seconds(90))
+        #expect(try SettingValue.duration("30m", positive: true) == .seconds(1800))
+        #expect(try SettingValue.duration("7d", positive: true) == .seconds(604_800))
+        #expect(try SettingValue.duration("0", positive: false) == .zero)
+        #expect(throws: SettingProblem.self) { try SettingValue.duration("0", positive: true) }
+        #expect(try SettingValue.size("4GiB", minimum: 1) == 4 << 30)
+        #expect(try SettingValue.size("512KiB", minimum: 1) == 512 << 10)
+        #expect(try SettingValue.size("1048576", minimum: 1) == 1 << 20)
+        #expect(try SettingValue.boolean("off") == false)
+    }
+}
