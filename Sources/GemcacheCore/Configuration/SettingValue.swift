@@ -4,15 +4,8 @@ import Foundation
 enum SettingValue {
     /// Seconds as a number, or a number with a unit: `90s`, `30m`, `24h`, `7d`.
     static func duration(_ raw: String, positive: Bool) throws(SettingProblem) -> Duration {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        var number = raw
-        var scale = 1.0
-        for (suffix, factor) in units where raw.hasSuffix(suffix) {
-            number = String(raw.dropLast(suffix.count))
-            scale = factor
-            break
-        }
-        guard let value = Double(number.trimmingCharacters(in: .whitespaces)), value.isFinite, value >= 0 else {
+        let (value, scale) = number(raw, units: [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)])
+        guard let value, value.isFinite, value >= 0 else {
             throw SettingProblem("expected a duration such as 90, 90s, 30m, 24h or 7d, got \"\(raw)\"")
         }
         if positive && value == 0 {
@@ -23,18 +16,11 @@ enum SettingValue {
 
     /// Bytes as a number, or with a unit: `512KiB`, `100MiB`, `4GiB` (also KB/MB/GB as powers of 1000).
     static func size(_ raw: String, minimum: Int) throws(SettingProblem) -> Int {
-        let units: [(String, Double)] = [
+        let (value, scale) = number(raw, units: [
             ("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("TiB", 1_099_511_627_776),
             ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1),
-        ]
-        var number = raw
-        var scale = 1.0
-        for (suffix, factor) in units where raw.hasSuffix(suffix) {
-            number = String(raw.dropLast(suffix.count))
-            scale = factor
-            break
-        }
-        guard let value = Double(number.trimmingCharacters(in: .whitespaces)), value.isFinite, value >= 0,
+        ])
+        guard let value, value.isFinite, value >= 0,
             value * scale < Double(Int.max)
         else {
             throw SettingProblem("expected a size such as 1048576, 512KiB, 100MiB or 4GiB, got \"\(raw)\"")
@@ -44,6 +30,13 @@ enum SettingValue {
             throw SettingProblem("must be at least \(minimum) bytes, got \"\(raw)\"")
         }
         return bytes
+    }
+
+    /// The number before the first matching unit suffix, and that unit's scale (1 without a unit).
+    private static func number(_ raw: String, units: [(suffix: String, scale: Double)]) -> (Double?, Double) {
+        let unit = units.first { raw.hasSuffix($0.suffix) }
+        let digits = unit.map { String(raw.dropLast($0.suffix.count)) } ?? raw
+        return (Double(digits.trimmingCharacters(in: .whitespaces)), unit?.scale ?? 1)
     }
 
     static func integer(_ raw: String, in range: ClosedRange<Int>) throws(SettingProblem) -> Int {

@@ -351,44 +351,25 @@ public final class CacheStore: Sendable {
         let (entries, byExpiry, byStored) = (self.entries, self.byExpiry, self.byStored)
         let cutoff = now()
         return try await environment.write { txn in
-            var deleted = try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: .max)
-            var quota = max(1, Int(Double(try txn.count(entries)) * fraction))
-            try txn.forEachDeleting(byStored) { indexKey, _ in
-                guard quota > 0 else { return .stop }
-                quota -= 1
-                let key = Array(indexKey.dropFirst(8))
-                if let times = try txn.withValue(entries, key: key, { EntryRecord.times($0) }), let times {
-                    _ = try txn.delete(byExpiry, key: Self.indexKey(times.expiresAt, key))
-                }
-                _ = try txn.delete(entries, key: key)
-                deleted += 1
-                return .delete
-            }
-            return deleted
+            let expired = try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: .max)
+            let quota = max(1, Int(Double(try txn.count(entries)) * fraction))
+            let oldest = try txn.deleteInOrder(of: byStored, keeping: byExpiry, time: \.expiresAt, entries: entries) { _, deleted in deleted < quota }
+            return expired + oldest
         }
     }
 
     private static func deleteExpired(
         _ txn: borrowing LMDBTransaction, entries: LMDBDatabase, byExpiry: LMDBDatabase, byStored: LMDBDatabase, cutoff: Int64, limit: Int
     ) throws -> Int {
-        var deleted = 0
-        try txn.forEachDeleting(byExpiry) { indexKey, _ in
-            guard deleted < limit, int64(UnsafeRawBufferPointer(rebasing: indexKey.prefix(8))) <= cutoff else { return .stop }
-            let key = Array(indexKey.dropFirst(8))
-            if let times = try txn.withValue(entries, key: key, { EntryRecord.times($0) }), let times {
-                _ = try txn.delete(byStored, key: Self.indexKey(times.storedAt, key))
-            }
-            _ = try txn.delete(entries, key: key)
-            deleted += 1
-            return .delete
+        try txn.deleteInOrder(of: byExpiry, keeping: byStored, time: \.storedAt, entries: entries) { time, deleted in
+            deleted < limit && time <= cutoff
         }
-        return deleted
     }
 
     // MARK: - Encoding helpers
 
     /// `time` (8 bytes, big-endian, so that byte order is time order) followed by the entry key.
-    private static func indexKey(_ time: Int64, _ key: [UInt8]) -> [UInt8] {
+    fileprivate static func indexKey(_ time: Int64, _ key: [UInt8]) -> [UInt8] {
         bigEndian(UInt64(bitPattern: time)) + key
     }
 
@@ -406,4 +387,28 @@ public final class CacheStore: Sendable {
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
+}
+
+extension LMDBTransaction {
+    /// Walks a time index (`by_expiry` or `by_stored`) from its earliest time and deletes those
+    /// entries while `take(time, deletedSoFar)` holds, removing each from the other index too.
+    /// - Returns: How many entries were deleted.
+    fileprivate func deleteInOrder(
+        of index: LMDBDatabase, keeping otherIndex: LMDBDatabase, time otherTime: KeyPath<(storedAt: Int64, expiresAt: Int64), Int64>,
+        entries: LMDBDatabase, while take: (Int64, Int) -> Bool
+    ) throws -> Int {
+        var deleted = 0
+        try forEachDeleting(index) { indexKey, _ in
+            let time = Int64(bitPattern: indexKey.prefix(8).reduce(0) { $0 << 8 | UInt64($1) })
+            guard take(time, deleted) else { return .stop }
+            let key = Array(indexKey.dropFirst(8))
+            if let times = try withValue(entries, key: key, { EntryRecord.times($0) }), let times {
+                try delete(otherIndex, key: CacheStore.indexKey(times[keyPath: otherTime], key))
+            }
+            try delete(entries, key: key)
+            deleted += 1
+            return .delete
+        }
+        return deleted
+    }
 }
