@@ -24,11 +24,11 @@ public func buildApplication(
     let salt = environment[configuration.cache.scopeSaltEnv].flatMap { $0.isEmpty ? nil : Array($0.utf8) }
     let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger)
     let upstream = UpstreamClient(configuration: configuration.upstream)
-    let proxy = GeminiProxy(configuration: configuration, store: store, upstream: upstream)
+    let ledger = Ledger(store: store)
+    let proxy = GeminiProxy(configuration: configuration, store: store, ledger: ledger, upstream: upstream)
 
     let router = Router(context: BasicRequestContext.self)
-    let since = ISO8601DateFormatter().string(from: Date())
-    StatsController(store: store, since: since).addRoutes(to: router)
+    StatsController(store: store, ledger: ledger).addRoutes(to: router)
     router.add(middleware: GeminiMiddleware(proxy: proxy))
 
     var app = Application(

@@ -11,17 +11,19 @@ import NIOHTTP1
 public final class GeminiProxy: Sendable {
     let configuration: ProxyConfiguration
     let store: CacheStore
+    let ledger: Ledger
     let upstream: UpstreamClient
     let flights: SingleFlight<CacheKey, UpstreamAnswer>
     let now: @Sendable () -> Int64
 
     public init(
-        configuration: ProxyConfiguration, store: CacheStore, upstream: UpstreamClient,
+        configuration: ProxyConfiguration, store: CacheStore, ledger: Ledger, upstream: UpstreamClient,
         now: @escaping @Sendable () -> Int64 = CacheStore.wallClock,
         onCoalesce: (@Sendable (CacheKey) -> Void)? = nil
     ) {
         self.configuration = configuration
         self.store = store
+        self.ledger = ledger
         self.upstream = upstream
         self.flights = SingleFlight(onJoin: onCoalesce)
         self.now = now
@@ -33,6 +35,7 @@ public final class GeminiProxy: Sendable {
         /// Replayable headers (no hop-by-hop, no delivery headers).
         let headers: [(name: String, value: String)]
         let body: [UInt8]
+        let usage: TokenUsage
         let stored: Bool
         /// Set when the answer came from the store after all (an entry landed while this request waited).
         let entry: CacheEntry?
@@ -52,12 +55,12 @@ public final class GeminiProxy: Sendable {
 
     /// Handles a request on a cached route (SPEC §2–§5).
     public func cached(_ request: Request, context: some RequestContext, route: CachedRoute) async throws -> Response {
-        store.increment(Counter.requests)
+        ledger.recordRequest(model: route.model)
         do {
             let prepared = try await prepare(request, route: route)
             return try await answer(prepared, logger: context.logger)
         } catch {
-            store.increment(Counter.errors)
+            ledger.recordError(model: route.model)
             throw error
         }
     }
@@ -98,31 +101,28 @@ public final class GeminiProxy: Sendable {
     private func answer(_ prepared: Prepared, logger: Logger) async throws -> Response {
         let controls = prepared.controls
         if !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
-            return hit(entry, key: prepared.key)
+            return hit(entry, prepared: prepared)
         }
         if controls.onlyIfCached {
             throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "No cached answer, and Cache-Control: only-if-cached forbids calling upstream.")
         }
         if controls.noStore || controls.noCache {
             let answer = try await fetch(prepared, store: !controls.noStore, logger: logger)
-            store.increment(controls.noStore ? Counter.bypassed : Counter.refreshed)
-            return respond(answer, outcome: controls.noStore ? "BYPASS" : "REFRESH", key: prepared.key)
+            return respond(answer, outcome: controls.noStore ? .bypass : .refresh, prepared: prepared)
         }
         let (answer, led) = try await flights.run(prepared.key) {
             if let entry = await self.freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
-                return UpstreamAnswer(status: entry.status, headers: entry.headers, body: entry.body, stored: true, entry: entry)
+                return UpstreamAnswer(
+                    status: entry.status, headers: entry.headers, body: entry.body,
+                    usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry
+                )
             }
             return try await self.fetch(prepared, store: true, logger: logger)
         }
         if let entry = answer.entry {
-            return hit(entry, key: prepared.key)
+            return hit(entry, prepared: prepared)
         }
-        store.increment(led ? Counter.misses : Counter.coalesced)
-        if !led {
-            store.increment(Counter.savedTokens, by: Int64(StorePolicy.usage(StorePolicy.parse(answer.body)).total))
-        }
-        if answer.status >= 400 { store.increment(Counter.errors) }
-        return respond(answer, outcome: led ? "MISS" : "COALESCED", key: prepared.key)
+        return respond(answer, outcome: led ? .miss : .coalesced, prepared: prepared)
     }
 
     /// The stored entry if it is fresh (and no older than `maxAge` seconds).
@@ -143,7 +143,6 @@ public final class GeminiProxy: Sendable {
 
     /// Calls upstream once and, when allowed and the answer is complete, stores it before returning.
     private func fetch(_ prepared: Prepared, store shouldStore: Bool, logger: Logger) async throws(ProxyError) -> UpstreamAnswer {
-        store.increment(Counter.upstreamRequests)
         let response = try await upstream.send(
             method: .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers,
             body: .bytes(ByteBuffer(bytes: prepared.body)), decode: true
@@ -152,13 +151,14 @@ public final class GeminiProxy: Sendable {
         let headers = ForwardedRequest.replayableHeaders(response.headers.map { ($0.name, $0.value) })
         let status = Int(response.status.code)
         let parsed = StorePolicy.parse(body)
+        let usage = StorePolicy.usage(parsed)
+        ledger.recordUpstreamCall(model: prepared.route.model, status: status, tokens: usage)
         let storable = shouldStore && body.count <= configuration.cache.maxEntrySize
             && StorePolicy.isStorableGeneration(status: status, answer: parsed, requestSetMaxTokens: StorePolicy.setsMaxOutputTokens(StorePolicy.parse(prepared.body)))
         var stored = false
         if storable {
             let storedAt = now()
             let ttl = prepared.controls.ttlSeconds.map { $0 * 1000 } ?? configuration.cache.ttl(for: prepared.route.endpoint).milliseconds
-            let usage = StorePolicy.usage(parsed)
             let entry = CacheEntry(
                 status: status, headerBlock: CacheEntry.headerBlock(headers), body: body, storedAt: storedAt,
                 expiresAt: storedAt + ttl, model: prepared.route.model, namespace: prepared.controls.namespace,
@@ -170,12 +170,15 @@ public final class GeminiProxy: Sendable {
             "upstream answered",
             metadata: ["cache.key": "\(prepared.key.hex)", "upstream.status": "\(status)", "cache.stored": "\(stored)"]
         )
-        return UpstreamAnswer(status: status, headers: headers, body: body, stored: stored, entry: nil)
+        return UpstreamAnswer(status: status, headers: headers, body: body, usage: usage, stored: stored, entry: nil)
     }
 
-    private func hit(_ entry: CacheEntry, key: CacheKey) -> Response {
-        store.increment(Counter.hits)
-        store.increment(Counter.savedTokens, by: Int64(entry.totalTokens))
+    private func hit(_ entry: CacheEntry, prepared: Prepared) -> Response {
+        ledger.recordAnswer(
+            model: prepared.route.model, outcome: .hit, status: entry.status,
+            tokens: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens)
+        )
+        let key = prepared.key
         let now = now()
         var headers = HTTPFields(entry.headers.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
         headers[.age] = String(max(0, (now - entry.storedAt) / 1000))
@@ -185,14 +188,16 @@ public final class GeminiProxy: Sendable {
         return Response(status: .init(code: entry.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: entry.body)))
     }
 
-    private func respond(_ answer: UpstreamAnswer, outcome: String, key: CacheKey) -> Response {
+    private func respond(_ answer: UpstreamAnswer, outcome: CacheOutcome, prepared: Prepared) -> Response {
+        ledger.recordAnswer(model: prepared.route.model, outcome: outcome, status: answer.status, tokens: answer.usage)
+        let key = prepared.key
         var headers = HTTPFields(answer.headers.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
-        headers[.gemcache] = outcome
+        headers[.gemcache] = outcome.rawValue
         headers[.gemcacheKey] = key.hex
         let forward = switch outcome {
-        case "BYPASS": "fwd=bypass"
-        case "REFRESH": "fwd=request"
-        case "COALESCED": "fwd=miss; collapsed"
+        case .bypass: "fwd=bypass"
+        case .refresh: "fwd=request"
+        case .coalesced: "fwd=miss; collapsed"
         default: "fwd=miss"
         }
         headers[.cacheStatus] = "gemcache; \(forward); fwd-status=\(answer.status)\(answer.stored ? "; stored" : "")"
@@ -262,18 +267,4 @@ extension ProxyConfiguration.Cache {
         default: defaultTTL
         }
     }
-}
-
-/// Names of the persistent counters.
-enum Counter {
-    static let requests = "requests"
-    static let hits = "hits"
-    static let coalesced = "coalesced"
-    static let misses = "misses"
-    static let refreshed = "refreshed"
-    static let bypassed = "bypassed"
-    static let stale = "stale"
-    static let errors = "errors"
-    static let upstreamRequests = "upstream_requests"
-    static let savedTokens = "saved_tokens"
 }

@@ -29,9 +29,9 @@ enum StorePolicy {
     }
 
     /// `usageMetadata.promptTokenCount` and `totalTokenCount` (0 when absent).
-    static func usage(_ answer: Any?) -> (prompt: Int, total: Int) {
-        guard let usage = (answer as? [String: Any])?["usageMetadata"] as? [String: Any] else { return (0, 0) }
-        return ((usage["promptTokenCount"] as? NSNumber)?.intValue ?? 0, (usage["totalTokenCount"] as? NSNumber)?.intValue ?? 0)
+    static func usage(_ answer: Any?) -> TokenUsage {
+        guard let usage = (answer as? [String: Any])?["usageMetadata"] as? [String: Any] else { return .zero }
+        return TokenUsage(prompt: (usage["promptTokenCount"] as? NSNumber)?.intValue ?? 0, total: (usage["totalTokenCount"] as? NSNumber)?.intValue ?? 0)
     }
 
     static func parse(_ bytes: [UInt8]) -> Any? {
