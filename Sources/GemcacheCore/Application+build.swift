@@ -24,20 +24,23 @@ public func buildApplication(
     let salt = environment[configuration.cache.scopeSaltEnv].flatMap { $0.isEmpty ? nil : Array($0.utf8) }
     let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger)
     let upstream = UpstreamClient(configuration: configuration.upstream)
-    let ledger = Ledger(store: store)
+    let ledger = Ledger(store: store, configuration: configuration)
     let proxy = GeminiProxy(configuration: configuration, store: store, ledger: ledger, upstream: upstream)
 
     let router = Router(context: BasicRequestContext.self)
     StatsController(store: store, ledger: ledger).addRoutes(to: router)
+    ExplainController(configuration: configuration, salt: store.scopeSalt).addRoutes(to: router)
+    router.add(middleware: MetricsMiddleware(ledger: ledger))
     router.add(middleware: GeminiMiddleware(proxy: proxy))
 
     var app = Application(
         router: router,
+        server: .http1(fastPath: FastPath(configuration: configuration, store: store, ledger: ledger)),
         configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: nil),
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )
     // Services stop in reverse order: the server first, then the upstream clients, the store last.
-    app.addServices(StoreMaintenanceService(store: store, logger: logger), UpstreamClientService(client: upstream))
+    app.addServices(StoreMaintenanceService(store: store, logger: logger), UpstreamClientService(client: upstream), LedgerService(ledger: ledger))
     return app
 }

@@ -10,7 +10,7 @@ import Logging
 struct Gemcache: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A caching reverse proxy for the Google Gemini API.",
-        subcommands: [Serve.self, MockUpstream.self],
+        subcommands: [Serve.self, MockUpstream.self, StatsCommand.self],
         defaultSubcommand: Serve.self
     )
 }

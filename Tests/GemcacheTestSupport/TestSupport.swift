@@ -120,6 +120,12 @@ public struct TestResponse: Sendable {
     public let headers: [String: String]
     public let body: String
 
+    public init(status: Int, headers: [String: String], body: String) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
     /// A header by case-insensitive name.
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
 }

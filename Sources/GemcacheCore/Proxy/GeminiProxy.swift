@@ -5,6 +5,7 @@ public import Hummingbird
 public import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// The caching proxy: answers cached routes from the store or one shared upstream call, and streams
 /// every other route through untouched.
@@ -14,6 +15,8 @@ public final class GeminiProxy: Sendable {
     let ledger: Ledger
     let upstream: UpstreamClient
     let flights: SingleFlight<CacheKey, UpstreamAnswer>
+    /// Streams being recorded, by key, so identical stream misses share one upstream stream.
+    let recordings = Mutex<[CacheKey: StreamRecording]>([:])
     let now: @Sendable () -> Int64
 
     public init(
@@ -41,36 +44,51 @@ public final class GeminiProxy: Sendable {
         let entry: CacheEntry?
     }
 
-    /// The request, as a cached route, was prepared into its key.
-    struct Prepared: Sendable {
+    /// A request on a cached route, read and keyed.
+    struct Prepared: @unchecked Sendable {  // `request` is an immutable JSONSerialization tree
         let route: CachedRoute
         let key: CacheKey
+        /// The scope as it entered the key, for keys of parts of this request (batch items).
+        let scopeTag: String
+        let query: [(name: String, value: String)]
+        let model: String
         let controls: RequestControls
         let body: [UInt8]
+        /// The parsed body, for the storing rules.
+        let request: Any?
         let pathAndQuery: String
         let headers: [(name: String, value: String)]
+        /// How the answer streams, for streaming requests.
+        let framing: StreamFraming?
     }
 
     // MARK: - Cached routes
 
     /// Handles a request on a cached route (SPEC §2–§5).
     public func cached(_ request: Request, context: some RequestContext, route: CachedRoute) async throws -> Response {
+        let query = ForwardedRequest.queryItems(request.uri.query)
         ledger.recordRequest(model: route.model)
         do {
-            let prepared = try await prepare(request, route: route)
+            let prepared = try await prepare(request, route: route, query: query)
+            if prepared.framing != nil {
+                return try await stream(prepared, logger: context.logger)
+            }
+            if route.operation == .batchEmbedContents {
+                return try await batchEmbed(prepared, logger: context.logger)
+            }
             return try await answer(prepared, logger: context.logger)
+        } catch var error as ProxyError {
+            // Google wraps its errors in an array on the OpenAI surface and on JSON-array streams.
+            error.wrapped = route.isOpenAI || (route.operation == .streamGenerateContent && !query.contains { $0 == ("alt", "sse") })
+            ledger.recordError(model: route.model)
+            throw error
         } catch {
             ledger.recordError(model: route.model)
             throw error
         }
     }
 
-    private func prepare(_ request: Request, route: CachedRoute) async throws(ProxyError) -> Prepared {
-        let query = ForwardedRequest.queryItems(request.uri.query)
-        guard let credential = ForwardedRequest.credential(headers: request.headers, query: query) else {
-            throw .missingCredential
-        }
-        let controls = try RequestControls(headers: request.headers)
+    private func prepare(_ request: Request, route: CachedRoute, query: [(name: String, value: String)]) async throws(ProxyError) -> Prepared {
         let body: [UInt8]
         do {
             var buffer = try await request.body.collect(upTo: configuration.limits.maxBody)
@@ -80,25 +98,22 @@ public final class GeminiProxy: Sendable {
         } catch {
             throw ProxyError(.badRequest, "INVALID_ARGUMENT", "The request body could not be read.")
         }
-        let normalized: [UInt8]
-        do {
-            normalized = try BodyNormalizer.normalize(body, level: configuration.cache.normalize, dialect: route.dialect)
-        } catch {
-            throw .invalidArgument(error.message)
+        let keyed = try RequestKey(
+            route: route, query: query, headers: request.headers, body: body, configuration: configuration, salt: store.scopeSalt
+        )
+        let framing: StreamFraming? = switch route.operation {
+        case .streamGenerateContent: query.contains { $0 == ("alt", "sse") } ? .sse : .jsonArray
+        case .openAIChat: (keyed.request as? [String: Any])?["stream"] as? Bool == true ? .openAI : nil
+        default: nil
         }
-        let scope = configuration.effectiveScope == .shared ? "shared" : scopeTag(credential: credential, salt: store.scopeSalt)
-        let key = CacheKeyComponents(
-            apiVersion: route.apiVersion, endpoint: route.endpoint, model: route.model,
-            query: keyQuery(query, isGET: false), scope: scope, namespace: controls.namespace, normalizedBody: normalized
-        ).key
-        let pathAndQuery = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
         return Prepared(
-            route: route, key: key, controls: controls, body: body, pathAndQuery: pathAndQuery,
-            headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true)
+            route: route, key: keyed.key, scopeTag: keyed.scopeTag, query: query, model: keyed.model, controls: try RequestControls(headers: request.headers), body: body,
+            request: keyed.request, pathAndQuery: request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""),
+            headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
         )
     }
 
-    private func answer(_ prepared: Prepared, logger: Logger) async throws -> Response {
+    func answer(_ prepared: Prepared, logger: Logger) async throws -> Response {
         let controls = prepared.controls
         if !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
             return hit(entry, prepared: prepared)
@@ -126,7 +141,7 @@ public final class GeminiProxy: Sendable {
     }
 
     /// The stored entry if it is fresh (and no older than `maxAge` seconds).
-    private func freshEntry(_ key: CacheKey, maxAge: Int64?, logger: Logger) async -> CacheEntry? {
+    func freshEntry(_ key: CacheKey, maxAge: Int64?, logger: Logger) async -> CacheEntry? {
         let entry: CacheEntry?
         do {
             entry = try await store.lookup(key)
@@ -144,27 +159,18 @@ public final class GeminiProxy: Sendable {
     /// Calls upstream once and, when allowed and the answer is complete, stores it before returning.
     private func fetch(_ prepared: Prepared, store shouldStore: Bool, logger: Logger) async throws(ProxyError) -> UpstreamAnswer {
         let response = try await upstream.send(
-            method: .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers,
-            body: .bytes(ByteBuffer(bytes: prepared.body)), decode: true
+            method: prepared.route.isGET ? .get : .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers,
+            body: prepared.route.isGET ? nil : .bytes(ByteBuffer(bytes: prepared.body)), decode: true
         )
         let body = try await UpstreamClient.collect(response, upTo: configuration.limits.maxBody)
         let headers = ForwardedRequest.replayableHeaders(response.headers.map { ($0.name, $0.value) })
         let status = Int(response.status.code)
         let parsed = StorePolicy.parse(body)
         let usage = StorePolicy.usage(parsed)
-        ledger.recordUpstreamCall(model: prepared.route.model, status: status, tokens: usage)
-        let storable = shouldStore && body.count <= configuration.cache.maxEntrySize
-            && StorePolicy.isStorableGeneration(status: status, answer: parsed, requestSetMaxTokens: StorePolicy.setsMaxOutputTokens(StorePolicy.parse(prepared.body)))
+        ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: usage)
         var stored = false
-        if storable {
-            let storedAt = now()
-            let ttl = prepared.controls.ttlSeconds.map { $0 * 1000 } ?? configuration.cache.ttl(for: prepared.route.endpoint).milliseconds
-            let entry = CacheEntry(
-                status: status, headerBlock: CacheEntry.headerBlock(headers), body: body, storedAt: storedAt,
-                expiresAt: storedAt + ttl, model: prepared.route.model, namespace: prepared.controls.namespace,
-                endpoint: prepared.route.endpoint, promptTokens: usage.prompt, totalTokens: usage.total
-            )
-            stored = await store.store(entry, for: prepared.key)
+        if shouldStore, StorePolicy.isStorable(prepared.route.operation, status: status, answer: parsed, request: prepared.request) {
+            stored = await save(status: status, headers: headers, body: body, usage: usage, prepared: prepared)
         }
         logger.debug(
             "upstream answered",
@@ -173,9 +179,23 @@ public final class GeminiProxy: Sendable {
         return UpstreamAnswer(status: status, headers: headers, body: body, usage: usage, stored: stored, entry: nil)
     }
 
-    private func hit(_ entry: CacheEntry, prepared: Prepared) -> Response {
+    /// Stores an answer under the request's key with its TTL, unless it is larger than `max_entry_size`.
+    func save(status: Int, headers: [(name: String, value: String)], body: [UInt8], usage: TokenUsage, prepared: Prepared) async -> Bool {
+        guard body.count <= configuration.cache.maxEntrySize else { return false }
+        let storedAt = now()
+        let ttl = prepared.controls.ttlSeconds.map { $0 * 1000 } ?? configuration.cache.ttl(for: prepared.route.operation).milliseconds
+        let entry = CacheEntry(
+            status: status, headerBlock: CacheEntry.headerBlock(headers), body: body, storedAt: storedAt,
+            expiresAt: storedAt + ttl, model: prepared.model, namespace: prepared.controls.namespace,
+            endpoint: prepared.route.endpoint, promptTokens: usage.prompt, totalTokens: usage.total
+        )
+        return await store.store(entry, for: prepared.key, alias: rawKey(prepared))
+    }
+
+    func hit(_ entry: CacheEntry, prepared: Prepared) -> Response {
+        recordAlias(prepared)
         ledger.recordAnswer(
-            model: prepared.route.model, outcome: .hit, status: entry.status,
+            model: prepared.model, outcome: .hit, status: entry.status,
             tokens: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens)
         )
         let key = prepared.key
@@ -189,9 +209,14 @@ public final class GeminiProxy: Sendable {
     }
 
     private func respond(_ answer: UpstreamAnswer, outcome: CacheOutcome, prepared: Prepared) -> Response {
-        ledger.recordAnswer(model: prepared.route.model, outcome: outcome, status: answer.status, tokens: answer.usage)
-        let key = prepared.key
-        var headers = HTTPFields(answer.headers.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
+        ledger.recordAnswer(model: prepared.model, outcome: outcome, status: answer.status, tokens: answer.usage)
+        let headers = forwardedHeaders(answer.headers, outcome: outcome, status: answer.status, stored: answer.stored, key: prepared.key)
+        return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+    }
+
+    /// An upstream answer's headers plus `X-Gemcache`, `X-Gemcache-Key` and `Cache-Status`.
+    func forwardedHeaders(_ upstream: [(name: String, value: String)], outcome: CacheOutcome, status: Int, stored: Bool, key: CacheKey) -> HTTPFields {
+        var headers = HTTPFields(upstream.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
         headers[.gemcache] = outcome.rawValue
         headers[.gemcacheKey] = key.hex
         let forward = switch outcome {
@@ -200,8 +225,8 @@ public final class GeminiProxy: Sendable {
         case .coalesced: "fwd=miss; collapsed"
         default: "fwd=miss"
         }
-        headers[.cacheStatus] = "gemcache; \(forward); fwd-status=\(answer.status)\(answer.stored ? "; stored" : "")"
-        return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+        headers[.cacheStatus] = "gemcache; \(forward); fwd-status=\(status)\(stored ? "; stored" : "")"
+        return headers
     }
 
     // MARK: - Everything else
@@ -226,45 +251,3 @@ public final class GeminiProxy: Sendable {
     }
 }
 
-/// A request on a cached route: which API version, model and operation.
-public struct CachedRoute: Sendable {
-    public let apiVersion: String
-    public let model: String
-    /// The endpoint kind as it enters the key, e.g. `generateContent`.
-    public let endpoint: String
-    var dialect: BodyDialect { .gemini }
-
-    /// The cached route a request is on, or nil when the path is not cached.
-    /// - Throws: 400 when the path is a cached operation but names an invalid model (`..`, encoded slashes).
-    public init?(method: HTTPRequest.Method, path: String) throws(ProxyError) {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard method == .post, segments.count == 4, segments[0].isEmpty, segments[1] == "v1" || segments[1] == "v1beta",
-            segments[2] == "models", let colon = segments[3].lastIndex(of: ":")
-        else { return nil }
-        let endpoint = segments[3][segments[3].index(after: colon)...]
-        guard endpoint == "generateContent" else { return nil }
-        let model = segments[3][..<colon]
-        let valid = !model.isEmpty && model.count <= 128 && !model.contains("..")
-            && model.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0)) }
-        guard valid else {
-            throw .invalidArgument("Invalid model name.")
-        }
-        self.apiVersion = String(segments[1])
-        self.model = String(model)
-        self.endpoint = String(endpoint)
-    }
-}
-
-extension ProxyConfiguration.Cache {
-    /// The time to live of an endpoint kind's answers.
-    func ttl(for endpoint: String) -> Duration {
-        switch endpoint {
-        case "generateContent", "streamGenerateContent": ttl.generate
-        case "countTokens": ttl.countTokens
-        case "embedContent", "batchEmbedContents": ttl.embed
-        case "models.list", "models.get": ttl.models
-        case let kind where kind.hasPrefix("openai."): ttl.openai
-        default: defaultTTL
-        }
-    }
-}

@@ -2,36 +2,71 @@ import Foundation
 
 /// Which upstream answers may be stored (SPEC §2), and the token counts they carry.
 enum StorePolicy {
-    /// Only complete, successful answers: HTTP 200 and, for generation, every candidate finished with
-    /// STOP (MAX_TOKENS only when the request set `maxOutputTokens` itself); never a blocked prompt or
-    /// an empty candidate list.
-    static func isStorableGeneration(status: Int, answer: Any?, requestSetMaxTokens: Bool) -> Bool {
-        guard status == 200, let object = answer as? [String: Any] else { return false }
+    /// Only complete, successful answers: HTTP 200 and a JSON body, and for generation every candidate
+    /// (OpenAI: every choice) finished normally — length-limited only when the request set the limit.
+    static func isStorable(_ operation: CachedRoute.Operation, status: Int, answer: Any?, request: Any?) -> Bool {
+        guard status == 200, let answer else { return false }
+        switch operation {
+        case .generateContent, .streamGenerateContent:
+            return isCompleteGeneration(answer, request: request)
+        case .openAIChat:
+            return isCompleteChat(answer, request: request)
+        case .countTokens, .embedContent, .batchEmbedContents, .listModels, .getModel, .openAIEmbeddings:
+            return true
+        }
+    }
+
+    /// Every candidate finished with STOP (MAX_TOKENS only when the request set `maxOutputTokens`);
+    /// never a blocked prompt or an empty candidate list.
+    static func isCompleteGeneration(_ answer: Any, request: Any?) -> Bool {
+        guard let object = answer as? [String: Any] else { return false }
         if let feedback = object["promptFeedback"] as? [String: Any], feedback["blockReason"] != nil {
             return false
         }
         guard let candidates = object["candidates"] as? [[String: Any]], !candidates.isEmpty else { return false }
+        let limited = setsLimit(request, section: ["generationConfig", "generation_config"], fields: ["maxOutputTokens", "max_output_tokens"])
         return candidates.allSatisfy { candidate in
             switch candidate["finishReason"] as? String {
             case "STOP": true
-            case "MAX_TOKENS": requestSetMaxTokens
+            case "MAX_TOKENS": limited
             default: false
             }
         }
     }
 
-    /// Whether a generateContent request body sets `generationConfig.maxOutputTokens` (either spelling).
-    static func setsMaxOutputTokens(_ request: Any?) -> Bool {
-        guard let object = request as? [String: Any],
-            let config = (object["generationConfig"] ?? object["generation_config"]) as? [String: Any]
-        else { return false }
-        return config["maxOutputTokens"] != nil || config["max_output_tokens"] != nil
+    /// Every choice finished with `stop` (`length` only when the request set `max_tokens`), in a whole
+    /// answer or in the last chunk of a stream.
+    static func isCompleteChat(_ answer: Any, request: Any?) -> Bool {
+        guard let choices = (answer as? [String: Any])?["choices"] as? [[String: Any]], !choices.isEmpty else { return false }
+        let limited = setsLimit(request, section: [], fields: ["max_tokens", "max_completion_tokens"])
+        return choices.allSatisfy { choice in
+            switch choice["finish_reason"] as? String {
+            case "stop": true
+            case "length": limited
+            default: false
+            }
+        }
     }
 
-    /// `usageMetadata.promptTokenCount` and `totalTokenCount` (0 when absent).
+    private static func setsLimit(_ request: Any?, section: [String], fields: [String]) -> Bool {
+        guard var object = request as? [String: Any] else { return false }
+        if !section.isEmpty {
+            guard let inner = section.lazy.compactMap({ object[$0] as? [String: Any] }).first else { return false }
+            object = inner
+        }
+        return fields.contains { object[$0] != nil && !(object[$0] is NSNull) }
+    }
+
+    /// Prompt and total tokens: Gemini's `usageMetadata` or OpenAI's `usage` (0 when absent).
     static func usage(_ answer: Any?) -> TokenUsage {
-        guard let usage = (answer as? [String: Any])?["usageMetadata"] as? [String: Any] else { return .zero }
-        return TokenUsage(prompt: (usage["promptTokenCount"] as? NSNumber)?.intValue ?? 0, total: (usage["totalTokenCount"] as? NSNumber)?.intValue ?? 0)
+        guard let object = answer as? [String: Any] else { return .zero }
+        if let usage = object["usageMetadata"] as? [String: Any] {
+            return TokenUsage(prompt: (usage["promptTokenCount"] as? NSNumber)?.intValue ?? 0, total: (usage["totalTokenCount"] as? NSNumber)?.intValue ?? 0)
+        }
+        if let usage = object["usage"] as? [String: Any] {
+            return TokenUsage(prompt: (usage["prompt_tokens"] as? NSNumber)?.intValue ?? 0, total: (usage["total_tokens"] as? NSNumber)?.intValue ?? 0)
+        }
+        return .zero
     }
 
     static func parse(_ bytes: [UInt8]) -> Any? {

@@ -3,19 +3,32 @@ import HTTPTypes
 public import Hummingbird
 import NIOCore
 
-/// `/_gemcache/stats` and `/healthz` (SPEC §7).
+/// `/_gemcache/stats`, `/_gemcache/history`, the dashboard at `/_gemcache/` and `/healthz` (SPEC §7).
 struct StatsController<Context: RequestContext> {
     let store: CacheStore
     let ledger: Ledger
 
     func addRoutes(to router: Router<Context>) {
         router.get("/_gemcache/stats") { _, _ in try await self.stats() }
+        router.get("/_gemcache/history") { _, _ in try await self.history() }
+        router.get("/_gemcache/") { _, _ in Self.dashboard() }
         router.get("/healthz") { _, _ in await self.health() }
     }
 
     private func stats() async throws -> Response {
-        let data = try JSONSerialization.data(withJSONObject: try await ledger.statsDocument(), options: [.sortedKeys, .prettyPrinted])
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        Self.json(try await ledger.document().jsonData())
+    }
+
+    private func history() async throws -> Response {
+        Self.json(try JSONSerialization.data(withJSONObject: try await ledger.history().json, options: [.sortedKeys]))
+    }
+
+    private static func dashboard() -> Response {
+        Response(
+            status: .ok,
+            headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
+            body: .init(byteBuffer: ByteBuffer(string: Dashboard.html))
+        )
     }
 
     private func health() async -> Response {
@@ -26,9 +39,10 @@ struct StatsController<Context: RequestContext> {
             body["moved_to"] = aside
         }
         let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
-        return Response(
-            status: writable ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data))
-        )
+        return Self.json(data, status: writable ? .ok : .serviceUnavailable)
+    }
+
+    private static func json(_ data: Data, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }

@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 
 /// What a request on a cached route came to (the `X-Gemcache` value).
 public enum CacheOutcome: String, Sendable, CaseIterable {
@@ -26,73 +27,155 @@ public struct TokenUsage: Sendable, Equatable {
 
 /// Counts what the proxy does (SPEC §6, §7), persistently: the counters live in the store and add
 /// up across every process that shares it. Recording only touches memory; the store maintenance
-/// service flushes.
+/// service flushes every second.
+///
+/// Besides the totals it keeps, per model, all-time counters (`model/<id>/…`), counters for the
+/// quota day (`day/<yyyy-MM-dd>/model/<id>/…`, the day in America/Los_Angeles) and for the current
+/// minute (`minute/<epoch minute>/…`, also the hits and misses the dashboard charts over 24 hours).
+/// ``prune()`` drops minutes and days that no report reads any more.
 public final class Ledger: Sendable {
     let store: CacheStore
-    /// When this process started counting (the stats' `since`).
-    let since: Date
+    /// Free-tier limits by model (`limits.models`); a model missing here has unknown limits.
+    let limits: [String: ProxyConfiguration.ModelLimits]
+    /// USD per million tokens by model (`prices`).
+    let prices: [String: ProxyConfiguration.ModelPrice]
+    /// Unix time in milliseconds.
+    let now: @Sendable () -> Int64
+    /// The Prometheus registry of this ledger: the latency histograms, and the counters at each scrape.
+    let metrics = ProxyMetrics()
+    private let day: Mutex<QuotaDay>
 
-    public init(store: CacheStore, since: Date = Date()) {
+    /// How many minutes of per-minute counters are kept (and charted).
+    public static let historyMinutes = 24 * 60
+    /// How many quota days of per-day counters are kept.
+    static let keptDays = 35
+
+    /// - Parameters:
+    ///   - store: Where the counters live.
+    ///   - configuration: Supplies `limits.models` and `prices`.
+    ///   - now: Unix time in milliseconds; tests inject their own.
+    public init(store: CacheStore, configuration: ProxyConfiguration, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock) {
         self.store = store
-        self.since = since
+        self.limits = configuration.limits.models
+        self.prices = configuration.prices
+        self.now = now
+        self.day = Mutex(QuotaDay(containing: Date(milliseconds: now())))
     }
+
+    // MARK: - Recording
 
     /// A request on a cached route arrived.
     func recordRequest(model: String) {
         store.increment(Counter.requests)
+        store.increment(Counter.model(model, Counter.requests))
     }
 
     /// A request on a cached route was answered; a hit or coalesced answer saved a call and `tokens`.
     func recordAnswer(model: String, outcome: CacheOutcome, status: Int, tokens: TokenUsage) {
+        let time = now()
+        let name = Counter.name(of: outcome)
+        store.increment(name)
+        store.increment(Counter.model(model, name))
         switch outcome {
-        case .hit, .stale:
-            store.increment(outcome == .hit ? Counter.hits : Counter.stale)
+        case .hit, .coalesced:
+            let day = quotaDay(at: time).id
             store.increment(Counter.savedTokens, by: Int64(tokens.total))
-        case .coalesced:
-            store.increment(Counter.coalesced)
-            store.increment(Counter.savedTokens, by: Int64(tokens.total))
-        case .miss, .partial: store.increment(Counter.misses)
-        case .refresh: store.increment(Counter.refreshed)
-        case .bypass: store.increment(Counter.bypassed)
+            store.increment(Counter.model(model, Counter.savedTokens), by: Int64(tokens.total))
+            store.increment(Counter.model(model, Counter.savedPromptTokens), by: Int64(tokens.prompt))
+            store.increment(Counter.day(day, model: model, Counter.savedRequests))
+            store.increment(Counter.day(day, model: model, Counter.savedTokens), by: Int64(tokens.total))
+            store.increment(Counter.minute(Counter.epochMinute(time), Counter.hits))
+        case .miss, .partial:
+            store.increment(Counter.minute(Counter.epochMinute(time), Counter.misses))
+        case .refresh, .bypass, .stale:
+            break
         }
-        if status >= 400 { store.increment(Counter.errors) }
+        if status >= 400 { recordError(model: model) }
     }
 
-    /// One call went upstream for `model`.
+    /// One call went upstream for `model` (it counts against the quota whatever its answer).
     func recordUpstreamCall(model: String, status: Int, tokens: TokenUsage) {
+        let time = now()
+        let day = quotaDay(at: time).id, minute = Counter.epochMinute(time)
         store.increment(Counter.upstreamRequests)
+        store.increment(Counter.model(model, Counter.upstreamRequests))
+        store.increment(Counter.model(model, Counter.upstreamTokens), by: Int64(tokens.total))
+        store.increment(Counter.day(day, model: model, Counter.upstreamRequests))
+        store.increment(Counter.day(day, model: model, Counter.upstreamTokens), by: Int64(tokens.total))
+        store.increment(Counter.minute(minute, model: model, Counter.upstreamRequests))
+        store.increment(Counter.minute(minute, model: model, Counter.upstreamTokens), by: Int64(tokens.total))
     }
 
-    /// A request failed before it could be answered (bad input, upstream unreachable).
+    /// A request failed, or was answered with an error.
     func recordError(model: String?) {
         store.increment(Counter.errors)
+        if let model { store.increment(Counter.model(model, Counter.errors)) }
     }
 
-    /// The stats document of SPEC §7.
-    func statsDocument() async throws -> [String: Any] {
-        let counters = try await store.counterValues()
-        func value(_ name: String) -> Int64 { counters[name] ?? 0 }
-        let hits = value(Counter.hits), coalesced = value(Counter.coalesced), misses = value(Counter.misses)
-        let answered = hits + coalesced + misses
-        let ratio = answered == 0 ? 0 : (Double(hits + coalesced) / Double(answered) * 10_000).rounded() / 10_000
-        return [
-            "since": ISO8601DateFormatter().string(from: since),
-            "requests": value(Counter.requests),
-            "hits": hits, "coalesced": coalesced, "misses": misses,
-            "refreshed": value(Counter.refreshed), "bypassed": value(Counter.bypassed),
-            "stale": value(Counter.stale), "errors": value(Counter.errors),
-            "hit_ratio": ratio,
-            "saved_requests": hits + coalesced,
-            "saved_tokens": value(Counter.savedTokens),
-            "upstream_requests": value(Counter.upstreamRequests),
-            "entries": try await store.entryCount(),
-            "store_bytes": store.storeBytes,
-            "store_recovered_from": store.recoveredFrom ?? NSNull(),
-        ]
+    /// How long a request on a cached route took to answer, by outcome: `HIT` feeds the hit
+    /// histogram; `MISS`, `REFRESH` and `BYPASS` the upstream one (the others are not timed).
+    func recordLatency(outcome: CacheOutcome, duration: Duration) {
+        metrics.record(outcome: outcome, duration: duration)
+    }
+
+    /// The quota day at `time` (cached until it resets).
+    func quotaDay(at time: Int64) -> QuotaDay {
+        day.withLock { day in
+            let date = Date(milliseconds: time)
+            if date >= day.resetsAt || date < day.start { day = QuotaDay(containing: date) }
+            return day
+        }
+    }
+
+    // MARK: - Reading
+
+    /// Hits (with coalesced answers) and misses per minute over the last ``historyMinutes`` minutes,
+    /// oldest first; the last element is the current minute.
+    public func history() async throws -> StatsHistory {
+        let last = Counter.epochMinute(now())
+        let first = last - Int64(Self.historyMinutes) + 1
+        let values = try await store.counterValues(prefixes: [Counter.minutePrefix])
+        var history = StatsHistory(firstMinute: first, hits: Array(repeating: 0, count: Self.historyMinutes), misses: Array(repeating: 0, count: Self.historyMinutes))
+        for (name, value) in values {
+            guard let (minute, field) = Counter.parseMinute(name), minute >= first, minute <= last else { continue }
+            let index = Int(minute - first)
+            if field == Counter.hits { history.hits[index] += value } else if field == Counter.misses { history.misses[index] += value }
+        }
+        return history
+    }
+
+    /// Deletes per-minute counters older than the charted day and per-day counters older than
+    /// ``keptDays`` quota days.
+    public func prune() async {
+        let time = now()
+        let oldestMinute = Counter.epochMinute(time) - Int64(Self.historyMinutes)
+        await store.deleteCounters(from: Counter.minutePrefix, upTo: Counter.minute(oldestMinute, ""))
+        let oldestDay = QuotaDay(containing: Date(milliseconds: time).addingTimeInterval(-Double(Self.keptDays) * 86_400))
+        await store.deleteCounters(from: Counter.dayPrefix, upTo: Counter.dayPrefix + oldestDay.id)
     }
 }
 
-/// Names of the persistent counters.
+/// Hits and misses per minute, for the dashboard's chart (`GET /_gemcache/history`).
+public struct StatsHistory: Sendable, Equatable {
+    /// The Unix minute (seconds / 60) of the first element.
+    public var firstMinute: Int64
+    /// Hits and coalesced answers per minute.
+    public var hits: [Int64]
+    /// Misses per minute.
+    public var misses: [Int64]
+
+    /// `{"first_minute": …, "hits": […], "misses": […]}`.
+    public var json: [String: Any] { ["first_minute": firstMinute, "hits": hits, "misses": misses] }
+}
+
+extension Date {
+    init(milliseconds: Int64) {
+        self.init(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+}
+
+/// Names of the persistent counters. Totals have plain names; the rest are paths whose byte order
+/// is time order (minutes are zero-padded), so old ones can be deleted as one key range.
 enum Counter {
     static let requests = "requests"
     static let hits = "hits"
@@ -103,5 +186,62 @@ enum Counter {
     static let stale = "stale"
     static let errors = "errors"
     static let upstreamRequests = "upstream_requests"
+    static let upstreamTokens = "upstream_tokens"
+    static let savedRequests = "saved_requests"
     static let savedTokens = "saved_tokens"
+    static let savedPromptTokens = "saved_prompt_tokens"
+    static let savedItems = "saved_items"
+
+    /// The totals, in the order reports list them.
+    static let totals = [requests, hits, coalesced, misses, refreshed, bypassed, stale, errors, upstreamRequests, savedTokens, savedItems]
+
+    static let modelPrefix = "model/"
+    static let dayPrefix = "day/"
+    static let minutePrefix = "minute/"
+
+    static func name(of outcome: CacheOutcome) -> String {
+        switch outcome {
+        case .hit: hits
+        case .coalesced: coalesced
+        case .miss, .partial: misses
+        case .refresh: refreshed
+        case .bypass: bypassed
+        case .stale: stale
+        }
+    }
+
+    /// `model/<id>/<field>`: all time.
+    static func model(_ model: String, _ field: String) -> String { modelPrefix + model + "/" + field }
+
+    /// `day/<yyyy-MM-dd>/model/<id>/<field>`: one quota day.
+    static func day(_ day: String, model: String, _ field: String) -> String { dayPrefix + day + "/" + Self.model(model, field) }
+
+    /// `minute/<epoch minute>/<field>`: one minute, all models.
+    static func minute(_ minute: Int64, _ field: String) -> String { minutePrefix + paddedMinute(minute) + "/" + field }
+
+    /// `minute/<epoch minute>/model/<id>/<field>`: one minute, one model.
+    static func minute(_ minute: Int64, model: String, _ field: String) -> String { Self.minute(minute, Self.model(model, field)) }
+
+    static func epochMinute(_ milliseconds: Int64) -> Int64 { milliseconds / 60_000 }
+
+    /// Ten digits: byte order equals numeric order until the year 20983.
+    static func paddedMinute(_ minute: Int64) -> String {
+        let digits = String(minute)
+        return String(repeating: "0", count: max(0, 10 - digits.count)) + digits
+    }
+
+    /// `(model, field)` of a name below `prefix + "model/"`, e.g. `day/2026-11-29/model/m/hits`.
+    static func parseModel(_ name: String, after prefix: String) -> (model: String, field: String)? {
+        guard name.hasPrefix(prefix + modelPrefix), let slash = name.lastIndex(of: "/") else { return nil }
+        let start = name.index(name.startIndex, offsetBy: prefix.count + modelPrefix.count)
+        guard start < slash else { return nil }
+        return (String(name[start..<slash]), String(name[name.index(after: slash)...]))
+    }
+
+    /// `(minute, field)` of `minute/<epoch minute>/<field>`.
+    static func parseMinute(_ name: String) -> (minute: Int64, field: String)? {
+        let parts = name.split(separator: "/", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "minute", let minute = Int64(parts[1]) else { return nil }
+        return (minute, String(parts[2]))
+    }
 }

@@ -16,11 +16,13 @@ public final class CacheStore: Sendable {
     public static let formatVersion: UInt32 = 1
 
     let environment: LMDBEnvironment
-    private let entries: LMDBDatabase
+    let entries: LMDBDatabase
     private let byExpiry: LMDBDatabase
     private let byStored: LMDBDatabase
     private let counters: LMDBDatabase
     private let meta: LMDBDatabase
+    /// Raw request key → cache key, for the fast path (`CacheStore+Aliases.swift`).
+    let aliases: LMDBDatabase
     /// The folder an unreadable store was moved to at open, if that happened.
     public let recoveredFrom: String?
     /// The salt of per-key scope tags: from the environment, else created once and kept in the store.
@@ -40,6 +42,7 @@ public final class CacheStore: Sendable {
         self.byStored = try environment.openDatabase("by_stored", create: true)
         self.counters = try environment.openDatabase("counters", create: true)
         self.meta = try environment.openDatabase("meta", create: true)
+        self.aliases = try environment.openDatabase("aliases", create: true)
         self.recoveredFrom = recoveredFrom
         self.scopeSalt = scopeSalt
         self.logger = logger
@@ -171,11 +174,19 @@ public final class CacheStore: Sendable {
         }
     }
 
-    /// Stores `entry` under `key` through the write lane.
+    /// Stores `entry` under `key` through the write lane, with the raw request key that led to it, if any
+    /// (in the same transaction, so that the next byte-identical request finds it on the fast path).
     /// - Returns: Whether it was committed (false when it could not fit even after eviction).
     @discardableResult
-    public func store(_ entry: CacheEntry, for key: CacheKey) async -> Bool {
-        await submit(.put(key: key.bytes, record: EntryRecord.encode(entry), storedAt: entry.storedAt, expiresAt: entry.expiresAt))
+    public func store(_ entry: CacheEntry, for key: CacheKey, alias: [UInt8]? = nil) async -> Bool {
+        await submit(.put(key: key.bytes, record: EntryRecord.encode(entry), storedAt: entry.storedAt, expiresAt: entry.expiresAt, alias: alias))
+    }
+
+    /// Records through the write lane that requests with the raw key `rawKey` have the cache key `key`.
+    /// - Returns: Whether it was committed.
+    @discardableResult
+    func recordAlias(_ rawKey: [UInt8], for key: CacheKey) async -> Bool {
+        await submit(.alias(rawKey: rawKey, key: key.bytes))
     }
 
     /// Deletes every entry whose expiry has passed, in batches. Returns how many were deleted.
@@ -245,12 +256,56 @@ public final class CacheStore: Sendable {
         return values
     }
 
+    /// The counters whose names start with any of `prefixes` (stored plus not yet flushed), read in one
+    /// transaction without walking the rest.
+    public func counterValues(prefixes: [String]) async throws -> [String: Int64] {
+        let counters = self.counters
+        var values = try await environment.read { txn in
+            var values: [String: Int64] = [:]
+            for prefix in prefixes {
+                let start = Array(prefix.utf8)
+                try txn.forEach(counters, startingAt: start) { key, value in
+                    guard key.starts(with: start) else { return false }
+                    values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
+                    return true
+                }
+            }
+            return values
+        }
+        pendingCounters.withLock { pending in
+            for (name, delta) in pending where prefixes.contains(where: { name.hasPrefix($0) }) {
+                values[name, default: 0] += delta
+            }
+        }
+        return values
+    }
+
+    /// Deletes the stored counters named from `start` up to (not including) `end`, e.g. the per-minute
+    /// counters older than a day. Returns whether the write was committed.
+    @discardableResult
+    public func deleteCounters(from start: String, upTo end: String) async -> Bool {
+        await submit(.deleteCounters(from: Array(start.utf8), upTo: Array(end.utf8)))
+    }
+
+    /// When counting began in this store (Unix milliseconds): set by the first process that asks, kept
+    /// in the store's metadata.
+    public func countersSince() async throws -> Int64 {
+        let key = Array("counters_since".utf8)
+        await submit(.setMetaIfAbsent(key: key, value: Self.bigEndian(UInt64(bitPattern: now()))))
+        let meta = self.meta
+        let stored = try await environment.read { txn in try txn.withValue(meta, key: key) { Self.int64($0) } }
+        return stored ?? now()
+    }
+
     // MARK: - The write lane
 
     private enum WriteOperation: Sendable {
-        case put(key: [UInt8], record: [UInt8], storedAt: Int64, expiresAt: Int64)
+        case put(key: [UInt8], record: [UInt8], storedAt: Int64, expiresAt: Int64, alias: [UInt8]?)
+        case alias(rawKey: [UInt8], key: [UInt8])
         case addCounters([String: Int64])
         case setMeta(key: [UInt8], value: [UInt8])
+        case setMetaIfAbsent(key: [UInt8], value: [UInt8])
+        case deleteCounters(from: [UInt8], upTo: [UInt8])
 
         var isPut: Bool {
             if case .put = self { true } else { false }
@@ -322,10 +377,12 @@ public final class CacheStore: Sendable {
 
     private func apply(_ operations: [WriteOperation]) async throws {
         let (entries, byExpiry, byStored, counters, meta) = (self.entries, self.byExpiry, self.byStored, self.counters, self.meta)
+        let aliases = self.aliases
         try await environment.write { txn in
             for operation in operations {
                 switch operation {
-                case .put(let key, let record, let storedAt, let expiresAt):
+                case .put(let key, let record, let storedAt, let expiresAt, let alias):
+                    if let alias { try txn.put(aliases, key: alias, value: key) }
                     if let old = try txn.withValue(entries, key: key, { EntryRecord.times($0) }), let old {
                         _ = try txn.delete(byExpiry, key: Self.indexKey(old.expiresAt, key))
                         _ = try txn.delete(byStored, key: Self.indexKey(old.storedAt, key))
@@ -341,6 +398,18 @@ public final class CacheStore: Sendable {
                     }
                 case .setMeta(let key, let value):
                     try txn.put(meta, key: key, value: value)
+                case .alias(let rawKey, let key):
+                    try txn.put(aliases, key: rawKey, value: key)
+                case .setMetaIfAbsent(let key, let value):
+                    if try txn.get(meta, key: key) == nil { try txn.put(meta, key: key, value: value) }
+                case .deleteCounters(let start, let end):
+                    var doomed: [[UInt8]] = []
+                    try txn.forEach(counters, startingAt: start) { key, _ in
+                        guard key.lexicographicallyPrecedes(end) else { return false }
+                        doomed.append(Array(key))
+                        return true
+                    }
+                    for key in doomed { _ = try txn.delete(counters, key: key) }
                 }
             }
         }

@@ -1,0 +1,41 @@
+import Synchronization
+
+/// What every connection's ``FastPathHandler`` shares: the store, the ledger and the settings a raw
+/// key depends on.
+///
+/// The fast path answers a byte-identical repeat of a generateContent request whose answer is
+/// stored, below Hummingbird: no router, no async hop, no header objects. The slow path
+/// (``GeminiProxy``) records `raw key → cache key` aliases when it stores or serves an answer; see
+/// ``RawRequestKey``.
+final class FastPath: Sendable {
+    let store: CacheStore
+    let ledger: Ledger
+    let normalize: NormalizationLevel
+    /// Per-key scope: the tag is `scopeTag(credential:salt:)`; shared scope: `shared` for everyone.
+    let sharedScope: Bool
+    /// The largest body the fast path buffers to hash; larger requests stream to the slow path.
+    let maxBody: Int
+    let now: @Sendable () -> Int64
+    private let answered = Atomic<Int>(0)
+
+    init(configuration: ProxyConfiguration, store: CacheStore, ledger: Ledger, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock) {
+        self.store = store
+        self.ledger = ledger
+        self.normalize = configuration.cache.normalize
+        self.sharedScope = configuration.effectiveScope == .shared
+        self.maxBody = min(configuration.limits.maxBody, Self.bodyLimit)
+        self.now = now
+    }
+
+    /// Bodies above this go to the slow path without being buffered here (prompts are mostly small).
+    static let bodyLimit = 256 << 10
+    /// Heads above this are left to NIO's decoder.
+    static let headLimit = 16 << 10
+
+    /// Hits this process answered on the fast path.
+    var hits: Int { answered.load(ordering: .relaxed) }
+
+    func countHit() {
+        answered.wrappingAdd(1, ordering: .relaxed)
+    }
+}

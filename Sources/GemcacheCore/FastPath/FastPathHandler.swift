@@ -1,0 +1,204 @@
+import NIOCore
+import NIOHTTP1
+
+/// The first handler of every connection: answers cache hits of byte-identical repeats straight from
+/// the received bytes and passes every other request, byte for byte, to NIO's HTTP decoder and
+/// Hummingbird behind it.
+///
+/// Per hit it parses the head in place, hashes the raw request (``RawKeyHasher``), follows the alias
+/// and reads the entry in one LMDB read transaction on the event loop, and writes one buffer: status
+/// line, stored header lines, the per-request headers and the body. No `HTTPHeaders`, strings, JSON,
+/// tasks or log lines. Measured on 2 cores against nginx `proxy_cache`: benchmarks/RESULTS.md.
+///
+/// Order of answers: while a passed-on request is unanswered (``slowRequestsPending``, counted down
+/// by ``FastPathResponseCounter`` as Hummingbird finishes each answer), every later request is passed
+/// on too, so that answers never overtake each other on a pipelined connection.
+final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Mode {
+        /// At the start of a request.
+        case parsing
+        /// Passing on the rest of a passed-on request's body.
+        case forwardingBody(remaining: Int)
+        /// Framing this handler does not follow was seen: everything goes to NIO's decoder from now on.
+        case passthrough
+    }
+
+    private let fastPath: FastPath
+    private let hasher: RawKeyHasher
+    private var mode = Mode.parsing
+    /// Received bytes not yet answered or passed on.
+    private var pending: ByteBuffer?
+    /// Passed-on requests whose answer has not been fully written yet.
+    var slowRequestsPending = 0
+    private var wroteAnswer = false
+    /// The last credential and its scope tag: a connection normally uses one key, and the HMAC costs
+    /// more than the rest of a hit.
+    private var scopeMemo: (credential: [UInt8], tag: [UInt8])?
+    /// The last model id as bytes and as the string the ledger takes.
+    private var modelMemo: (bytes: [UInt8], name: String)?
+    private var date = HTTPDate()
+
+    init(fastPath: FastPath) {
+        self.fastPath = fastPath
+        self.hasher = RawKeyHasher(normalize: fastPath.normalize)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if case .passthrough = mode {
+            context.fireChannelRead(data)
+            return
+        }
+        if pending == nil {
+            pending = bytes
+        } else {
+            pending!.writeBuffer(&bytes)
+        }
+        process(context: context)
+        if pending?.readableBytes == 0 { pending = nil }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if wroteAnswer {
+            wroteAnswer = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .inputClosed = event as? ChannelEvent {
+            // A half-closed request stays incomplete: let the decoder see what there is and report it.
+            passThrough(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Answers or passes on every complete request in `pending`.
+    private func process(context: ChannelHandlerContext) {
+        while var buffer = pending, buffer.readableBytes > 0 {
+            switch mode {
+            case .passthrough:
+                return
+            case .forwardingBody(let remaining):
+                let chunk = min(remaining, buffer.readableBytes)
+                context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: chunk)!))
+                pending = buffer
+                mode = chunk == remaining ? .parsing : .forwardingBody(remaining: remaining - chunk)
+            case .parsing:
+                let parse = buffer.withUnsafeReadableBytes { RequestHead.parse($0, maxLength: FastPath.headLimit) }
+                switch parse {
+                case .incomplete:
+                    return
+                case .unsupported:
+                    passThrough(context: context)
+                    return
+                case .head(let head):
+                    let size = head.length + head.contentLength
+                    let fast = head.answerable && slowRequestsPending == 0 && head.contentLength <= fastPath.maxBody
+                        && context.channel.isWritable
+                    if fast {
+                        guard buffer.readableBytes >= size else { return }  // wait for the whole body
+                        if answer(head, in: buffer, context: context) {
+                            buffer.moveReaderIndex(forwardBy: size)
+                            pending = buffer
+                            continue
+                        }
+                    }
+                    // The slow path answers: pass on the head and whatever of the body is here.
+                    slowRequestsPending += 1
+                    let chunk = min(size, buffer.readableBytes)
+                    context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: chunk)!))
+                    pending = buffer
+                    if chunk < size { mode = .forwardingBody(remaining: size - chunk) }
+                }
+            }
+        }
+    }
+
+    /// Hands the connection to NIO's decoder for good, starting with the bytes not yet passed on.
+    private func passThrough(context: ChannelHandlerContext) {
+        mode = .passthrough
+        if let rest = pending, rest.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(rest))
+        }
+        pending = nil
+    }
+
+    /// Writes the stored answer of a complete request in `buffer`, if there is a fresh one.
+    /// - Returns: false when the slow path must answer (no alias, entry gone or expired, no credential).
+    private func answer(_ head: RequestHead, in buffer: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+        buffer.withUnsafeReadableBytes { request -> Bool in
+            let target = UnsafeRawBufferPointer(rebasing: request[head.target])
+            guard let model = RawRequestKey.modelRange(target: target), let credential = head.credential else { return false }
+            let tag = scopeTag(UnsafeRawBufferPointer(rebasing: request[credential]))
+            let body = UnsafeRawBufferPointer(rebasing: request[head.length..<(head.length + head.contentLength)])
+            let namespace = head.namespace.map { UnsafeRawBufferPointer(rebasing: request[$0]) }
+            var rawKey: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+            return withUnsafeMutableBytes(of: &rawKey) { rawKey -> Bool in
+                tag.withUnsafeBytes { tag in
+                    hasher.hash(target: target, scope: tag, namespace: namespace, body: body, into: rawKey)
+                }
+                let now = fastPath.now()
+                date.update(milliseconds: now)
+                let date = self.date.bytes
+                let tokens = fastPath.store.withAliasedRecord(rawKey: UnsafeRawBufferPointer(rawKey)) { key, record -> TokenUsage? in
+                    guard let hit = HitAnswer(record: record), now < hit.expiresAt else { return nil }
+                    var out = context.channel.allocator.buffer(capacity: 0)
+                    hit.write(record: record, key: key, now: now, date: date, into: &out)
+                    context.write(wrapOutboundOut(out), promise: nil)
+                    return TokenUsage(prompt: hit.promptTokens, total: hit.totalTokens)
+                }
+                guard let tokens = tokens ?? nil else { return false }
+                wroteAnswer = true
+                let modelName = self.modelName(UnsafeRawBufferPointer(rebasing: target[model]))
+                fastPath.ledger.recordRequest(model: modelName)
+                fastPath.ledger.recordAnswer(model: modelName, outcome: .hit, status: 200, tokens: tokens)
+                fastPath.countHit()
+                return true
+            }
+        }
+    }
+
+    /// `shared`, or the credential's per-key tag (memoized for the connection's last credential).
+    private func scopeTag(_ credential: UnsafeRawBufferPointer) -> [UInt8] {
+        if fastPath.sharedScope { return Self.shared }
+        if let memo = scopeMemo, memo.credential.elementsEqual(credential) { return memo.tag }
+        let tag = Array(GemcacheCore.scopeTag(credential: String(decoding: credential, as: UTF8.self), salt: fastPath.store.scopeSalt).utf8)
+        scopeMemo = (Array(credential), tag)
+        return tag
+    }
+
+    private static let shared = Array("shared".utf8)
+
+    private func modelName(_ bytes: UnsafeRawBufferPointer) -> String {
+        if let memo = modelMemo, memo.bytes.elementsEqual(bytes) { return memo.name }
+        let name = String(decoding: bytes, as: UTF8.self)
+        modelMemo = (Array(bytes), name)
+        return name
+    }
+}
+
+/// Sits behind NIO's response encoder and counts down ``FastPathHandler/slowRequestsPending`` each
+/// time Hummingbird finishes an answer, so that the fast path knows when it may answer again.
+final class FastPathResponseCounter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let handler: FastPathHandler
+
+    init(_ handler: FastPathHandler) {
+        self.handler = handler
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            handler.slowRequestsPending = max(0, handler.slowRequestsPending - 1)
+        }
+        context.write(data, promise: promise)
+    }
+}

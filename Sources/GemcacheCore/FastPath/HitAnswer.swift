@@ -1,0 +1,94 @@
+import NIOCore
+
+/// A stored entry record (`EntryRecord`, version 1) read in place, and written out as one complete
+/// HTTP/1.1 hit answer, without decoding it into a ``CacheEntry`` (no arrays, strings or headers).
+struct HitAnswer {
+    let storedAt: Int64
+    let expiresAt: Int64
+    let promptTokens: Int
+    let totalTokens: Int
+    /// Byte ranges of the stored header lines and of the body in the record.
+    let headerBlock: Range<Int>
+    let body: Range<Int>
+
+    /// Reads the fields a hit needs; nil for another record version, a status other than 200 (the
+    /// slow path then answers) or a truncated record.
+    init?(record: UnsafeRawBufferPointer) {
+        guard record.count >= 29, record[0] == EntryRecord.version, Self.integer(record, 1, UInt16.self) == 200 else { return nil }
+        storedAt = Int64(bitPattern: Self.integer(record, 3, UInt64.self))
+        expiresAt = Int64(bitPattern: Self.integer(record, 11, UInt64.self))
+        promptTokens = Int(Self.integer(record, 19, UInt32.self))
+        totalTokens = Int(Self.integer(record, 23, UInt32.self))
+        var offset = 27 + 2 + Int(Self.integer(record, 27, UInt16.self))  // model
+        guard offset < record.count else { return nil }
+        if record[offset] == 1 {  // namespace
+            guard offset + 3 <= record.count else { return nil }
+            offset += 3 + Int(Self.integer(record, offset + 1, UInt16.self))
+        } else {
+            offset += 1
+        }
+        guard offset + 2 <= record.count else { return nil }
+        offset += 2 + Int(Self.integer(record, offset, UInt16.self))  // endpoint
+        guard offset + 4 <= record.count else { return nil }
+        let headerLength = Int(Self.integer(record, offset, UInt32.self))
+        offset += 4
+        guard offset + headerLength <= record.count else { return nil }
+        headerBlock = offset..<(offset + headerLength)
+        body = (offset + headerLength)..<record.count
+    }
+
+    /// The answer's size before the per-request header values, for reserving the buffer once.
+    static let fixedOverhead = 256
+
+    /// Writes the answer: status line, stored header lines, `Age`, `X-Gemcache: HIT`, `X-Gemcache-Key`,
+    /// `Cache-Status`, `Content-Length` and `Date` (the same names, values and order as the slow path's
+    /// hit), then the body.
+    func write(record: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, now: Int64, date: [UInt8], into buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: Self.fixedOverhead + headerBlock.count + body.count)
+        buffer.writeStaticString("HTTP/1.1 200 OK\r\n")
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: record[headerBlock]))
+        buffer.writeStaticString("Age: ")
+        Self.writeDecimal(max(0, (now - storedAt) / 1000), to: &buffer)
+        buffer.writeStaticString("\r\nX-Gemcache: HIT\r\nX-Gemcache-Key: ")
+        Self.writeHex(key, to: &buffer)
+        buffer.writeStaticString("\r\nCache-Status: gemcache; hit; ttl=")
+        Self.writeDecimal(max(0, (expiresAt - now) / 1000), to: &buffer)
+        buffer.writeStaticString("; key=\"")
+        Self.writeHex(key, to: &buffer)
+        buffer.writeStaticString("\"\r\nContent-Length: ")
+        Self.writeDecimal(Int64(body.count), to: &buffer)
+        buffer.writeStaticString("\r\nDate: ")
+        buffer.writeBytes(date)
+        buffer.writeStaticString("\r\n\r\n")
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: record[body]))
+    }
+
+    private static func integer<T: FixedWidthInteger>(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _: T.Type) -> T {
+        T(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
+    private static func writeDecimal(_ value: Int64, to buffer: inout ByteBuffer) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of stack for up to 19 digits
+        withUnsafeMutableBytes(of: &digits) { scratch in
+            var remaining = UInt64(max(0, value))
+            var index = scratch.count
+            repeat {
+                index -= 1
+                scratch[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
+                remaining /= 10
+            } while remaining > 0
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: scratch[index...]))
+        }
+    }
+
+    private static func writeHex(_ bytes: UnsafeRawBufferPointer, to buffer: inout ByteBuffer) {
+        let digits: StaticString = "0123456789abcdef"
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bytes.count * 2) { out in
+            for (index, byte) in bytes.enumerated() {
+                out[2 * index] = digits.utf8Start[Int(byte >> 4)]
+                out[2 * index + 1] = digits.utf8Start[Int(byte & 0x0f)]
+            }
+            return bytes.count * 2
+        }
+    }
+}

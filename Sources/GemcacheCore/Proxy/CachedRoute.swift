@@ -1,0 +1,81 @@
+public import HTTPTypes
+
+/// A request on a cached route (SPEC §2): which operation, API version and model.
+public struct CachedRoute: Sendable, Equatable {
+    /// The cached operations.
+    public enum Operation: String, Sendable, CaseIterable {
+        case generateContent, streamGenerateContent, countTokens, embedContent, batchEmbedContents
+        case listModels = "models.list"
+        case getModel = "models.get"
+        case openAIChat = "openai.chat"
+        case openAIEmbeddings = "openai.embeddings"
+    }
+
+    public let operation: Operation
+    public let apiVersion: String
+    /// The model id without `models/`; empty on the OpenAI surface and the model list, where the model
+    /// (if any) is named in the body.
+    public let model: String
+
+    /// The endpoint kind as it enters the key.
+    public var endpoint: String { operation.rawValue }
+    var dialect: BodyDialect { operation == .openAIChat || operation == .openAIEmbeddings ? .openAI : .gemini }
+    var isGET: Bool { operation == .listModels || operation == .getModel }
+    var isOpenAI: Bool { dialect == .openAI }
+
+    public init(operation: Operation, apiVersion: String, model: String) {
+        self.operation = operation
+        self.apiVersion = apiVersion
+        self.model = model
+    }
+
+    /// The cached route a request is on, or nil when the path is not cached.
+    /// - Throws: 400 when the path is a cached operation but names an invalid model (`..`, encoded slashes).
+    public init?(method: HTTPRequest.Method, path: String) throws(ProxyError) {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard segments.count >= 3, segments[0].isEmpty, segments[1] == "v1" || segments[1] == "v1beta" else { return nil }
+        let version = String(segments[1])
+        let tail = segments.dropFirst(2).map(String.init)
+        switch (method, tail.first) {
+        case (.post, "openai") where version == "v1beta" && tail == ["openai", "chat", "completions"]:
+            self.init(operation: .openAIChat, apiVersion: version, model: "")
+        case (.post, "openai") where version == "v1beta" && tail == ["openai", "embeddings"]:
+            self.init(operation: .openAIEmbeddings, apiVersion: version, model: "")
+        case (.get, "models") where tail.count == 1:
+            self.init(operation: .listModels, apiVersion: version, model: "")
+        case (.get, "models") where tail.count == 2:
+            self.init(operation: .getModel, apiVersion: version, model: try Self.validModel(segments[3]))
+        case (.post, "models") where tail.count == 2:
+            let name = segments[3]
+            guard let colon = name.lastIndex(of: ":"), let operation = Operation(rawValue: String(name[name.index(after: colon)...])),
+                Self.postOperations.contains(operation)
+            else { return nil }
+            self.init(operation: operation, apiVersion: version, model: try Self.validModel(name[..<colon]))
+        default:
+            return nil
+        }
+    }
+
+    private static let postOperations: Set<Operation> = [.generateContent, .streamGenerateContent, .countTokens, .embedContent, .batchEmbedContents]
+
+    /// Letters, digits, `.`, `-`, `_`; no path tricks.
+    static func validModel(_ model: Substring) throws(ProxyError) -> String {
+        let valid = !model.isEmpty && model.count <= 128 && !model.contains("..")
+            && model.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0)) }
+        guard valid else { throw .invalidArgument("Invalid model name.") }
+        return String(model)
+    }
+}
+
+extension ProxyConfiguration.Cache {
+    /// The time to live of an operation's answers.
+    func ttl(for operation: CachedRoute.Operation) -> Duration {
+        switch operation {
+        case .generateContent, .streamGenerateContent: ttl.generate
+        case .countTokens: ttl.countTokens
+        case .embedContent, .batchEmbedContents: ttl.embed
+        case .listModels, .getModel: ttl.models
+        case .openAIChat, .openAIEmbeddings: ttl.openai
+        }
+    }
+}

@@ -1,0 +1,24 @@
+/// The slow path's part in the fast path: recording which raw request leads to which cache key.
+extension GeminiProxy {
+    /// The raw key of a generateContent request (``RawRequestKey``), or nil when the fast path would
+    /// never look it up (another operation, a target it does not key raw, no `x-goog-api-key`).
+    func rawKey(_ prepared: Prepared) -> [UInt8]? {
+        guard prepared.route.operation == .generateContent else { return nil }
+        let target = Array(prepared.pathAndQuery.utf8)
+        guard target.withUnsafeBytes({ RawRequestKey.isEligible(target: $0) }),
+            let credential = prepared.headers.first(where: { $0.name.lowercased() == "x-goog-api-key" })?.value, !credential.isEmpty
+        else { return nil }
+        let scope = configuration.effectiveScope == .shared ? "shared" : scopeTag(credential: credential, salt: store.scopeSalt)
+        return RawKeyHasher(normalize: configuration.cache.normalize).key(
+            target: target, scope: Array(scope.utf8), namespace: prepared.controls.namespace.map { Array($0.utf8) }, body: prepared.body
+        )
+    }
+
+    /// Records, without delaying the answer, that `prepared`'s raw bytes lead to its key, so that the
+    /// next byte-identical request is answered on the fast path. Skipped when that alias is already there.
+    func recordAlias(_ prepared: Prepared) {
+        guard let rawKey = rawKey(prepared), store.aliasedKey(rawKey) != prepared.key else { return }
+        let (store, key) = (self.store, prepared.key)
+        Task { await store.recordAlias(rawKey, for: key) }
+    }
+}

@@ -1,0 +1,104 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+extension GeminiProxy {
+    /// `batchEmbedContents`, cached per item (SPEC §2): cached items are served, only the missing ones
+    /// go upstream in one call, and the results are merged in order. All hits: HIT; none: MISS;
+    /// some: PARTIAL with `X-Gemcache-Items: hits=H, misses=M`.
+    func batchEmbed(_ prepared: Prepared, logger: Logger) async throws -> Response {
+        guard let items = (prepared.request as? [String: Any])?["requests"] as? [Any], !items.isEmpty else {
+            return try await answer(prepared, logger: logger)  // not a batch this proxy can split: cache it whole
+        }
+        let controls = prepared.controls
+        let keys = try items.map { item throws(ProxyError) in try itemKey(item, prepared: prepared) }
+        var embeddings: [Any?] = Array(repeating: nil, count: items.count)
+        if !controls.noCache && !controls.noStore {
+            for (index, key) in keys.enumerated() {
+                if let entry = await freshEntry(key, maxAge: controls.maxAge, logger: logger) {
+                    embeddings[index] = StorePolicy.parse(entry.body)
+                }
+            }
+        }
+        let missing = embeddings.indices.filter { embeddings[$0] == nil }
+        let hits = items.count - missing.count
+        var status = 200
+        var upstreamHeaders: [(name: String, value: String)] = [("Content-Type", "application/json; charset=UTF-8")]
+        var stored = false
+        if !missing.isEmpty {
+            if controls.onlyIfCached {
+                throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "Not every item is cached, and Cache-Control: only-if-cached forbids calling upstream.")
+            }
+            var request = (prepared.request as? [String: Any]) ?? [:]
+            request["requests"] = missing.map { items[$0] }
+            let body = Array((try? JSONSerialization.data(withJSONObject: request)) ?? Data())
+            let response = try await upstream.send(
+                method: .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers, body: .bytes(ByteBuffer(bytes: body)), decode: true
+            )
+            let answer = try await UpstreamClient.collect(response, upTo: configuration.limits.maxBody)
+            status = Int(response.status.code)
+            upstreamHeaders = ForwardedRequest.replayableHeaders(response.headers.map { ($0.name, $0.value) })
+            ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: .zero)
+            guard status == 200, let returned = (StorePolicy.parse(answer) as? [String: Any])?["embeddings"] as? [Any], returned.count == missing.count else {
+                // An error, or an answer that does not line up with the items: passed on as it came.
+                ledger.recordAnswer(model: prepared.model, outcome: .miss, status: status, tokens: .zero)
+                let headers = forwardedHeaders(upstreamHeaders, outcome: .miss, status: status, stored: false, key: prepared.key)
+                return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer)))
+            }
+            stored = !controls.noStore
+            for (position, index) in missing.enumerated() {
+                embeddings[index] = returned[position]
+                if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
+                    let item = Prepared(
+                        route: prepared.route, key: keys[index], scopeTag: prepared.scopeTag, query: prepared.query, model: prepared.model,
+                        controls: controls, body: [], request: nil, pathAndQuery: prepared.pathAndQuery, headers: [], framing: nil
+                    )
+                    stored = await save(status: 200, headers: upstreamHeaders, body: Array(bytes), usage: .zero, prepared: item) && stored
+                }
+            }
+        }
+        let outcome: CacheOutcome = missing.isEmpty ? .hit : hits == 0 ? (controls.noStore ? .bypass : controls.noCache ? .refresh : .miss) : .partial
+        ledger.recordAnswer(model: prepared.model, outcome: outcome, status: status, tokens: .zero)
+        ledger.recordSavedItems(hits)
+        let merged = (try? JSONSerialization.data(withJSONObject: ["embeddings": embeddings.map { $0 ?? NSNull() }])) ?? Data()
+        var headers = forwardedHeaders(upstreamHeaders, outcome: outcome, status: status, stored: stored, key: prepared.key)
+        if outcome == .hit {
+            headers[.cacheStatus] = "gemcache; hit; key=\"\(prepared.key.hex)\""
+        }
+        headers[.gemcacheItems] = "hits=\(hits), misses=\(missing.count)"
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: merged)))
+    }
+
+    /// The key of one batch item: the item's canonical form under the batch's model, scope and namespace.
+    private func itemKey(_ item: Any, prepared: Prepared) throws(ProxyError) -> CacheKey {
+        guard JSONSerialization.isValidJSONObject(item), let bytes = try? JSONSerialization.data(withJSONObject: item, options: [.sortedKeys]) else {
+            throw .invalidArgument("Every element of requests must be an object.")
+        }
+        let canonical: [UInt8]
+        do {
+            canonical = try BodyNormalizer.normalize(Array(bytes), level: configuration.cache.normalize, dialect: .gemini)
+        } catch {
+            throw .invalidArgument(error.message)
+        }
+        return CacheKeyComponents(
+            apiVersion: prepared.route.apiVersion, endpoint: "batchEmbedContents.item", model: prepared.route.model,
+            query: keyQuery(prepared.query, isGET: false), scope: prepared.scopeTag, namespace: prepared.controls.namespace,
+            normalizedBody: canonical
+        ).key
+    }
+}
+
+extension Ledger {
+    /// Items of a batch answered from the cache (`saved_items`).
+    func recordSavedItems(_ count: Int) {
+        if count > 0 { store.increment("saved_items", by: Int64(count)) }
+    }
+}
+
+extension HTTPField.Name {
+    static let gemcacheItems = Self("X-Gemcache-Items")!
+}

@@ -1,0 +1,104 @@
+import AsyncHTTPClient
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+extension GeminiProxy {
+    /// Answers a streaming request: a hit replays the recorded stream with its framing; a miss relays
+    /// the upstream stream chunk by chunk as it arrives while recording it, and stores it if it
+    /// completed. Identical concurrent misses share one upstream stream (COALESCED).
+    func stream(_ prepared: Prepared, logger: Logger) async throws -> Response {
+        let controls = prepared.controls
+        if !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
+            return hit(entry, prepared: prepared)
+        }
+        if controls.onlyIfCached {
+            throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "No cached answer, and Cache-Control: only-if-cached forbids calling upstream.")
+        }
+        let coalesce = !controls.noCache && !controls.noStore
+        var led = true
+        let recording: StreamRecording
+        if coalesce {
+            (recording, led) = recordings.withLock { recordings in
+                if let running = recordings[prepared.key] { return (running, false) }
+                let recording = StreamRecording()
+                recordings[prepared.key] = recording
+                return (recording, true)
+            }
+        } else {
+            recording = StreamRecording()
+        }
+        if led {
+            Task { await self.record(prepared, into: recording, store: !controls.noStore, shared: coalesce, logger: logger) }
+        }
+        let head = try await recording.head()
+        let outcome: CacheOutcome = controls.noStore ? .bypass : controls.noCache ? .refresh : led ? .miss : .coalesced
+        let headers = forwardedHeaders(head.headers, outcome: outcome, status: head.status, stored: false, key: prepared.key)
+        let chunks = recording.subscribe()
+        let ledger = self.ledger
+        let model = prepared.model
+        return Response(status: .init(code: head.status), headers: headers, body: ResponseBody { writer in
+            do {
+                for try await chunk in chunks { try await writer.write(chunk) }
+            } catch {
+                ledger.recordAnswer(model: model, outcome: outcome, status: head.status, tokens: .zero)
+                throw error
+            }
+            ledger.recordAnswer(model: model, outcome: outcome, status: head.status, tokens: recording.usage)
+            try await writer.finish(nil)
+        })
+    }
+
+    /// Reads the upstream stream into `recording` to its end (unless every client left and
+    /// `cache.finish_aborted_streams` is off), then stores it if it is complete. The stream ends for
+    /// its clients only once the entry is committed, so a request that follows finds it.
+    private func record(_ prepared: Prepared, into recording: StreamRecording, store shouldStore: Bool, shared: Bool, logger: Logger) async {
+        var failure: ProxyError?
+        var usage = TokenUsage.zero
+        do {
+            usage = try await read(prepared, into: recording, store: shouldStore, logger: logger)
+        } catch let error as ProxyError {
+            failure = error
+        } catch {
+            failure = UpstreamClient.mapError(error)
+        }
+        if shared { _ = recordings.withLock { $0.removeValue(forKey: prepared.key) } }
+        recording.end(failure: failure, usage: usage)
+    }
+
+    private func read(_ prepared: Prepared, into recording: StreamRecording, store shouldStore: Bool, logger: Logger) async throws -> TokenUsage {
+        guard let framing = prepared.framing else { return .zero }
+        let response = try await upstream.send(
+            method: .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers,
+            body: .bytes(ByteBuffer(bytes: prepared.body)), decode: true
+        )
+        let status = Int(response.status.code)
+        let headers = ForwardedRequest.replayableHeaders(response.headers.map { ($0.name, $0.value) })
+        recording.begin(.init(status: status, headers: headers))
+        var recorded: [UInt8] = []
+        var abandoned = false
+        for try await chunk in response.body {
+            recorded.append(contentsOf: chunk.readableBytesView)
+            recording.append(chunk)
+            if !configuration.cache.finishAbortedStreams && recording.isAbandoned {
+                abandoned = true
+                break
+            }
+        }
+        let answers = framing.answers(recorded)
+        let usage = answers.map(framing.usage) ?? .zero
+        ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: usage)
+        var stored = false
+        if shouldStore, !abandoned, status == 200, let answers, framing.isComplete(answers, request: prepared.request) {
+            stored = await save(status: status, headers: headers, body: recorded, usage: usage, prepared: prepared)
+        }
+        logger.debug(
+            "upstream stream ended",
+            metadata: ["cache.key": "\(prepared.key.hex)", "upstream.status": "\(status)", "cache.stored": "\(stored)"]
+        )
+        return usage
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import HTTPTypes
+
+/// How a cached request is keyed (SPEC §3): shared by the proxy and `/_gemcache/explain`, so that the
+/// explained key is the real one.
+struct RequestKey {
+    let key: CacheKey
+    /// The normalized body as it entered the key.
+    let canonical: [UInt8]
+    /// `shared` or `per_key`.
+    let scope: String
+    /// The scope as it enters the key: `shared` or the credential's tag.
+    let scopeTag: String
+    let namespace: String?
+    /// The model for stats: from the path, or the body's `model` on the OpenAI surface.
+    let model: String
+    /// The request body parsed, for the storing rules (nil for GET routes).
+    let request: Any?
+
+    /// - Throws: 403 without a credential, 400 for malformed JSON or controls.
+    init(
+        route: CachedRoute, query: [(name: String, value: String)], headers: HTTPFields, body: [UInt8],
+        configuration: ProxyConfiguration, salt: [UInt8]
+    ) throws(ProxyError) {
+        guard let credential = ForwardedRequest.credential(headers: headers, query: query) else {
+            throw .missingCredential
+        }
+        let controls = try RequestControls(headers: headers)
+        if route.isGET {
+            canonical = []
+            request = nil
+        } else {
+            do {
+                canonical = try BodyNormalizer.normalize(body, level: configuration.cache.normalize, dialect: route.dialect)
+            } catch {
+                throw .invalidArgument(error.message)
+            }
+            request = try? JSONSerialization.jsonObject(with: Data(body))
+        }
+        let shared = configuration.effectiveScope == .shared
+        scope = shared ? "shared" : "per_key"
+        scopeTag = shared ? "shared" : GemcacheCore.scopeTag(credential: credential, salt: salt)
+        namespace = controls.namespace
+        if route.isOpenAI, let named = (request as? [String: Any])?["model"] as? String {
+            model = named.hasPrefix("models/") ? String(named.dropFirst(7)) : named
+        } else {
+            model = route.model
+        }
+        key = CacheKeyComponents(
+            apiVersion: route.apiVersion, endpoint: route.endpoint, model: route.model,
+            query: keyQuery(query, isGET: route.isGET), scope: scopeTag,
+            namespace: controls.namespace, normalizedBody: canonical
+        ).key
+    }
+}

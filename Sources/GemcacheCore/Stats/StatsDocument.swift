@@ -1,0 +1,181 @@
+public import Foundation
+
+/// The stats of SPEC §7 at one moment: what `GET /_gemcache/stats`, `GET /metrics`, the dashboard
+/// and `gemcache stats` all show.
+public struct StatsDocument: Sendable {
+    /// When counting began in this store.
+    public var since: Date
+    /// The plain counters by name (`requests`, `hits`, `coalesced`, … `saved_items`).
+    public var totals: [String: Int64]
+    /// USD saved over every model with a price, to six decimals.
+    public var savedUSD: Double
+    public var entries: Int
+    public var storeBytes: Int
+    public var storeRecoveredFrom: String?
+    public var quotaDay: QuotaDay
+    /// Per model, by id.
+    public var models: [String: ModelStats]
+
+    public var hits: Int64 { totals[Counter.hits] ?? 0 }
+    public var coalesced: Int64 { totals[Counter.coalesced] ?? 0 }
+    public var misses: Int64 { totals[Counter.misses] ?? 0 }
+    public var savedRequests: Int64 { hits + coalesced }
+
+    /// (hits + coalesced) / (hits + coalesced + misses), to four decimals; 0 before any answer.
+    public var hitRatio: Double {
+        let answered = hits + coalesced + misses
+        return answered == 0 ? 0 : Self.round(Double(savedRequests) / Double(answered), places: 4)
+    }
+
+    /// One model's usage, savings and free-tier limits.
+    public struct ModelStats: Sendable {
+        /// All-time counters by name: `requests`, `hits`, `coalesced`, `misses`, `refreshed`,
+        /// `bypassed`, `stale`, `errors`, `upstream_requests`, `upstream_tokens`, `saved_tokens`,
+        /// `saved_prompt_tokens`.
+        public var counts: [String: Int64]
+        public var upstreamRequestsMinute: Int64
+        public var upstreamTokensMinute: Int64
+        public var upstreamRequestsToday: Int64
+        public var upstreamTokensToday: Int64
+        public var savedRequestsToday: Int64
+        public var savedTokensToday: Int64
+        /// From `limits.models`; every field nil when the model is not in the table.
+        public var freeTier: ProxyConfiguration.ModelLimits
+        /// USD the hits saved at the configured price (six decimals), nil when the model has no price.
+        public var savedUSD: Double?
+
+        public var savedRequests: Int64 { (counts[Counter.hits] ?? 0) + (counts[Counter.coalesced] ?? 0) }
+
+        /// upstream_requests_today / rpd, in percent; nil when the limit is unknown.
+        public var rpdUsedPct: Double? { percent(upstreamRequestsToday) }
+        /// (upstream + saved requests today) / rpd: what the day would have used without the cache.
+        public var rpdWithoutCachePct: Double? { percent(upstreamRequestsToday + savedRequestsToday) }
+
+        private func percent(_ requests: Int64) -> Double? {
+            guard let rpd = freeTier.rpd, rpd > 0 else { return nil }
+            return StatsDocument.round(Double(requests) / Double(rpd) * 100, places: 2)
+        }
+    }
+
+    static func round(_ value: Double, places: Int) -> Double {
+        let scale = pow(10, Double(places))
+        return (value * scale).rounded() / scale
+    }
+
+    // MARK: - JSON
+
+    /// The document as JSON values (unknown limits and percentages as `null`).
+    public var json: [String: Any] {
+        var document: [String: Any] = [
+            "since": Self.timestamp(since),
+            "hit_ratio": hitRatio,
+            "saved_requests": savedRequests,
+            "saved_usd": savedUSD,
+            "entries": entries,
+            "store_bytes": storeBytes,
+            "store_recovered_from": storeRecoveredFrom ?? NSNull(),
+            "quota_day": quotaDay.id,
+            "quota_day_resets_at": Self.timestamp(quotaDay.resetsAt),
+            "models": models.mapValues(\.json),
+        ]
+        for name in Counter.totals { document[name] = totals[name] ?? 0 }
+        return document
+    }
+
+    /// The document as pretty, key-sorted JSON.
+    public func jsonData() throws -> Data {
+        try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
+}
+
+extension StatsDocument.ModelStats {
+    /// Every all-time counter a model reports, in order.
+    static let countNames = [
+        Counter.requests, Counter.hits, Counter.coalesced, Counter.misses, Counter.refreshed, Counter.bypassed, Counter.stale,
+        Counter.errors, Counter.upstreamRequests, Counter.upstreamTokens, Counter.savedTokens,
+    ]
+
+    var json: [String: Any] {
+        func orNull<T>(_ value: T?) -> Any { value.map { $0 as Any } ?? NSNull() }
+        var model: [String: Any] = [
+            "saved_requests": savedRequests,
+            "saved_usd": orNull(savedUSD),
+            "upstream_requests_minute": upstreamRequestsMinute,
+            "upstream_tokens_minute": upstreamTokensMinute,
+            "upstream_requests_today": upstreamRequestsToday,
+            "upstream_tokens_today": upstreamTokensToday,
+            "saved_requests_today": savedRequestsToday,
+            "saved_tokens_today": savedTokensToday,
+            "free_tier": ["rpm": orNull(freeTier.rpm), "rpd": orNull(freeTier.rpd), "tpm": orNull(freeTier.tpm)],
+            "rpd_used_pct": orNull(rpdUsedPct),
+            "rpd_without_cache_pct": orNull(rpdWithoutCachePct),
+        ]
+        for name in Self.countNames { model[name] = counts[name] ?? 0 }
+        return model
+    }
+}
+
+extension Ledger {
+    /// The stats document now: totals, today's and this minute's per-model counters, store size.
+    public func document() async throws -> StatsDocument {
+        let time = now()
+        let day = quotaDay(at: time)
+        let dayPrefix = Counter.dayPrefix + day.id + "/"
+        let minutePrefix = Counter.minute(Counter.epochMinute(time), "")
+        let values = try await store.counterValues(prefixes: Counter.totals + [Counter.modelPrefix, dayPrefix, minutePrefix])
+        var models: [String: StatsDocument.ModelStats] = [:]
+        func update(_ name: String, after prefix: String, _ apply: (inout StatsDocument.ModelStats, String, Int64) -> Void) {
+            guard let (model, field) = Counter.parseModel(name, after: prefix) else { return }
+            apply(&models[model, default: emptyStats(model)], field, values[name] ?? 0)
+        }
+        for name in values.keys {
+            update(name, after: "") { stats, field, value in stats.counts[field] = value }
+            update(name, after: dayPrefix) { stats, field, value in
+                switch field {
+                case Counter.upstreamRequests: stats.upstreamRequestsToday = value
+                case Counter.upstreamTokens: stats.upstreamTokensToday = value
+                case Counter.savedRequests: stats.savedRequestsToday = value
+                case Counter.savedTokens: stats.savedTokensToday = value
+                default: break
+                }
+            }
+            update(name, after: minutePrefix) { stats, field, value in
+                switch field {
+                case Counter.upstreamRequests: stats.upstreamRequestsMinute = value
+                case Counter.upstreamTokens: stats.upstreamTokensMinute = value
+                default: break
+                }
+            }
+        }
+        for (model, price) in prices {
+            guard var stats = models[model] else { continue }
+            let prompt = Double(stats.counts[Counter.savedPromptTokens] ?? 0)
+            let total = Double(stats.counts[Counter.savedTokens] ?? 0)
+            stats.savedUSD = StatsDocument.round((prompt * price.input + max(0, total - prompt) * price.output) / 1_000_000, places: 6)
+            models[model] = stats
+        }
+        return StatsDocument(
+            since: Date(milliseconds: try await store.countersSince()),
+            totals: values.filter { Counter.totals.contains($0.key) },
+            savedUSD: StatsDocument.round(models.values.reduce(0) { $0 + ($1.savedUSD ?? 0) }, places: 6),
+            entries: try await store.entryCount(),
+            storeBytes: store.storeBytes,
+            storeRecoveredFrom: store.recoveredFrom,
+            quotaDay: day,
+            models: models
+        )
+    }
+
+    private func emptyStats(_ model: String) -> StatsDocument.ModelStats {
+        StatsDocument.ModelStats(
+            counts: [:], upstreamRequestsMinute: 0, upstreamTokensMinute: 0, upstreamRequestsToday: 0, upstreamTokensToday: 0,
+            savedRequestsToday: 0, savedTokensToday: 0, freeTier: limits[model] ?? .init(), savedUSD: nil
+        )
+    }
+}

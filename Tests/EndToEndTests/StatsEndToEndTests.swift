@@ -1,0 +1,251 @@
+import Foundation
+import GemcacheCore
+import GemcacheTestSupport
+import GeminiMock
+import Testing
+
+/// The stats endpoint, `/metrics`, the dashboard and `gemcache stats` against real traffic.
+@Suite(.timeLimit(.minutes(1)))
+struct StatsEndToEndTests {
+    static let flash = "gemini-2.5-flash"
+    static let unlisted = "gemini-unlisted-test"
+
+    static func configuration(upstreamPort: Int, directory: String) -> ProxyConfiguration {
+        var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: directory)
+        configuration.limits.models = [flash: .init(rpm: 10, tpm: 250_000, rpd: 250)]
+        configuration.prices = [flash: .init(input: 0.30, output: 2.50)]
+        return configuration
+    }
+
+    static func ask(_ port: Int, model: String = flash, _ text: String, headers: [String: String] = [:]) async throws -> TestResponse {
+        try await send(
+            port: port, path: "/v1beta/models/\(model):generateContent", body: generateBody(text),
+            headers: headers.merging(["x-goog-api-key": testKey]) { $1 }
+        )
+    }
+
+    /// `(prompt, total)` tokens of an answer's usageMetadata.
+    static func tokens(_ response: TestResponse) throws -> (prompt: Int, total: Int) {
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+        let usage = try #require(json["usageMetadata"] as? [String: Any])
+        return (try #require(usage["promptTokenCount"] as? Int), try #require(usage["totalTokenCount"] as? Int))
+    }
+
+    static func stats(_ port: Int) async throws -> [String: Any] {
+        let response = try await send("GET", port: port, path: "/_gemcache/stats")
+        #expect(response.status == 200)
+        return try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+    }
+
+    /// A miss and two hits on flash, three concurrent identical flash requests (one miss, two
+    /// coalesced), a miss and a hit on a model without limits, and a `no-store` bypass.
+    /// - Returns: The tokens that the hits and coalesced answers saved, by model as (prompt, total).
+    static func script(_ port: Int) async throws -> [String: (prompt: Int, total: Int)] {
+        let first = try await ask(port, "alpha")
+        #expect(first.header("x-gemcache") == "MISS")
+        // Equivalent but not byte-identical repeats: hits of the slow path, which the middleware times.
+        for variant in ["alpha ", " alpha"] { #expect(try await ask(port, variant).header("x-gemcache") == "HIT") }
+        let together = try await withThrowingTaskGroup(of: TestResponse.self) { group in
+            for _ in 0..<3 { group.addTask { try await ask(port, "beta, all at once") } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(together.map { $0.header("x-gemcache") ?? "" }.sorted() == ["COALESCED", "COALESCED", "MISS"])
+        #expect(try await ask(port, model: unlisted, "gamma").header("x-gemcache") == "MISS")
+        let unlistedHit = try await ask(port, model: unlisted, "gamma ")
+        #expect(unlistedHit.header("x-gemcache") == "HIT")
+        #expect(try await ask(port, "delta", headers: ["cache-control": "no-store"]).header("x-gemcache") == "BYPASS")
+        let (a, b, c) = (try tokens(first), try tokens(together[0]), try tokens(unlistedHit))
+        return [flash: (2 * a.prompt + 2 * b.prompt, 2 * a.total + 2 * b.total), unlisted: c]
+    }
+
+    @Test func scriptedTrafficAddsUpInTheStatsDocument() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream(.init(latency: .milliseconds(400))) { upstreamPort, recorder in
+                try await withProxy(Self.configuration(upstreamPort: upstreamPort, directory: dir.path)) { port in
+                    let saved = try await Self.script(port)
+                    let stats = try await Self.stats(port)
+                    #expect(recorder.totalRequests == 4)
+                    #expect(stats["requests"] as? Int == 9)
+                    #expect(stats["hits"] as? Int == 3)
+                    #expect(stats["coalesced"] as? Int == 2)
+                    #expect(stats["misses"] as? Int == 3)
+                    #expect(stats["bypassed"] as? Int == 1)
+                    #expect(stats["refreshed"] as? Int == 0)
+                    #expect(stats["errors"] as? Int == 0)
+                    #expect(stats["hit_ratio"] as? Double == 0.625)
+                    #expect(stats["saved_requests"] as? Int == 5)
+                    #expect(stats["saved_tokens"] as? Int == saved[Self.flash]!.total + saved[Self.unlisted]!.total)
+                    #expect(stats["upstream_requests"] as? Int == 4)
+                    #expect(stats["entries"] as? Int == 3)
+                    let (prompt, total) = saved[Self.flash]!
+                    let usd = (Double(prompt) * 0.30 + Double(total - prompt) * 2.50) / 1_000_000
+                    #expect(abs((stats["saved_usd"] as? Double ?? -1) - usd) < 0.000_001)
+                    #expect(stats["quota_day"] as? String == QuotaDay(containing: Date()).id)
+
+                    let models = try #require(stats["models"] as? [String: [String: Any]])
+                    let flash = try #require(models[Self.flash])
+                    #expect(flash["upstream_requests_today"] as? Int == 3)
+                    #expect(flash["saved_requests_today"] as? Int == 4)
+                    #expect(flash["saved_tokens_today"] as? Int == total)
+                    #expect(flash["rpd_used_pct"] as? Double == 1.2)
+                    #expect(flash["rpd_without_cache_pct"] as? Double == 2.8)
+                    #expect((flash["free_tier"] as? [String: Int]) == ["rpm": 10, "rpd": 250, "tpm": 250_000])
+                    let unlisted = try #require(models[Self.unlisted])
+                    #expect(unlisted["hits"] as? Int == 1 && unlisted["misses"] as? Int == 1)
+                    #expect(unlisted["upstream_requests_today"] as? Int == 1)
+                    let limits = try #require(unlisted["free_tier"] as? [String: Any])
+                    #expect(limits.values.allSatisfy { $0 is NSNull })
+                    #expect(unlisted["rpd_used_pct"] is NSNull && unlisted["saved_usd"] is NSNull)
+                }
+            }
+        }
+    }
+
+    @Test func metricsShowTheSameNumbersAsTheStats() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream(.init(latency: .milliseconds(400))) { upstreamPort, _ in
+                try await withProxy(Self.configuration(upstreamPort: upstreamPort, directory: dir.path)) { port in
+                    _ = try await Self.script(port)
+                    let stats = try await Self.stats(port)
+                    let response = try await send("GET", port: port, path: "/metrics")
+                    #expect(response.status == 200)
+                    #expect(response.header("content-type")?.hasPrefix("text/plain; version=0.0.4") == true)
+                    #expect(!response.body.contains(testKey))
+                    let samples = Self.samples(response.body)
+                    for name in ["requests", "hits", "coalesced", "misses", "refreshed", "bypassed", "stale", "errors", "upstream_requests", "saved_requests", "saved_tokens", "saved_items"] {
+                        #expect(samples["gemcache_\(name)_total"] == (stats[name] as? NSNumber)?.doubleValue, "\(name)")
+                    }
+                    for name in ["hit_ratio", "saved_usd", "entries"] {
+                        #expect(samples["gemcache_\(name)"] == (stats[name] as? NSNumber)?.doubleValue, "\(name)")
+                    }
+                    let models = try #require(stats["models"] as? [String: [String: Any]])
+                    for (model, fields) in models {
+                        for name in ["hits", "coalesced", "misses", "upstream_requests", "saved_requests", "saved_tokens"] {
+                            #expect(samples["gemcache_model_\(name)_total{model=\"\(model)\"}"] == (fields[name] as? NSNumber)?.doubleValue)
+                        }
+                        for name in ["upstream_requests_today", "saved_requests_today", "upstream_requests_minute", "rpd_used_pct", "rpd_without_cache_pct", "saved_usd"] {
+                            #expect(samples["gemcache_model_\(name){model=\"\(model)\"}"] == (fields[name] as? NSNumber)?.doubleValue, "\(model) \(name)")
+                        }
+                    }
+                    #expect(samples["gemcache_model_free_tier_rpd{model=\"\(Self.unlisted)\"}"] == nil)
+                    #expect(samples["gemcache_model_free_tier_rpd{model=\"\(Self.flash)\"}"] == 250)
+                    #expect(samples["gemcache_hit_duration_seconds_count"] == 3)
+                    #expect(samples["gemcache_upstream_duration_seconds_count"] == 4)
+                    #expect((samples["gemcache_upstream_duration_seconds_sum"] ?? 0) >= 3 * 0.4)
+
+                    // A second scrape after more traffic moves the counters by exactly that traffic.
+                    #expect(try await Self.ask(port, "alpha").header("x-gemcache") == "HIT")
+                    let again = Self.samples(try await send("GET", port: port, path: "/metrics").body)
+                    #expect(again["gemcache_hits_total"] == 4)
+                    #expect(again["gemcache_model_hits_total{model=\"\(Self.flash)\"}"] == 3)
+                }
+            }
+        }
+    }
+
+    /// Sample values by series (`name{labels}`), from the Prometheus text format.
+    static func samples(_ text: String) -> [String: Double] {
+        var samples: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            samples[String(line[..<space])] = value
+        }
+        return samples
+    }
+}
+
+/// Counters shared by `gemcache serve` processes on one store, kept across restarts, and read by
+/// `gemcache stats`.
+@Suite(.timeLimit(.minutes(1)))
+struct StatsProcessTests {
+    /// Runs `gemcache <arguments>` to its end; returns its exit status and standard output.
+    static func gemcache(_ arguments: [String], directory: String) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: GemcacheProcess.executablePath)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.environment = ["PATH": "/usr/bin:/bin"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    static func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    static func totals(_ stats: [String: Any]) -> [String: Int] {
+        ["requests", "hits", "misses", "upstream_requests", "saved_requests"].reduce(into: [:]) { $0[$1] = stats[$1] as? Int }
+    }
+
+    @Test func twoProcessesShareTheCountersAndTheySurviveARestart() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                let store = dir.path + "/store"
+                let arguments = ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store]
+                let first = try await GemcacheProcess(arguments: arguments, directory: dir.path)
+                let second = try await GemcacheProcess(arguments: arguments, directory: dir.path)
+                // first: a miss and a hit; second: a hit on the first's entry, a miss and a hit of its own.
+                let script: [(GemcacheProcess, String, String)] = [
+                    (first, "one", "MISS"), (first, "one ", "HIT"), (second, " one", "HIT"), (second, "two", "MISS"), (second, "two ", "HIT"),
+                ]
+                for (process, text, expected) in script {
+                    #expect(try await StatsEndToEndTests.ask(process.port, text).header("x-gemcache") == expected)
+                }
+                #expect(recorder.totalRequests == 2)
+                let expected = ["requests": 5, "hits": 3, "misses": 2, "upstream_requests": 2, "saved_requests": 3]
+
+                // Each process flushes its counters to the store every second: both see the sums soon.
+                for process in [first, second] {
+                    var seen: [String: Int] = [:]
+                    for _ in 0..<40 where seen != expected {
+                        seen = Self.totals(try await StatsEndToEndTests.stats(process.port))
+                        if seen != expected { try await Task.sleep(for: .milliseconds(100)) }
+                    }
+                    #expect(seen == expected)
+                }
+                // Read straight from the store while both proxies run on it.
+                let live = try Self.gemcache(["stats", "--data", store, "--json"], directory: dir.path)
+                #expect(live.status == 0)
+                #expect(Self.totals(try Self.json(live.output)) == expected)
+
+                #expect(await first.stop() == 0)
+                #expect(await second.stop() == 0)
+                let stopped = try Self.gemcache(["stats", "--data", store, "--json"], directory: dir.path)
+                #expect(Self.totals(try Self.json(stopped.output)) == expected)
+
+                let restarted = try await GemcacheProcess(arguments: arguments, directory: dir.path)
+                let afterRestart = try await StatsEndToEndTests.stats(restarted.port)
+                #expect(Self.totals(afterRestart) == expected)
+                #expect(afterRestart["since"] as? String == (try Self.json(stopped.output))["since"] as? String)
+                let table = try Self.gemcache(["stats", "--url", "http://127.0.0.1:\(restarted.port)"], directory: dir.path)
+                #expect(table.status == 0)
+                #expect(table.output.contains("hit ratio"))
+                #expect(table.output.contains("60.0 %"))
+                #expect(table.output.contains("gemini-2.5-flash"))
+                #expect(await restarted.stop() == 0)
+                for process in [first, second, restarted] { #expect(!process.log.contains(testKey)) }
+            }
+        }
+    }
+
+    @Test func statsOfAMissingStoreFailsWithOneLine() async throws {
+        try await withTemporaryDirectory { dir in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: GemcacheProcess.executablePath)
+            process.arguments = ["stats", "--data", dir.path + "/nothing-here"]
+            process.currentDirectoryURL = URL(fileURLWithPath: dir.path)
+            let pipe = Pipe()
+            process.standardError = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 1)
+            #expect(output == "gemcache: no gemcache store at \(dir.path)/nothing-here\n")
+            #expect(!FileManager.default.fileExists(atPath: dir.path + "/nothing-here"))
+        }
+    }
+}

@@ -1,0 +1,249 @@
+import AsyncHTTPClient
+import Foundation
+import GemcacheCore
+import GemcacheTestSupport
+import GeminiMock
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// Every cached surface of SPEC §2 through the proxy in front of the mock upstream.
+@Suite(.timeLimit(.minutes(1)))
+struct SurfaceEndToEndTests {
+    let key = ["x-goog-api-key": testKey]
+
+    private func withStack<R: Sendable>(
+        _ mock: MockUpstreamConfiguration = .init(chunkDelay: .milliseconds(5)),
+        configure: @Sendable (inout ProxyConfiguration) -> Void = { _ in },
+        _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder) async throws -> R
+    ) async throws -> R {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream(mock) { upstreamPort, recorder in
+                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
+                configure(&configuration)
+                return try await withProxy(configuration) { port in try await body(port, recorder) }
+            }
+        }
+    }
+
+    @Test(arguments: ["?alt=sse", ""])
+    func streamsAreRelayedRecordedAndReplayed(query: String) async throws {
+        try await withStack(.init(chunkDelay: .milliseconds(40))) { port, recorder in
+            let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent\(query)"
+            let body = generateBody("stream me")
+            let (miss, parts) = try await sendCountingParts(port: port, path: path, body: body, headers: key)
+            #expect(miss.header("x-gemcache") == "MISS")
+            #expect(parts >= 3, "the answer reached the client chunk by chunk, not buffered")
+            let hit = try await send(port: port, path: path, body: body, headers: key)
+            #expect(hit.header("x-gemcache") == "HIT")
+            #expect(hit.body == miss.body)
+            #expect(hit.header("content-type") == miss.header("content-type"))
+            if query.isEmpty {
+                let array = try JSONSerialization.jsonObject(with: Data(hit.body.utf8)) as? [Any]
+                #expect(array?.count == 3)
+                #expect(hit.header("content-type")?.hasPrefix("application/json") == true)
+            } else {
+                #expect(hit.body.hasPrefix("data: "))
+                #expect(hit.body.hasSuffix("\r\n\r\n"))
+                #expect(hit.header("content-type")?.hasPrefix("text/event-stream") == true)
+            }
+            #expect(recorder.totalRequests == 1)
+
+            let plain = try await send(port: port, path: "/v1beta/models/gemini-2.5-flash:generateContent", body: body, headers: key)
+            #expect(plain.header("x-gemcache") == "MISS", "a stream and a non-stream request never share an entry")
+        }
+    }
+
+    @Test func truncatedStreamsAreNotStored() async throws {
+        try await withStack { port, recorder in
+            let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+            let body = generateBody("cut short [[fault:truncate]]")
+            let first = try await send(port: port, path: path, body: body, headers: key)
+            let second = try await send(port: port, path: path, body: body, headers: key)
+            #expect(first.header("x-gemcache") == "MISS")
+            #expect(second.header("x-gemcache") == "MISS")
+            #expect(recorder.totalRequests == 2)
+        }
+    }
+
+    @Test func concurrentStreamMissesShareOneUpstreamStream() async throws {
+        try await withStack(.init(latency: .milliseconds(500), chunkDelay: .milliseconds(50))) { port, recorder in
+            let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+            let body = generateBody("together")
+            let results = try await withThrowingTaskGroup(of: TestResponse.self) { group in
+                for _ in 0..<10 {
+                    group.addTask { try await send(port: port, path: path, body: body, headers: key) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(results.allSatisfy { $0.status == 200 && $0.body == results[0].body })
+            #expect(results.filter { $0.header("x-gemcache") == "MISS" }.count == 1)
+            #expect(results.filter { $0.header("x-gemcache") == "COALESCED" }.count == 9)
+            #expect(recorder.totalRequests == 1)
+        }
+    }
+
+    @Test func anAbortedStreamIsFinishedAndStored() async throws {
+        try await withStack(.init(chunkDelay: .milliseconds(100))) { port, recorder in
+            let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+            let body = generateBody("leave early")
+            try await abortAfterFirstChunk(port: port, path: path, body: body, headers: key)
+            var replay: TestResponse?
+            for _ in 0..<50 where replay?.status != 200 {
+                replay = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "only-if-cached"]) { $1 })
+                if replay?.status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(replay?.header("x-gemcache") == "HIT")
+            #expect(replay?.body.hasSuffix("\r\n\r\n") == true)
+            #expect(recorder.totalRequests == 1)
+        }
+    }
+
+    @Test(arguments: ["countTokens", "embedContent"])
+    func tokenCountsAndEmbeddingsAreCached(operation: String) async throws {
+        try await withStack { port, recorder in
+            let path = "/v1/models/gemini-embedding-001:\(operation)"
+            let body = operation == "embedContent" ? #"{"content":{"parts":[{"text":"embed me"}]}}"# : generateBody("count me")
+            let miss = try await send(port: port, path: path, body: body, headers: key)
+            let hit = try await send(port: port, path: path, body: body, headers: key)
+            #expect(miss.status == 200)
+            #expect(miss.header("x-gemcache") == "MISS")
+            #expect(hit.header("x-gemcache") == "HIT")
+            #expect(hit.body == miss.body)
+            #expect(recorder.totalRequests == 1)
+        }
+    }
+
+    @Test func batchEmbeddingsAreCachedPerItem() async throws {
+        try await withStack { port, recorder in
+            let path = "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+            func batch(_ texts: [String]) -> String {
+                let items = texts.map { #"{"model":"models/gemini-embedding-001","content":{"parts":[{"text":"\#($0)"}]}}"# }
+                return #"{"requests":[\#(items.joined(separator: ","))]}"#
+            }
+            func vectors(_ response: TestResponse) throws -> [[Double]] {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+                let embeddings = try #require(object["embeddings"] as? [[String: Any]])
+                return embeddings.map { $0["values"] as? [Double] ?? [] }
+            }
+            let first = try await send(port: port, path: path, body: batch(["alpha", "beta"]), headers: key)
+            #expect(first.header("x-gemcache") == "MISS")
+            #expect(first.header("x-gemcache-items") == "hits=0, misses=2")
+            let partial = try await send(port: port, path: path, body: batch(["gamma", "alpha"]), headers: key)
+            #expect(partial.header("x-gemcache") == "PARTIAL")
+            #expect(partial.header("x-gemcache-items") == "hits=1, misses=1")
+            #expect(try vectors(partial)[1] == vectors(first)[0], "results merged in order")
+            #expect(try vectors(partial)[0] != vectors(partial)[1])
+            let all = try await send(port: port, path: path, body: batch(["beta", "gamma", "alpha"]), headers: key)
+            #expect(all.header("x-gemcache") == "HIT")
+            #expect(all.header("x-gemcache-items") == "hits=3, misses=0")
+            #expect(try vectors(all) == [vectors(first)[1], vectors(partial)[0], vectors(first)[0]])
+            #expect(recorder.totalRequests == 2)
+            let stats = try await send("GET", port: port, path: "/_gemcache/stats")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(stats.body.utf8)) as? [String: Any])
+            #expect(document["saved_items"] as? Int == 4)
+        }
+    }
+
+    @Test func modelListsAndModelsAreCachedByQuery() async throws {
+        try await withStack { port, recorder in
+            let list = try await send("GET", port: port, path: "/v1beta/models?pageSize=2", headers: key)
+            let listAgain = try await send("GET", port: port, path: "/v1beta/models?pageSize=2&key=\(testKey)")
+            let otherPage = try await send("GET", port: port, path: "/v1beta/models?pageSize=3", headers: key)
+            let model = try await send("GET", port: port, path: "/v1/models/gemini-2.5-flash", headers: key)
+            let modelAgain = try await send("GET", port: port, path: "/v1/models/gemini-2.5-flash", headers: key)
+            #expect(list.status == 200)
+            #expect(list.header("x-gemcache") == "MISS")
+            #expect(listAgain.header("x-gemcache") == "HIT", "the credential is not part of the key")
+            #expect(otherPage.header("x-gemcache") == "MISS")
+            #expect(model.header("x-gemcache") == "MISS")
+            #expect(modelAgain.header("x-gemcache") == "HIT")
+            #expect(recorder.totalRequests == 3)
+        }
+    }
+
+    @Test func theOpenAISurfaceIsCached() async throws {
+        try await withStack { port, recorder in
+            let bearer = ["authorization": "Bearer \(testKey)"]
+            let chat = #"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"Hi there"}]}"#
+            let chatMiss = try await send(port: port, path: "/v1beta/openai/chat/completions", body: chat, headers: bearer)
+            let chatHit = try await send(port: port, path: "/v1beta/openai/chat/completions", body: chat, headers: bearer)
+            #expect(chatMiss.header("x-gemcache") == "MISS")
+            #expect(chatHit.header("x-gemcache") == "HIT")
+            #expect(chatHit.body == chatMiss.body)
+
+            let stream = #"{"model":"gemini-2.5-flash","stream":true,"messages":[{"role":"user","content":"Hi there"}]}"#
+            let streamMiss = try await send(port: port, path: "/v1beta/openai/chat/completions", body: stream, headers: bearer)
+            let streamHit = try await send(port: port, path: "/v1beta/openai/chat/completions", body: stream, headers: bearer)
+            #expect(streamMiss.header("x-gemcache") == "MISS")
+            #expect(streamHit.header("x-gemcache") == "HIT")
+            #expect(streamHit.body.hasSuffix("data: [DONE]\n\n"))
+            #expect(streamHit.body == streamMiss.body)
+
+            let embed = #"{"model":"gemini-embedding-001","input":["one","two"]}"#
+            let embedMiss = try await send(port: port, path: "/v1beta/openai/embeddings", body: embed, headers: bearer)
+            let embedHit = try await send(port: port, path: "/v1beta/openai/embeddings", body: embed, headers: bearer)
+            #expect(embedMiss.header("x-gemcache") == "MISS")
+            #expect(embedHit.header("x-gemcache") == "HIT")
+            #expect(recorder.totalRequests == 3)
+
+            let malformed = try await send(port: port, path: "/v1beta/openai/chat/completions", body: "{", headers: bearer)
+            #expect(malformed.status == 400)
+            let envelope = try JSONSerialization.jsonObject(with: Data(malformed.body.utf8)) as? [[String: [String: Any]]]
+            #expect(envelope?.first?["error"]?["status"] as? String == "INVALID_ARGUMENT", "wrapped in a one-element array, as Google does")
+            #expect(recorder.totalRequests == 3)
+        }
+    }
+
+    @Test func explainGivesTheKeyOfTheRealRequest() async throws {
+        try await withStack { port, _ in
+            let path = "/v1beta/models/gemini-2.5-flash:generateContent"
+            let real = try await send(port: port, path: path, body: generateBody("explain me"), headers: key.merging(["x-gemcache-namespace": "docs"]) { $1 })
+            let request: [String: Any] = [
+                "path": path, "headers": ["x-goog-api-key": testKey, "X-Gemcache-Namespace": "docs"],
+                "body": ["contents": [["parts": [["text": "  explain me\r\n"]], "role": "user"]]],
+            ]
+            let explained = try await send(
+                port: port, path: "/_gemcache/explain", body: String(decoding: try JSONSerialization.data(withJSONObject: request), as: UTF8.self)
+            )
+            let answer = try #require(try JSONSerialization.jsonObject(with: Data(explained.body.utf8)) as? [String: Any])
+            #expect(answer["key"] as? String == real.header("x-gemcache-key"))
+            #expect(answer["scope"] as? String == "per_key")
+            #expect(answer["namespace"] as? String == "docs")
+            #expect(answer["scheme_version"] as? Int == CacheKeyComponents.schemeVersion)
+            #expect((answer["canonical"] as? String)?.contains(#""text":"explain me""#) == true)
+            #expect(!explained.body.contains(testKey))
+        }
+    }
+}
+
+/// Sends a request and counts the body parts as they arrive (more than one: the answer streamed).
+func sendCountingParts(port: Int, path: String, body: String, headers: [String: String]) async throws -> (TestResponse, Int) {
+    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+    request.method = .POST
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    request.body = .bytes(ByteBuffer(string: body))
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+    var parts = 0
+    var text = ""
+    for try await part in response.body {
+        parts += 1
+        text += String(buffer: part)
+    }
+    var fields: [String: String] = [:]
+    for header in response.headers { fields[header.name.lowercased()] = header.value }
+    return (TestResponse(status: Int(response.status.code), headers: fields, body: text), parts)
+}
+
+/// Reads the first chunk of a streamed answer, then drops the connection.
+func abortAfterFirstChunk(port: Int, path: String, body: String, headers: [String: String]) async throws {
+    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+    request.method = .POST
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    request.body = .bytes(ByteBuffer(string: body))
+    let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+    let response = try await client.execute(request, timeout: .seconds(30))
+    var iterator = response.body.makeAsyncIterator()
+    _ = try await iterator.next()
+    try await client.shutdown()
+}

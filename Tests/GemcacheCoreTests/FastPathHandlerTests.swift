@@ -1,0 +1,138 @@
+import Foundation
+@testable import GemcacheCore
+import GemcacheTestSupport
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Synchronization
+import Testing
+
+/// The fast-path handler on an embedded channel over a real store: what it answers itself, and that
+/// everything else reaches the next handler byte for byte.
+@Suite(.timeLimit(.minutes(1)))
+struct FastPathHandlerTests {
+    static let path = "/v1beta/models/gemini-2.5-flash:generateContent"
+    static let body = #"{"contents":[{"parts":[{"text":"Why is the sky blue?"}]}]}"#
+    static let answer = #"{"candidates":[{"content":{"parts":[{"text":"Rayleigh."}]},"finishReason":"STOP"}]}"#
+    static let start: Int64 = 1_800_000_000_000
+
+    final class Clock: Sendable {
+        let milliseconds = Mutex<Int64>(FastPathHandlerTests.start)
+        var now: @Sendable () -> Int64 { { self.milliseconds.withLock { $0 } } }
+    }
+
+    static func request(key: String = testKey, extraHeaders: String = "", body: String = body, path: String = path) -> String {
+        "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nx-goog-api-key: \(key)\r\nContent-Type: application/json\r\n\(extraHeaders)"
+            + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    /// A store holding one answer stored under the raw key of `request()` (as the slow path leaves it).
+    func withFastPath(_ body: (EmbeddedChannel, FastPath, Clock, CacheKey) async throws -> Void) async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = Clock()
+            var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:1", dataDirectory: directory.path)
+            configuration.cache.scope = .perKey
+            let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: nil, logger: quietLogger, now: clock.now)
+            let key = CacheKey(hex: Digest.hex(Digest.sha256(Array("entry".utf8))))!
+            let entry = CacheEntry(
+                status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
+                body: Array(Self.answer.utf8), storedAt: Self.start - 5000, expiresAt: Self.start + 60_000,
+                model: "gemini-2.5-flash", namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10
+            )
+            let rawKey = RawKeyHasher(normalize: configuration.cache.normalize).key(
+                target: Array(Self.path.utf8), scope: Array(scopeTag(credential: testKey, salt: store.scopeSalt).utf8),
+                namespace: nil, body: Array(Self.body.utf8)
+            )
+            #expect(await store.store(entry, for: key, alias: rawKey))
+            let fastPath = FastPath(configuration: configuration, store: store, ledger: Ledger(store: store, configuration: configuration), now: clock.now)
+            let handler = FastPathHandler(fastPath: fastPath)
+            let channel = EmbeddedChannel()
+            try channel.pipeline.syncOperations.addHandlers([handler, FastPathResponseCounter(handler)])
+            try await body(channel, fastPath, clock, key)
+            _ = try? channel.finish()
+            await store.close()
+        }
+    }
+
+    private func send(_ text: String, to channel: EmbeddedChannel) throws -> (answer: String?, passed: String?) {
+        try channel.writeInbound(ByteBuffer(string: text))
+        var passed: String?
+        while let part: ByteBuffer = try channel.readInbound() { passed = (passed ?? "") + String(buffer: part) }
+        let answer: ByteBuffer? = try channel.readOutbound()
+        return (answer.map { String(buffer: $0) }, passed)
+    }
+
+    @Test func answersAByteIdenticalRepeatWithTheSlowPathsHeaders() async throws {
+        try await withFastPath { channel, fastPath, _, key in
+            let (answer, passed) = try send(Self.request(), to: channel)
+            #expect(passed == nil)
+            #expect(fastPath.hits == 1)
+            let expected = "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nAge: 5\r\nX-Gemcache: HIT\r\n"
+                + "X-Gemcache-Key: \(key.hex)\r\nCache-Status: gemcache; hit; ttl=60; key=\"\(key.hex)\"\r\n"
+                + "Content-Length: \(Self.answer.utf8.count)\r\nDate: Fri, 15 Jan 2027 08:00:00 GMT\r\n\r\n\(Self.answer)"
+            #expect(answer == expected)
+        }
+    }
+
+    @Test func aRequestSplitAcrossReadsIsAnsweredOnceComplete() async throws {
+        try await withFastPath { channel, fastPath, _, _ in
+            let request = Self.request()
+            let cut = request.index(request.startIndex, offsetBy: 40)
+            let first = try send(String(request[..<cut]), to: channel)
+            #expect(first.answer == nil && first.passed == nil)
+            let (answer, passed) = try send(String(request[cut...]), to: channel)
+            #expect(passed == nil && answer?.hasPrefix("HTTP/1.1 200 OK\r\n") == true && fastPath.hits == 1)
+        }
+    }
+
+    @Test(arguments: [
+        FastPathHandlerTests.request(key: "another-key"),
+        FastPathHandlerTests.request(extraHeaders: "Cache-Control: no-cache\r\n"),
+        FastPathHandlerTests.request(extraHeaders: "X-Gemcache-Namespace: team-a\r\n"),
+        FastPathHandlerTests.request(extraHeaders: "X-Gemcache-TTL: 5\r\n"),
+        FastPathHandlerTests.request(extraHeaders: "Connection: close\r\n"),
+        FastPathHandlerTests.request(body: FastPathHandlerTests.body + " "),
+        FastPathHandlerTests.request(path: "/v1beta/models/gemini-2.5-flash:generateContent?key=x"),
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        FastPathHandlerTests.request().replacingOccurrences(of: "HTTP/1.1", with: "HTTP/1.0"),
+    ])
+    func everythingElseReachesTheSlowPathUnchanged(request: String) async throws {
+        try await withFastPath { channel, fastPath, _, _ in
+            let (answer, passed) = try send(request, to: channel)
+            #expect(answer == nil && passed == request && fastPath.hits == 0)
+        }
+    }
+
+    @Test func anExpiredEntryIsLeftToTheSlowPath() async throws {
+        try await withFastPath { channel, fastPath, clock, _ in
+            clock.milliseconds.withLock { $0 += 60_000 }
+            let (answer, passed) = try send(Self.request(), to: channel)
+            #expect(answer == nil && passed == Self.request() && fastPath.hits == 0)
+        }
+    }
+
+    @Test func answersNeverOvertakeAPassedOnRequest() async throws {
+        try await withFastPath { channel, fastPath, _, _ in
+            let slow = Self.request(key: "another-key")
+            let (answer, passed) = try send(slow + Self.request(), to: channel)
+            #expect(answer == nil && passed == slow + Self.request() && fastPath.hits == 0)
+            // Hummingbird answers both; then the fast path takes over again.
+            try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+            try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+            while let _: HTTPServerResponsePart = try channel.readOutbound() {}
+            let again = try send(Self.request(), to: channel)
+            #expect(again.answer != nil && fastPath.hits == 1)
+        }
+    }
+
+    @Test func framingItDoesNotFollowHandsTheConnectionToTheDecoder() async throws {
+        try await withFastPath { channel, fastPath, _, _ in
+            let chunked = "POST \(Self.path) HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            let first = try send(chunked, to: channel)
+            #expect(first.answer == nil && first.passed == chunked)
+            let second = try send(Self.request(), to: channel)
+            #expect(second.answer == nil && second.passed == Self.request())
+            #expect(fastPath.hits == 0)
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+@testable import GemcacheCore
+import GemcacheTestSupport
+import Synchronization
+import Testing
+
+/// The ledger's arithmetic on a real store, with a clock the test moves.
+@Suite(.timeLimit(.minutes(1)))
+struct LedgerTests {
+    final class ManualClock: Sendable {
+        let milliseconds: Mutex<Int64>
+        init(_ iso: String) { milliseconds = Mutex(Int64(ISO8601DateFormatter().date(from: iso)!.timeIntervalSince1970 * 1000)) }
+        var now: @Sendable () -> Int64 { { self.milliseconds.withLock { $0 } } }
+        func set(_ iso: String) { milliseconds.withLock { $0 = Int64(ISO8601DateFormatter().date(from: iso)!.timeIntervalSince1970 * 1000) } }
+        func advance(seconds: Int64) { milliseconds.withLock { $0 += seconds * 1000 } }
+    }
+
+    static let flash = "gemini-2.5-flash"
+    static let custom = "gemini-custom-model"
+
+    static var configuration: ProxyConfiguration {
+        var configuration = ProxyConfiguration()
+        configuration.limits.models = [flash: .init(rpm: 10, tpm: 250_000, rpd: 250)]
+        configuration.prices = [flash: .init(input: 0.30, output: 2.50)]
+        return configuration
+    }
+
+    private func open(_ directory: TemporaryDirectory, clock: ManualClock) async throws -> (CacheStore, Ledger) {
+        var settings = ProxyConfiguration.Store()
+        settings.path = directory.path + "/store"
+        settings.maxSize = 64 << 20
+        let store = try await CacheStore.open(configuration: settings, scopeSalt: nil, logger: quietLogger, now: clock.now)
+        return (store, Ledger(store: store, configuration: Self.configuration, now: clock.now))
+    }
+
+    /// flash: 3 misses, 5 hits, 2 coalesced, 1 bypass (4 upstream calls); custom: 1 miss, 1 hit, 1 error.
+    private func script(_ ledger: Ledger) {
+        let flashTokens = TokenUsage(prompt: 10, total: 40)
+        for outcome in [CacheOutcome.miss, .miss, .miss, .bypass] {
+            ledger.recordRequest(model: Self.flash)
+            ledger.recordUpstreamCall(model: Self.flash, status: 200, tokens: flashTokens)
+            ledger.recordAnswer(model: Self.flash, outcome: outcome, status: 200, tokens: flashTokens)
+        }
+        for outcome in [CacheOutcome.hit, .hit, .hit, .hit, .hit, .coalesced, .coalesced] {
+            ledger.recordRequest(model: Self.flash)
+            ledger.recordAnswer(model: Self.flash, outcome: outcome, status: 200, tokens: flashTokens)
+        }
+        let customTokens = TokenUsage(prompt: 5, total: 25)
+        ledger.recordRequest(model: Self.custom)
+        ledger.recordUpstreamCall(model: Self.custom, status: 200, tokens: customTokens)
+        ledger.recordAnswer(model: Self.custom, outcome: .miss, status: 200, tokens: customTokens)
+        ledger.recordRequest(model: Self.custom)
+        ledger.recordAnswer(model: Self.custom, outcome: .hit, status: 200, tokens: customTokens)
+        ledger.recordRequest(model: Self.custom)
+        ledger.recordError(model: Self.custom)
+    }
+
+    @Test func everyFieldAddsUp() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock("2026-11-29T20:00:00Z")
+            let (store, ledger) = try await open(directory, clock: clock)
+            script(ledger)
+            let document = try await ledger.document()
+            let json = document.json
+            #expect(json["requests"] as? Int64 == 14)
+            #expect(json["hits"] as? Int64 == 6)
+            #expect(json["coalesced"] as? Int64 == 2)
+            #expect(json["misses"] as? Int64 == 4)
+            #expect(json["bypassed"] as? Int64 == 1)
+            #expect(json["refreshed"] as? Int64 == 0)
+            #expect(json["stale"] as? Int64 == 0)
+            #expect(json["errors"] as? Int64 == 1)
+            #expect(json["hit_ratio"] as? Double == 0.6667)
+            #expect(json["saved_requests"] as? Int64 == 8)
+            #expect(json["saved_tokens"] as? Int64 == 305)
+            #expect(json["saved_items"] as? Int64 == 0)
+            #expect(json["upstream_requests"] as? Int64 == 5)
+            // 70 prompt tokens at $0.30 and 210 other tokens at $2.50 per million; the custom model has no price.
+            #expect(json["saved_usd"] as? Double == 0.000546)
+            #expect(json["quota_day"] as? String == "2026-11-29")
+            #expect(json["quota_day_resets_at"] as? String == "2026-11-30T08:00:00Z")
+            #expect(json["since"] as? String == "2026-11-29T20:00:00Z")
+
+            let models = try #require(json["models"] as? [String: [String: Any]])
+            let flash = try #require(models[Self.flash])
+            #expect(flash["requests"] as? Int64 == 11)
+            #expect(flash["hits"] as? Int64 == 5)
+            #expect(flash["coalesced"] as? Int64 == 2)
+            #expect(flash["misses"] as? Int64 == 3)
+            #expect(flash["upstream_requests"] as? Int64 == 4)
+            #expect(flash["upstream_tokens"] as? Int64 == 160)
+            #expect(flash["saved_requests"] as? Int64 == 7)
+            #expect(flash["saved_tokens"] as? Int64 == 280)
+            #expect(flash["upstream_requests_minute"] as? Int64 == 4)
+            #expect(flash["upstream_tokens_minute"] as? Int64 == 160)
+            #expect(flash["upstream_requests_today"] as? Int64 == 4)
+            #expect(flash["upstream_tokens_today"] as? Int64 == 160)
+            #expect(flash["saved_requests_today"] as? Int64 == 7)
+            #expect(flash["saved_tokens_today"] as? Int64 == 280)
+            #expect(flash["saved_usd"] as? Double == 0.000546)
+            let limits = try #require(flash["free_tier"] as? [String: Any])
+            #expect(limits["rpm"] as? Int == 10 && limits["rpd"] as? Int == 250 && limits["tpm"] as? Int == 250_000)
+            #expect(flash["rpd_used_pct"] as? Double == 1.6)
+            #expect(flash["rpd_without_cache_pct"] as? Double == 4.4)
+
+            let custom = try #require(models[Self.custom])
+            #expect(custom["hits"] as? Int64 == 1)
+            #expect(custom["errors"] as? Int64 == 1)
+            #expect(custom["upstream_requests_today"] as? Int64 == 1)
+            #expect(custom["saved_requests_today"] as? Int64 == 1)
+            let unknown = try #require(custom["free_tier"] as? [String: Any])
+            #expect(unknown["rpm"] is NSNull && unknown["rpd"] is NSNull && unknown["tpm"] is NSNull)
+            #expect(custom["rpd_used_pct"] is NSNull)
+            #expect(custom["rpd_without_cache_pct"] is NSNull)
+            #expect(custom["saved_usd"] is NSNull)
+            await store.close()
+        }
+    }
+
+    @Test func minuteAndDayWindowsMoveOnAndTotalsSurviveAReopen() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock("2026-03-08T06:59:30Z")  // 22:59:30 PST on March 7
+            var (store, ledger) = try await open(directory, clock: clock)
+            script(ledger)
+            #expect(try await ledger.document().quotaDay.id == "2026-03-07")
+
+            clock.advance(seconds: 60)
+            var flash = try #require(try await ledger.document().models[Self.flash])
+            #expect(flash.upstreamRequestsMinute == 0 && flash.upstreamTokensMinute == 0)
+            #expect(flash.upstreamRequestsToday == 4)
+            let history = try await ledger.history()
+            #expect(history.hits.count == Ledger.historyMinutes)
+            #expect(history.hits.last == 0 && history.misses.last == 0)
+            #expect(history.hits[history.hits.count - 2] == 8)
+            #expect(history.misses[history.misses.count - 2] == 4)
+            #expect(history.firstMinute == clock.now() / 60_000 - Int64(Ledger.historyMinutes) + 1)
+
+            clock.set("2026-03-08T08:00:00Z")  // midnight PST: the spring-forward day begins
+            var document = try await ledger.document()
+            #expect(document.quotaDay.id == "2026-03-08")
+            #expect(document.json["quota_day_resets_at"] as? String == "2026-03-09T07:00:00Z")
+            flash = try #require(document.models[Self.flash])
+            #expect(flash.upstreamRequestsToday == 0 && flash.savedRequestsToday == 0)
+            #expect(flash.rpdUsedPct == 0 && flash.rpdWithoutCachePct == 0)
+            #expect(flash.counts["upstream_requests"] == 4)
+
+            await store.close()
+            (store, ledger) = try await open(directory, clock: clock)
+            document = try await ledger.document()
+            #expect(document.totals["requests"] == 14)
+            #expect(document.savedRequests == 8)
+            #expect(document.hitRatio == 0.6667)
+            #expect(document.json["since"] as? String == "2026-03-08T06:59:30Z")
+            await store.close()
+        }
+    }
+
+    @Test func pruneDropsMinutesOlderThanADayAndOldDays() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock("2026-11-29T20:00:00Z")
+            let (store, ledger) = try await open(directory, clock: clock)
+            script(ledger)
+            await store.flushCounters()
+            clock.advance(seconds: 36 * 86_400)
+            ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: .zero)
+            await store.flushCounters()
+            await ledger.prune()
+            let minutes = try await store.counterValues(prefixes: ["minute/"])
+            #expect(minutes == ["minute/\(Counter.paddedMinute(clock.now() / 60_000))/hits": 1])
+            let days = try await store.counterValues(prefixes: ["day/"]).keys
+            #expect(!days.isEmpty)
+            #expect(days.allSatisfy { $0.hasPrefix("day/2027-01-04/") })
+            #expect(try await store.counterValues(prefixes: ["model/"])["model/\(Self.flash)/hits"] == 6)
+            await store.close()
+        }
+    }
+}
