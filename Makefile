@@ -1,12 +1,13 @@
 # gemcache: `make run` serves with proxy.conf, `make test` runs every test. Both install what is missing.
 SWIFT ?= swift
 APT_PACKAGES := liblmdb-dev libssl-dev pkg-config
-PORT ?= 8080
 
-.PHONY: deps build run test demo clean
+.PHONY: deps build run test demo bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
+	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -19,12 +20,22 @@ build: deps
 run: build
 	.build/release/gemcache serve --config proxy.conf
 
+# The dashboard test renders the page in Debian's headless chromium (a target-specific variable
+# reaches the deps prerequisite too).
+test: APT_PACKAGES += chromium
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	scripts/sdk-tests.sh
 
 demo: build
 	scripts/demo.sh
+
+# Hit path vs nginx proxy_cache (needs nginx and wrk: apt-get install -y nginx wrk); see benchmarks/RESULTS.md.
+bench: build
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "bench needs nginx and wrk: apt-get install -y nginx wrk"; exit 1; }
+	benchmarks/hitpath.py
+	benchmarks/misspath.py
 
 clean:
 	rm -rf .build

@@ -58,6 +58,11 @@ def wrk(port, connections, duration):
          f"http://127.0.0.1:{port}{PATH}"],
         capture_output=True, text=True, check=True,
     ).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out):
+    """Requests/s, p50 and p99 in ms, and non-2xx answers from `wrk --latency` output."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def latency(percentile):

@@ -249,3 +249,83 @@ struct StatsProcessTests {
         }
     }
 }
+
+/// The dashboard rendered by a real browser (Debian's headless chromium, installed by `make test`).
+@Suite(.timeLimit(.minutes(1)))
+struct DashboardBrowserTests {
+    static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// The DOM after the page's script ran (`--dump-dom`, waiting for its requests).
+    static func renderedDOM(_ url: String, profile: String) throws -> String {
+        let browser = try #require(chromium, "chromium is not installed: run `make deps` (apt-get install chromium)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: browser)
+        process.arguments = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile)",
+            "--virtual-time-budget=4000", "--dump-dom", url,
+        ]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return output
+    }
+
+    /// The text of every element marked `data-stat="name"`, and of every `data-model="m" data-field="f"` as `m/f`.
+    static func shownValues(_ dom: String) -> [String: String] {
+        var values: [String: String] = [:]
+        for match in dom.matches(of: /data-stat="([a-z_]+)"[^>]*>([^<]*)</) { values[String(match.1)] = String(match.2) }
+        for match in dom.matches(of: /data-model="([^"]+)" data-field="([a-z_]+)"[^>]*>([^<]*)</) {
+            values["\(match.1)/\(match.2)"] = String(match.3)
+        }
+        return values
+    }
+
+    @Test func theDashboardShowsTheNumbersOfTheStatsEndpoint() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream(.init(latency: .milliseconds(400))) { upstreamPort, _ in
+                try await withProxy(StatsEndToEndTests.configuration(upstreamPort: upstreamPort, directory: dir.path)) { port in
+                    _ = try await StatsEndToEndTests.script(port)
+                    let page = try await send("GET", port: port, path: "/_gemcache/")
+                    #expect(page.status == 200)
+                    #expect(page.header("content-type") == "text/html; charset=utf-8")
+                    // Self-contained: nothing is loaded from anywhere (the one URL is the SVG namespace name).
+                    let outside = page.body.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "")
+                    #expect(!outside.contains("://") && !outside.contains("src=") && !outside.contains("<link"))
+                    #expect(page.body.contains("setInterval(load"))
+
+                    let stats = try await StatsEndToEndTests.stats(port)
+                    let dom = try Self.renderedDOM("http://127.0.0.1:\(port)/_gemcache/", profile: dir.path + "/chromium")
+                    #expect(dom.contains(#"data-loaded="true""#))
+                    let shown = Self.shownValues(dom)
+                    func number(_ text: String?) -> Double? {
+                        text.flatMap { Double($0.replacingOccurrences(of: ",", with: "").replacingOccurrences(of: "$", with: "").replacingOccurrences(of: " %", with: "")) }
+                    }
+                    for field in ["requests", "saved_requests", "saved_tokens", "upstream_requests", "hits", "coalesced", "misses", "entries"] {
+                        #expect(number(shown[field]) == (stats[field] as? NSNumber)?.doubleValue, "\(field)")
+                    }
+                    #expect(shown["hit_ratio"] == String(format: "%.1f %%", (stats["hit_ratio"] as? Double ?? -1) * 100))
+                    #expect(shown["saved_usd"] == String(format: "$%.4f", stats["saved_usd"] as? Double ?? -1))
+                    #expect(shown["quota_day"] == stats["quota_day"] as? String)
+                    let models = try #require(stats["models"] as? [String: [String: Any]])
+                    let flash = try #require(models[StatsEndToEndTests.flash])
+                    let flashShown = { (field: String) in shown["\(StatsEndToEndTests.flash)/\(field)"] }
+                    #expect(flashShown("rpd_used_pct") == String(format: "%.1f %%", flash["rpd_used_pct"] as? Double ?? -1))
+                    #expect(flashShown("rpd_without_cache_pct") == String(format: "%.1f %%", flash["rpd_without_cache_pct"] as? Double ?? -1))
+                    #expect(number(flashShown("rpd")) == 250)
+                    #expect(number(flashShown("upstream_requests_today")) == (flash["upstream_requests_today"] as? NSNumber)?.doubleValue)
+                    #expect(number(flashShown("saved_requests_today")) == (flash["saved_requests_today"] as? NSNumber)?.doubleValue)
+                    let unlisted = { (field: String) in shown["\(StatsEndToEndTests.unlisted)/\(field)"] }
+                    #expect(unlisted("rpd_used_pct") == "no known limit")
+                    #expect(unlisted("rpd") == "unknown")
+                    #expect(unlisted("saved_usd") == "no price")
+                    // The chart's totals are this minute's hits (with coalesced answers) and misses.
+                    #expect(number(shown["history_hits"]) == Double((stats["hits"] as? Int ?? -1) + (stats["coalesced"] as? Int ?? -1)))
+                    #expect(number(shown["history_misses"]) == (stats["misses"] as? NSNumber)?.doubleValue)
+                }
+            }
+        }
+    }
+}

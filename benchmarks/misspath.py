@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Miss path overhead: latency of a miss through gemcache vs the same call straight to the mock upstream.
+
+Every request carries a new prompt (miss.lua), so every gemcache request is a miss that calls the
+upstream and commits the answer to LMDB before answering. One connection (the overhead per call) and
+16 connections (misses in parallel, group commit). Alternating rounds, medians, Markdown table.
+
+Usage: benchmarks/misspath.py [--bin .build/release/gemcache] [--rounds 3] [--duration 5]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hitpath import HERE, PATH, ROOT, rss_mib, wait_for  # noqa: E402
+import hitpath  # noqa: E402
+
+
+def wrk(port, connections, duration):
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, "miss.lua"),
+         f"http://127.0.0.1:{port}{PATH}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return hitpath.parse_wrk(out)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", default=os.path.join(ROOT, ".build/release/gemcache"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--base-port", type=int, default=18200)
+    args = parser.parse_args()
+    args.bin = os.path.abspath(args.bin)
+    mock_port, gemcache_port = args.base_port, args.base_port + 1
+    work = tempfile.mkdtemp(prefix="gemcache-bench-")
+    processes = []
+    try:
+        log = open(os.path.join(work, "servers.log"), "w")
+        processes.append(subprocess.Popen([args.bin, "mock-upstream", "--port", str(mock_port)], cwd=work, stdout=log, stderr=log))
+        wait_for(mock_port)
+        gemcache = subprocess.Popen(
+            [args.bin, "serve", "--port", str(gemcache_port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, "data")],
+            cwd=work, stdout=log, stderr=log, env={**os.environ, "LOG_LEVEL": "warning"},
+        )
+        processes.append(gemcache)
+        wait_for(gemcache_port)
+        targets = [("mock upstream, direct", mock_port), ("through gemcache (miss + store)", gemcache_port)]
+        load_before = open("/proc/loadavg").read().split()[:3]
+        results = {(name, c): [] for name, _ in targets for c in (1, 16)}
+        for round_index in range(args.rounds):
+            for c in (1, 16):
+                for name, port in targets:
+                    result = wrk(port, c, args.duration)
+                    results[(name, c)].append(result)
+                    print(f"round {round_index + 1} c={c} {name}: {result}", file=sys.stderr)
+        load_after = open("/proc/loadavg").read().split()[:3]
+        print(f"Run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before {' '.join(load_before)}, after {' '.join(load_after)}; "
+              f"{args.rounds} alternating rounds x {args.duration} s per target, wrk -t1; gemcache RSS after the run {rss_mib(gemcache.pid):.0f} MiB.")
+        print()
+        print("| connections | target | req/s (median) | p50 ms | p99 ms | p50 added by gemcache ms |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for c in (1, 16):
+            direct = statistics.median(r["p50"] for r in results[(targets[0][0], c)])
+            for name, _ in targets:
+                rounds = results[(name, c)]
+                p50 = statistics.median(r["p50"] for r in rounds)
+                added = "" if name == targets[0][0] else f"{p50 - direct:.2f}"
+                print(f"| {c} | {name} | {statistics.median(r['rps'] for r in rounds):,.0f} | {p50:.2f} | "
+                      f"{statistics.median(r['p99'] for r in rounds):.2f} | {added} |")
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

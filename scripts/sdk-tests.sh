@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The official Python SDKs (google-genai, openai) against gemcache in front of the mock upstream.
+# Creates .venv (from PyPI) on first use, starts both servers on free loopback ports, runs pytest,
+# stops what it started. Called by `make test` after the Swift tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.build/debug/gemcache
+venv=.venv
+if [ ! -x "$venv/bin/pytest" ] || ! cmp -s tests/sdk/requirements.txt "$venv/requirements.txt"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+    cp tests/sdk/requirements.txt "$venv/requirements.txt"
+fi
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+wait_port() { # log-file pattern
+    for _ in $(seq 1 200); do
+        port=$(grep -oE "$2" "$1" | grep -oE '[0-9]+$' | head -1 || true)
+        [ -n "$port" ] && { echo "$port"; return; }
+        sleep 0.05
+    done
+    echo "did not start:" >&2; cat "$1" >&2; exit 1
+}
+"$bin" mock-upstream --port 0 >"$work/mock.log" 2>&1 & pids+=($!)
+mock_port=$(wait_port "$work/mock.log" 'listening on 127\.0\.0\.1:[0-9]+')
+(cd "$work" && exec "$OLDPWD/$bin" serve --port 0 --upstream "http://127.0.0.1:$mock_port" --data "$work/store") >"$work/proxy.log" 2>&1 & pids+=($!)
+proxy_port=$(wait_port "$work/proxy.log" 'listen\.port=[0-9]+')
+GEMCACHE_PROXY_URL="http://127.0.0.1:$proxy_port" GEMCACHE_MOCK_URL="http://127.0.0.1:$mock_port" \
+    "$venv/bin/pytest" -q -p no:cacheprovider tests/sdk

@@ -1,0 +1,101 @@
+"""The official Python SDKs through gemcache in front of the mock upstream (started by scripts/sdk-tests.sh).
+
+Each surface: the first call is a MISS, the second a HIT with identical parsed results, and the
+upstream sees exactly one call.
+"""
+import json
+import os
+import urllib.request
+
+import pytest
+from google import genai
+from google.genai import types
+from openai import OpenAI
+
+PROXY = os.environ["GEMCACHE_PROXY_URL"]
+MOCK = os.environ["GEMCACHE_MOCK_URL"]
+KEY = "sdk-test-key"
+
+
+def upstream_calls():
+    with urllib.request.urlopen(MOCK + "/_mock/stats") as response:
+        return json.load(response)["requests"]
+
+
+def twice(call):
+    """Runs `call` twice; returns both results after checking the upstream saw one call."""
+    before = upstream_calls()
+    first, second = call(), call()
+    assert upstream_calls() - before == 1
+    return first, second
+
+
+def genai_client(version):
+    return genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=PROXY, api_version=version))
+
+
+def cache_status(response):
+    return response.sdk_http_response.headers.get("x-gemcache")
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta"])
+def test_genai_generate(version):
+    client = genai_client(version)
+    first, second = twice(lambda: client.models.generate_content(model="gemini-2.5-flash", contents=f"Why is the sky blue? ({version})"))
+    assert first.text and first.text == second.text
+    assert (cache_status(first), cache_status(second)) == ("MISS", "HIT")
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta"])
+def test_genai_stream(version):
+    client = genai_client(version)
+
+    def stream():
+        return [chunk.text for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents=f"Count to three ({version})")]
+
+    first, second = twice(stream)
+    assert len(first) == 3 and first == second
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta"])
+def test_genai_embed(version):
+    client = genai_client(version)
+    first, second = twice(lambda: client.models.embed_content(model="gemini-embedding-001", contents=f"embed this ({version})"))
+    assert first.embeddings[0].values and first.embeddings[0].values == second.embeddings[0].values
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta"])
+def test_genai_count_tokens(version):
+    client = genai_client(version)
+    first, second = twice(lambda: client.models.count_tokens(model="gemini-2.5-flash", contents=f"how many tokens is this ({version})"))
+    assert first.total_tokens > 0 and first.total_tokens == second.total_tokens
+
+
+def openai_client():
+    return OpenAI(api_key=KEY, base_url=PROXY + "/v1beta/openai/", max_retries=0)
+
+
+def test_openai_chat():
+    client = openai_client()
+    messages = [{"role": "user", "content": "Say hello to the cache"}]
+    first, second = twice(lambda: client.chat.completions.with_raw_response.create(model="gemini-2.5-flash", messages=messages))
+    assert (first.headers["x-gemcache"], second.headers["x-gemcache"]) == ("MISS", "HIT")
+    assert first.parse().choices[0].message.content == second.parse().choices[0].message.content
+
+
+def test_openai_chat_stream():
+    client = openai_client()
+    messages = [{"role": "user", "content": "Stream hello to the cache"}]
+
+    def stream():
+        chunks = client.chat.completions.create(model="gemini-2.5-flash", messages=messages, stream=True)
+        return [chunk.choices[0].delta.content for chunk in chunks if chunk.choices]
+
+    first, second = twice(stream)
+    assert "".join(c or "" for c in first) and first == second
+
+
+def test_openai_embeddings():
+    client = openai_client()
+    first, second = twice(lambda: client.embeddings.create(model="gemini-embedding-001", input="embed me, openai"))
+    assert first.data[0].embedding and first.data[0].embedding == second.data[0].embedding
