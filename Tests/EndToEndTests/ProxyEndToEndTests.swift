@@ -78,7 +78,9 @@ struct ProxyEndToEndTests {
     func incompleteOrFailedAnswersAreNotStored(fault: String) async throws {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream { upstreamPort, recorder in
-                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
+                configuration.upstream.retry.attempts = 1
+                try await withProxy(configuration) { port in
                     let body = generateBody("trouble \(fault)")
                     let first = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
                     let second = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])

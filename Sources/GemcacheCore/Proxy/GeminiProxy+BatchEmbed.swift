@@ -36,12 +36,10 @@ extension GeminiProxy {
             var request = (prepared.request as? [String: Any]) ?? [:]
             request["requests"] = missing.map { items[$0] }
             let body = Array((try? JSONSerialization.data(withJSONObject: request)) ?? Data())
-            let response = try await upstream.send(
-                method: .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers, body: .bytes(ByteBuffer(bytes: body)), decode: true
-            )
-            let answer = try await UpstreamClient.collect(response, upTo: configuration.limits.maxBody)
-            status = Int(response.status.code)
-            upstreamHeaders = ForwardedRequest.replayableHeaders(response.headers.map { ($0.name, $0.value) })
+            let response = try await callUpstream(prepared, body: body)
+            let answer = try await response.collect(upTo: configuration.limits.maxBody)
+            status = response.status
+            upstreamHeaders = response.replayableHeaders
             ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: .zero)
             guard status == 200, let returned = (StorePolicy.parse(answer) as? [String: Any])?["embeddings"] as? [Any], returned.count == missing.count else {
                 // An error, or an answer that does not line up with the items: passed on as it came.

@@ -71,21 +71,24 @@ extension GeminiProxy {
 
     private func read(_ prepared: Prepared, into recording: StreamRecording, store shouldStore: Bool, logger: Logger) async throws -> TokenUsage {
         guard let framing = prepared.framing else { return .zero }
-        let response = try await upstream.send(
-            method: .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers,
-            body: .bytes(ByteBuffer(bytes: prepared.body)), decode: true
-        )
-        let status = Int(response.status.code)
-        let headers = ForwardedRequest.replayableHeaders(response.headers.map { ($0.name, $0.value) })
+        let response = try await callUpstream(prepared, body: prepared.body)
+        let status = response.status
+        let headers = response.replayableHeaders
         recording.begin(.init(status: status, headers: headers))
         var recorded: [UInt8] = []
         var abandoned = false
-        for try await chunk in response.body {
-            recorded.append(contentsOf: chunk.readableBytesView)
-            recording.append(chunk)
-            if !configuration.cache.finishAbortedStreams && recording.isAbandoned {
-                abandoned = true
-                break
+        switch response.body {
+        case .read(let bytes):
+            recorded = bytes
+            recording.append(ByteBuffer(bytes: bytes))
+        case .streaming(let chunks):
+            for try await chunk in chunks {
+                recorded.append(contentsOf: chunk.readableBytesView)
+                recording.append(chunk)
+                if !configuration.cache.finishAbortedStreams && recording.isAbandoned {
+                    abandoned = true
+                    break
+                }
             }
         }
         let answers = framing.answers(recorded)

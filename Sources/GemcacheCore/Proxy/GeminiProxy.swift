@@ -158,13 +158,10 @@ public final class GeminiProxy: Sendable {
 
     /// Calls upstream once and, when allowed and the answer is complete, stores it before returning.
     private func fetch(_ prepared: Prepared, store shouldStore: Bool, logger: Logger) async throws(ProxyError) -> UpstreamAnswer {
-        let response = try await upstream.send(
-            method: prepared.route.isGET ? .get : .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers,
-            body: prepared.route.isGET ? nil : .bytes(ByteBuffer(bytes: prepared.body)), decode: true
-        )
-        let body = try await UpstreamClient.collect(response, upTo: configuration.limits.maxBody)
-        let headers = ForwardedRequest.replayableHeaders(response.headers.map { ($0.name, $0.value) })
-        let status = Int(response.status.code)
+        let response = try await callUpstream(prepared, body: prepared.route.isGET ? nil : prepared.body)
+        let body = try await response.collect(upTo: configuration.limits.maxBody)
+        let headers = response.replayableHeaders
+        let status = response.status
         let parsed = StorePolicy.parse(body)
         let usage = StorePolicy.usage(parsed)
         ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: usage)
@@ -177,6 +174,14 @@ public final class GeminiProxy: Sendable {
             metadata: ["cache.key": "\(prepared.key.hex)", "upstream.status": "\(status)", "cache.stored": "\(stored)"]
         )
         return UpstreamAnswer(status: status, headers: headers, body: body, usage: usage, stored: stored, entry: nil)
+    }
+
+    /// One upstream exchange for a cached route, with retries (SPEC §6).
+    func callUpstream(_ prepared: Prepared, body: [UInt8]?) async throws(ProxyError) -> UpstreamResponse {
+        try await upstream.exchange(
+            method: prepared.route.isGET ? .get : .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers,
+            body: body, maxBody: configuration.limits.maxBody
+        )
     }
 
     /// Stores an answer under the request's key with its TTL, unless it is larger than `max_entry_size`.

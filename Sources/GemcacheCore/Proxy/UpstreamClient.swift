@@ -13,12 +13,17 @@ import NIOPosix
 public struct UpstreamClient: Sendable {
     let baseURL: String
     let timeout: Duration
+    let retry: ProxyConfiguration.Upstream.Retry
+    /// The first backoff step; each retry doubles it (full jitter), and a `RetryInfo` delay wins if longer.
+    let backoff: Duration
     let decoding: HTTPClient
     let passing: HTTPClient
 
-    public init(configuration: ProxyConfiguration.Upstream) {
+    public init(configuration: ProxyConfiguration.Upstream, backoff: Duration = .milliseconds(250)) {
         self.baseURL = configuration.url
         self.timeout = configuration.timeout
+        self.retry = configuration.retry
+        self.backoff = backoff
         func make(_ decompression: HTTPClient.Decompression) -> HTTPClient {
             var client = HTTPClient.Configuration()
             client.timeout = .init(connect: .milliseconds(configuration.connectTimeout.milliseconds))
@@ -49,16 +54,65 @@ public struct UpstreamClient: Sendable {
         }
     }
 
-    /// Collects an upstream body, bounded by the configured limits and the whole-request deadline.
-    static func collect(_ response: HTTPClientResponse, upTo limit: Int) async throws(ProxyError) -> [UInt8] {
-        do {
-            var buffer = try await response.body.collect(upTo: limit)
-            return buffer.readBytes(length: buffer.readableBytes) ?? []
-        } catch is NIOTooManyBytesError {
-            throw ProxyError(.badGateway, "UNAVAILABLE", "The upstream answer is larger than limits.max_body.")
-        } catch {
-            throw mapError(error)
+    /// Statuses worth another try (SPEC §6).
+    static let retryableStatuses: Set<Int> = [429, 500, 503, 504]
+
+    /// Sends a request of a cached route, retrying 429/500/503/504 answers and connection failures with
+    /// exponential backoff and full jitter, honouring `RetryInfo`, within `upstream.retry.attempts` and
+    /// `upstream.retry.budget`. When the tries are spent, the upstream's own last answer is returned.
+    /// - Parameters:
+    ///   - authorize: Adds the credential for one attempt (managed mode picks a key per attempt).
+    ///   - onRetryableFailure: Told about every retryable answer (status and body), e.g. to learn quota.
+    func exchange(
+        method: HTTPRequest.Method, pathAndQuery: String, headers: [(name: String, value: String)], body: [UInt8]?,
+        maxBody: Int, onRetryableFailure: @Sendable (Int, [UInt8]) -> Void = { _, _ in }
+    ) async throws(ProxyError) -> UpstreamResponse {
+        var request = HTTPClientRequest(url: baseURL + pathAndQuery)
+        request.method = HTTPMethod(rawValue: method.rawValue)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.headers.replaceOrAdd(name: "accept-encoding", value: "gzip")
+        request.body = body.map { .bytes(ByteBuffer(bytes: $0)) }
+        let started = ContinuousClock.now
+        var attempt = 1
+        while true {
+            let canRetry = attempt < retry.attempts
+            do {
+                let response = try await decoding.execute(request, deadline: .now() + .milliseconds(timeout.milliseconds))
+                let status = Int(response.status.code)
+                guard Self.retryableStatuses.contains(status) else {
+                    return UpstreamResponse(status: status, headers: response.headers, body: .streaming(response.body))
+                }
+                let bytes = try await UpstreamResponse.collect(response.body, upTo: maxBody)
+                onRetryableFailure(status, bytes)
+                let delay = max(jitteredBackoff(attempt), UpstreamErrorDetails.retryDelay(in: bytes) ?? .zero)
+                guard canRetry, ContinuousClock.now - started + delay <= retry.budget else {
+                    return UpstreamResponse(status: status, headers: response.headers, body: .read(bytes))
+                }
+                try? await Task.sleep(for: delay)
+            } catch let error as ProxyError {
+                throw error
+            } catch {
+                let delay = jitteredBackoff(attempt)
+                guard canRetry, Self.isConnectionFailure(error), ContinuousClock.now - started + delay <= retry.budget else {
+                    throw Self.mapError(error)
+                }
+                try? await Task.sleep(for: delay)
+            }
+            attempt += 1
         }
+    }
+
+    /// `backoff × 2^(attempt-1)`, scaled by a random factor in 0…1.
+    private func jitteredBackoff(_ attempt: Int) -> Duration {
+        backoff * (Double(1 << min(attempt - 1, 16)) * Double.random(in: 0...1))
+    }
+
+    /// Failures before any answer arrived, which are safe to try again.
+    private static func isConnectionFailure(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError {
+            return error == .connectTimeout || error == .remoteConnectionClosed || error == .readTimeout
+        }
+        return error is NIOConnectionError || error is ChannelError || (error as? IOError) != nil
     }
 
     /// Upstream failures in Google's terms: deadlines are 504, everything else 502.

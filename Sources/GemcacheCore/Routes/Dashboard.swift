@@ -66,7 +66,7 @@ enum Dashboard {
     <h2>Hits and misses per minute, last 24 hours</h2>
     <div class="legend"><span><b style="background: var(--hit)"></b>hits + coalesced (<span data-stat="history_hits">…</span>)</span><span><b style="background: var(--miss)"></b>misses (<span data-stat="history_misses">…</span>)</span></div>
     <svg id="chart" viewBox="0 0 1440 180" preserveAspectRatio="none" role="img" aria-label="hits and misses per minute"></svg>
-    <div class="legend" style="justify-content: space-between"><span>24 h ago</span><span>12 h ago</span><span>now</span></div>
+    <div class="legend" style="justify-content: space-between"><span id="axis-start">24 h ago</span><span id="axis-middle">12 h ago</span><span>now</span></div>
   </section>
 </main>
 <script>
@@ -107,12 +107,17 @@ function renderModels(models) {
     bars.appendChild(bar("used", m.rpd_used_pct));
     bars.appendChild(bar("without", m.rpd_without_cache_pct));
     const label = element("div", {class: "barlabel"});
-    label.appendChild(element("span", {"data-model": name, "data-field": "rpd_used_pct"}, percent(m.rpd_used_pct)));
-    label.appendChild(document.createTextNode(" used, "));
-    label.appendChild(element("span", {"data-model": name, "data-field": "rpd_without_cache_pct"}, percent(m.rpd_without_cache_pct)));
-    label.appendChild(document.createTextNode(" without the cache, of "));
-    label.appendChild(element("span", {"data-model": name, "data-field": "rpd"}, rpd === null ? "unknown" : integer(rpd)));
-    label.appendChild(document.createTextNode(" per day"));
+    if (rpd === null) {
+      label.appendChild(element("span", {"data-model": name, "data-field": "rpd"}, "no known limit"));
+      label.appendChild(document.createTextNode(" (not in limits.models): usage only"));
+    } else {
+      label.appendChild(element("span", {"data-model": name, "data-field": "rpd_used_pct"}, percent(m.rpd_used_pct)));
+      label.appendChild(document.createTextNode(" used, "));
+      label.appendChild(element("span", {"data-model": name, "data-field": "rpd_without_cache_pct"}, percent(m.rpd_without_cache_pct)));
+      label.appendChild(document.createTextNode(" without the cache, of "));
+      label.appendChild(element("span", {"data-model": name, "data-field": "rpd"}, integer(rpd)));
+      label.appendChild(document.createTextNode(" per day"));
+    }
     bars.appendChild(label);
     row.appendChild(bars);
     row.appendChild(cell("upstream_requests_today", integer(m.upstream_requests_today)));
@@ -123,9 +128,17 @@ function renderModels(models) {
   }
 }
 
+// Charts the day, or from shortly before the first counted minute when the history is younger.
 function renderHistory(h) {
   const svg = document.getElementById("chart");
-  const peak = Math.max(1, ...h.hits, ...h.misses);
+  const first = h.hits.findIndex((v, i) => v > 0 || h.misses[i] > 0);
+  const from = first < 0 ? 0 : Math.max(0, Math.min(first - 5, h.hits.length - 60));
+  const hits = h.hits.slice(from), misses = h.misses.slice(from);
+  svg.setAttribute("viewBox", "0 0 " + (hits.length - 1) + " 180");
+  const minuteTime = i => new Date((h.first_minute + from + i) * 60000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  document.getElementById("axis-start").textContent = minuteTime(0);
+  document.getElementById("axis-middle").textContent = minuteTime(Math.floor((hits.length - 1) / 2));
+  const peak = Math.max(1, ...hits, ...misses);
   const line = (values, color) => {
     const points = values.map((v, i) => i + "," + (176 - v / peak * 170).toFixed(1)).join(" ");
     const p = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
@@ -136,7 +149,7 @@ function renderHistory(h) {
     p.setAttribute("vector-effect", "non-scaling-stroke");
     return p;
   };
-  svg.replaceChildren(line(h.misses, "#d9822b"), line(h.hits, "#1a9f5b"));
+  svg.replaceChildren(line(misses, "#d9822b"), line(hits, "#1a9f5b"));
   show("history_hits", integer(h.hits.reduce((a, b) => a + b, 0)));
   show("history_misses", integer(h.misses.reduce((a, b) => a + b, 0)));
 }

@@ -1,0 +1,80 @@
+import Foundation
+import GemcacheCore
+import GemcacheTestSupport
+import GeminiMock
+import Testing
+
+/// Retries, timeouts and unreachable upstreams (SPEC §6), against the mock upstream's fault triggers.
+@Suite(.timeLimit(.minutes(1)))
+struct ResilienceEndToEndTests {
+    let path = "/v1beta/models/gemini-2.5-flash:generateContent"
+    let key = ["x-goog-api-key": testKey]
+
+    private func withStack<R: Sendable>(
+        configure: @Sendable (inout ProxyConfiguration) -> Void = { _ in },
+        _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder) async throws -> R
+    ) async throws -> R {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
+                configure(&configuration)
+                return try await withProxy(configuration) { port in try await body(port, recorder) }
+            }
+        }
+    }
+
+    @Test func aPassingFailureIsRetriedAndTheAnswerStored() async throws {
+        try await withStack { port, recorder in
+            let body = generateBody("flaky [[fault:once-500]]")
+            let first = try await send(port: port, path: path, body: body, headers: key)
+            #expect(first.status == 200)
+            #expect(first.header("x-gemcache") == "MISS")
+            #expect(recorder.totalRequests == 2)
+            let second = try await send(port: port, path: path, body: body, headers: key)
+            #expect(second.header("x-gemcache") == "HIT")
+            #expect(recorder.totalRequests == 2)
+        }
+    }
+
+    @Test func afterTheLastAttemptTheClientGetsTheUpstreamsOwnError() async throws {
+        try await withStack { port, recorder in
+            let answer = try await send(port: port, path: path, body: generateBody("down [[fault:503]]"), headers: key)
+            #expect(answer.status == 503)
+            #expect(answer.body.contains("The model is overloaded"))
+            #expect(recorder.totalRequests == 3)
+        }
+    }
+
+    @Test func aRetryDelayBeyondTheBudgetIsNotWaitedFor() async throws {
+        try await withStack(configure: { $0.upstream.retry.budget = .seconds(1) }) { port, recorder in
+            let started = ContinuousClock.now
+            let answer = try await send(port: port, path: path, body: generateBody("quota [[fault:429]]"), headers: key)
+            #expect(answer.status == 429)
+            #expect(answer.body.contains("google.rpc.RetryInfo"))
+            #expect(recorder.totalRequests == 1)
+            #expect(ContinuousClock.now - started < .seconds(1))
+        }
+    }
+
+    @Test func aSlowUpstreamGetsA504InGooglesEnvelope() async throws {
+        try await withStack(configure: { $0.upstream.timeout = .milliseconds(300); $0.upstream.retry.attempts = 1 }) { port, _ in
+            let answer = try await send(port: port, path: path, body: generateBody("take your time [[fault:slow:3000]]"), headers: key)
+            #expect(answer.status == 504)
+            #expect(answer.body.contains("\"status\":\"DEADLINE_EXCEEDED\""))
+        }
+    }
+
+    @Test func anUnreachableUpstreamGetsA502Promptly() async throws {
+        try await withTemporaryDirectory { dir in
+            var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:9", dataDirectory: dir.path)
+            configuration.upstream.retry.budget = .seconds(1)
+            try await withProxy(configuration) { port in
+                let started = ContinuousClock.now
+                let answer = try await send(port: port, path: path, body: generateBody("anyone there?"), headers: key)
+                #expect(answer.status == 502)
+                #expect(answer.body.contains("\"status\":\"UNAVAILABLE\""))
+                #expect(ContinuousClock.now - started < .seconds(3))
+            }
+        }
+    }
+}
