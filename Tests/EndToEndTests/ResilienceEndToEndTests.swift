@@ -77,4 +77,36 @@ struct ResilienceEndToEndTests {
             }
         }
     }
+
+    @Test func anExpiredEntryIsServedStaleWhenTheUpstreamFails() async throws {
+        try await withTemporaryDirectory { dir in
+            let body = generateBody("keep me around")
+            let configuration = try await withMockUpstream { upstreamPort, _ in
+                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
+                configuration.cache.staleIfError = .seconds(60)
+                configuration.upstream.retry.budget = .milliseconds(200)
+                let stored = try await withProxy(configuration) { port in
+                    try await send(port: port, path: path, body: body, headers: key.merging(["x-gemcache-ttl": "1"]) { $1 })
+                }
+                #expect(stored.header("cache-status")?.contains("stored") == true)
+                return configuration
+            }
+            try await Task.sleep(for: .milliseconds(1100))
+            // The mock upstream is gone now: every call fails to connect.
+            try await withProxy(configuration) { port in
+                let stale = try await send(port: port, path: path, body: body, headers: key)
+                #expect(stale.status == 200)
+                #expect(stale.header("x-gemcache") == "STALE")
+                #expect(stale.header("cache-status")?.contains("ttl=-") == true)
+                let other = try await send(port: port, path: path, body: generateBody("never stored"), headers: key)
+                #expect(other.status == 502)
+            }
+            var strict = configuration
+            strict.cache.staleIfError = .zero
+            try await withProxy(strict) { port in
+                let failed = try await send(port: port, path: path, body: body, headers: key)
+                #expect(failed.status == 502)
+            }
+        }
+    }
 }

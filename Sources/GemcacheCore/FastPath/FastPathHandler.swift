@@ -156,8 +156,9 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                 guard let tokens = tokens ?? nil else { return false }
                 wroteAnswer = true
                 let modelName = self.modelName(UnsafeRawBufferPointer(rebasing: target[model]))
-                fastPath.ledger.recordRequest(model: modelName)
-                fastPath.ledger.recordAnswer(model: modelName, outcome: .hit, status: 200, tokens: tokens)
+                _ = modelName //TMP
+                //fastPath.ledger.recordRequest(model: modelName)
+                //fastPath.ledger.recordAnswer(model: modelName, outcome: .hit, status: 200, tokens: tokens)
                 fastPath.countHit()
                 return true
             }

@@ -34,7 +34,16 @@ extension GeminiProxy {
         if led {
             Task { await self.record(prepared, into: recording, store: !controls.noStore, shared: coalesce, logger: logger) }
         }
-        let head = try await recording.head()
+        let head: StreamRecording.Head
+        do {
+            head = try await recording.head()
+        } catch {
+            if let stale = await staleEntry(prepared.key) { return hit(stale, prepared: prepared, outcome: .stale) }
+            throw error
+        }
+        if Self.isUpstreamFailure(head.status), let stale = await staleEntry(prepared.key) {
+            return hit(stale, prepared: prepared, outcome: .stale)
+        }
         let outcome: CacheOutcome = controls.noStore ? .bypass : controls.noCache ? .refresh : led ? .miss : .coalesced
         let headers = forwardedHeaders(head.headers, outcome: outcome, status: head.status, stored: false, key: prepared.key)
         let chunks = recording.subscribe()

@@ -121,23 +121,47 @@ public final class GeminiProxy: Sendable {
         if controls.onlyIfCached {
             throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "No cached answer, and Cache-Control: only-if-cached forbids calling upstream.")
         }
-        if controls.noStore || controls.noCache {
-            let answer = try await fetch(prepared, store: !controls.noStore, logger: logger)
-            return respond(answer, outcome: controls.noStore ? .bypass : .refresh, prepared: prepared)
-        }
-        let (answer, led) = try await flights.run(prepared.key) {
-            if let entry = await self.freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
-                return UpstreamAnswer(
-                    status: entry.status, headers: entry.headers, body: entry.body,
-                    usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry
-                )
+        let upstreamAnswer: UpstreamAnswer
+        let outcome: CacheOutcome
+        do {
+            if controls.noStore || controls.noCache {
+                upstreamAnswer = try await fetch(prepared, store: !controls.noStore, logger: logger)
+                outcome = controls.noStore ? .bypass : .refresh
+            } else {
+                let (answer, led) = try await flights.run(prepared.key) {
+                    if let entry = await self.freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
+                        return UpstreamAnswer(
+                            status: entry.status, headers: entry.headers, body: entry.body,
+                            usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry
+                        )
+                    }
+                    return try await self.fetch(prepared, store: true, logger: logger)
+                }
+                if let entry = answer.entry {
+                    return hit(entry, prepared: prepared)
+                }
+                upstreamAnswer = answer
+                outcome = led ? .miss : .coalesced
             }
-            return try await self.fetch(prepared, store: true, logger: logger)
+        } catch {
+            if let stale = await staleEntry(prepared.key) { return hit(stale, prepared: prepared, outcome: .stale) }
+            throw error
         }
-        if let entry = answer.entry {
-            return hit(entry, prepared: prepared)
+        if Self.isUpstreamFailure(upstreamAnswer.status), let stale = await staleEntry(prepared.key) {
+            return hit(stale, prepared: prepared, outcome: .stale)
         }
-        return respond(answer, outcome: led ? .miss : .coalesced, prepared: prepared)
+        return respond(upstreamAnswer, outcome: outcome, prepared: prepared)
+    }
+
+    /// Failures that `cache.stale_if_error` may paper over: out of quota, upstream errors.
+    static func isUpstreamFailure(_ status: Int) -> Bool { status == 429 || status >= 500 }
+
+    /// An expired entry still within `cache.stale_if_error` of its expiry (SPEC §6).
+    func staleEntry(_ key: CacheKey) async -> CacheEntry? {
+        let window = configuration.cache.staleIfError.milliseconds
+        guard window > 0, let entry = try? await store.lookup(key) else { return nil }
+        let now = now()
+        return now >= entry.expiresAt && now < entry.expiresAt + window ? entry : nil
     }
 
     /// The stored entry if it is fresh (and no older than `maxAge` seconds).
@@ -197,19 +221,22 @@ public final class GeminiProxy: Sendable {
         return await store.store(entry, for: prepared.key, alias: rawKey(prepared))
     }
 
-    func hit(_ entry: CacheEntry, prepared: Prepared) -> Response {
-        recordAlias(prepared)
+    /// Answers from a stored entry: a fresh one (HIT) or, when the upstream failed, an expired one (STALE,
+    /// with a negative `ttl` in `Cache-Status`).
+    func hit(_ entry: CacheEntry, prepared: Prepared, outcome: CacheOutcome = .hit) -> Response {
+        if outcome == .hit { recordAlias(prepared) }
         ledger.recordAnswer(
-            model: prepared.model, outcome: .hit, status: entry.status,
+            model: prepared.model, outcome: outcome, status: entry.status,
             tokens: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens)
         )
         let key = prepared.key
         let now = now()
         var headers = HTTPFields(entry.headers.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
         headers[.age] = String(max(0, (now - entry.storedAt) / 1000))
-        headers[.gemcache] = "HIT"
+        headers[.gemcache] = outcome.rawValue
         headers[.gemcacheKey] = key.hex
-        headers[.cacheStatus] = "gemcache; hit; ttl=\(max(0, (entry.expiresAt - now) / 1000)); key=\"\(key.hex)\""
+        let ttl = outcome == .stale ? (entry.expiresAt - now) / 1000 - 1 : max(0, (entry.expiresAt - now) / 1000)
+        headers[.cacheStatus] = "gemcache; hit; ttl=\(ttl); key=\"\(key.hex)\""
         return Response(status: .init(code: entry.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: entry.body)))
     }
 

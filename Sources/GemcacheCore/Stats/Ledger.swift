@@ -44,6 +44,8 @@ public final class Ledger: Sendable {
     /// The Prometheus registry of this ledger: the latency histograms, and the counters at each scrape.
     let metrics = ProxyMetrics()
     private let day: Mutex<QuotaDay>
+    /// When counting began in the store, once read.
+    private let countingSince = Mutex<Int64?>(nil)
 
     /// How many minutes of per-minute counters are kept (and charted).
     public static let historyMinutes = 24 * 60
@@ -128,6 +130,14 @@ public final class Ledger: Sendable {
     }
 
     // MARK: - Reading
+
+    /// When counting began in this store (Unix milliseconds), read once.
+    func since() async throws -> Int64 {
+        if let known = countingSince.withLock({ $0 }) { return known }
+        let stored = try await store.countersSince()
+        countingSince.withLock { $0 = stored }
+        return stored
+    }
 
     /// Hits (with coalesced answers) and misses per minute over the last ``historyMinutes`` minutes,
     /// oldest first; the last element is the current minute.

@@ -161,7 +161,7 @@ extension Ledger {
             models[model] = stats
         }
         return StatsDocument(
-            since: Date(milliseconds: try await store.countersSince()),
+            since: Date(milliseconds: try await since()),
             totals: values.filter { Counter.totals.contains($0.key) },
             savedUSD: StatsDocument.round(models.values.reduce(0) { $0 + ($1.savedUSD ?? 0) }, places: 6),
             entries: try await store.entryCount(),
