@@ -18,24 +18,36 @@ public func buildApplication(
     logger: Logger,
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
-    guard configuration.auth.mode == .passthrough else {
-        throw ConfigurationError(key: "auth.mode", problem: "managed mode is not available in this version; use passthrough")
+    func list(_ variable: String) -> [String] {
+        (environment[variable] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+    let managed = configuration.auth.mode == .managed
+    let upstreamKeys = managed ? list(configuration.auth.upstreamKeyEnv) : []
+    let clientTokens = managed ? list(configuration.auth.clientTokensEnv) : []
+    if managed && upstreamKeys.isEmpty {
+        throw ConfigurationError(key: "auth.upstream_key_env", problem: "managed mode needs the upstream keys, comma-separated, in \(configuration.auth.upstreamKeyEnv)")
+    }
+    if managed && clientTokens.isEmpty {
+        throw ConfigurationError(key: "auth.client_tokens_env", problem: "managed mode needs the proxy tokens, comma-separated, in \(configuration.auth.clientTokensEnv)")
     }
     let salt = environment[configuration.cache.scopeSaltEnv].flatMap { $0.isEmpty ? nil : Array($0.utf8) }
     let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger)
-    let upstream = UpstreamClient(configuration: configuration.upstream)
+    let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.keyPrefix + fingerprint + "/" + Counter.upstreamRequests) }
+    let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool)
     let ledger = Ledger(store: store, configuration: configuration)
-    let proxy = GeminiProxy(configuration: configuration, store: store, ledger: ledger, upstream: upstream)
+    let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
+    let proxy = GeminiProxy(configuration: configuration, store: store, ledger: ledger, access: access, upstream: upstream)
 
     let router = Router(context: BasicRequestContext.self)
     StatsController(store: store, ledger: ledger).addRoutes(to: router)
     ExplainController(configuration: configuration, salt: store.scopeSalt).addRoutes(to: router)
+    AdminController(store: store, adminToken: environment[configuration.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }).addRoutes(to: router)
     router.add(middleware: MetricsMiddleware(ledger: ledger))
     router.add(middleware: GeminiMiddleware(proxy: proxy))
 
     var app = Application(
         router: router,
-        server: .http1(fastPath: FastPath(configuration: configuration, store: store, ledger: ledger)),
+        server: .http1(fastPath: FastPath(configuration: configuration, store: store, ledger: ledger, access: access)),
         configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: nil),
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger

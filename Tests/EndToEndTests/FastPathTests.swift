@@ -42,6 +42,7 @@ struct FastPathTests {
                     #expect(other.header("x-gemcache") == "MISS")
                     #expect(recorder.totalRequests == 2)
 
+                    try await Task.sleep(for: .milliseconds(200))  // fast hits reach the ledger in batches
                     let stats = try await send("GET", port: port, path: "/_gemcache/stats")
                     let document = try #require(try JSONSerialization.jsonObject(with: Data(stats.body.utf8)) as? [String: Any])
                     #expect(document["hits"] as? Int == 2)

@@ -44,7 +44,10 @@ struct FastPathHandlerTests {
                 namespace: nil, body: Array(Self.body.utf8)
             )
             #expect(await store.store(entry, for: key, alias: rawKey))
-            let fastPath = FastPath(configuration: configuration, store: store, ledger: Ledger(store: store, configuration: configuration), now: clock.now)
+            let fastPath = FastPath(
+                configuration: configuration, store: store, ledger: Ledger(store: store, configuration: configuration),
+                access: AccessControl(configuration: configuration, clientTokens: []), now: clock.now
+            )
             let handler = FastPathHandler(fastPath: fastPath)
             let channel = EmbeddedChannel()
             try channel.pipeline.syncOperations.addHandlers([handler, FastPathResponseCounter(handler)])

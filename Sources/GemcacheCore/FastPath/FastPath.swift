@@ -10,6 +10,9 @@ import Synchronization
 final class FastPath: Sendable {
     let store: CacheStore
     let ledger: Ledger
+    let access: AccessControl
+    /// Per-key scope in passthrough mode needs no check beyond the key's own partition.
+    let checksCredentials: Bool
     let normalize: NormalizationLevel
     /// Per-key scope: the tag is `scopeTag(credential:salt:)`; shared scope: `shared` for everyone.
     let sharedScope: Bool
@@ -18,9 +21,14 @@ final class FastPath: Sendable {
     let now: @Sendable () -> Int64
     private let answered = Atomic<Int>(0)
 
-    init(configuration: ProxyConfiguration, store: CacheStore, ledger: Ledger, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock) {
+    init(
+        configuration: ProxyConfiguration, store: CacheStore, ledger: Ledger, access: AccessControl,
+        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
+    ) {
         self.store = store
         self.ledger = ledger
+        self.access = access
+        self.checksCredentials = configuration.auth.mode == .managed || configuration.effectiveScope == .shared
         self.normalize = configuration.cache.normalize
         self.sharedScope = configuration.effectiveScope == .shared
         self.maxBody = min(configuration.limits.maxBody, Self.bodyLimit)
@@ -31,6 +39,12 @@ final class FastPath: Sendable {
     static let bodyLimit = 256 << 10
     /// Heads above this are left to NIO's decoder.
     static let headLimit = 16 << 10
+
+    /// Whether the credential may be served here (managed: a proxy token; shared scope: a key the
+    /// upstream accepted lately); when not, the slow path answers (401, or a verifying upstream call).
+    func admits(credential: UnsafeRawBufferPointer) -> Bool {
+        !checksCredentials || access.mayServeCached(credential: String(decoding: credential, as: UTF8.self), salt: store.scopeSalt)
+    }
 
     /// Hits this process answered on the fast path.
     var hits: Int { answered.load(ordering: .relaxed) }

@@ -41,6 +41,8 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The last model id as bytes and as the string the ledger takes.
     private var modelMemo: (bytes: [UInt8], name: String)?
     private var date = HTTPDate()
+    /// Hits not reported to the ledger yet, all of one model (see ``count(hit:tokens:context:)``).
+    private var unreported: (model: String, count: Int64, tokens: TokenUsage)?
 
     init(fastPath: FastPath) {
         self.fastPath = fastPath
@@ -68,6 +70,15 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.flush()
         }
         context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        reportHits()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        reportHits()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -134,7 +145,9 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func answer(_ head: RequestHead, in buffer: ByteBuffer, context: ChannelHandlerContext) -> Bool {
         buffer.withUnsafeReadableBytes { request -> Bool in
             let target = UnsafeRawBufferPointer(rebasing: request[head.target])
-            guard let model = RawRequestKey.modelRange(target: target), let credential = head.credential else { return false }
+            guard let model = RawRequestKey.modelRange(target: target), let credential = head.credential,
+                fastPath.admits(credential: UnsafeRawBufferPointer(rebasing: request[credential]))
+            else { return false }
             let tag = scopeTag(UnsafeRawBufferPointer(rebasing: request[credential]))
             let body = UnsafeRawBufferPointer(rebasing: request[head.length..<(head.length + head.contentLength)])
             let namespace = head.namespace.map { UnsafeRawBufferPointer(rebasing: request[$0]) }
@@ -156,13 +169,38 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                 guard let tokens = tokens ?? nil else { return false }
                 wroteAnswer = true
                 let modelName = self.modelName(UnsafeRawBufferPointer(rebasing: target[model]))
-                _ = modelName //TMP
-                //fastPath.ledger.recordRequest(model: modelName)
-                //fastPath.ledger.recordAnswer(model: modelName, outcome: .hit, status: 200, tokens: tokens)
-                fastPath.countHit()
+                count(hit: modelName, tokens: tokens, context: context)
                 return true
             }
         }
+    }
+
+    /// Counts a hit for the ledger, reported in batches at most ``reportDelay`` later.
+    ///
+    /// Why batches: recording one answer updates about ten counters named by strings built per call
+    /// (per model, per quota day, per minute); per hit that cost as much as the rest of the fast path
+    /// (measured: 0.73× nginx proxy_cache with per-hit recording, 1.16× without, same load).
+    private func count(hit model: String, tokens: TokenUsage, context: ChannelHandlerContext) {
+        fastPath.countHit()
+        if var batch = unreported, batch.model == model {
+            batch.count += 1
+            batch.tokens = TokenUsage(prompt: batch.tokens.prompt + tokens.prompt, total: batch.tokens.total + tokens.total)
+            unreported = batch
+            return
+        }
+        reportHits()
+        unreported = (model, 1, tokens)
+        context.eventLoop.assumeIsolated().scheduleTask(in: Self.reportDelay) { self.reportHits() }
+    }
+
+    /// How long a counted hit may wait before the stats show it.
+    static let reportDelay = TimeAmount.milliseconds(50)
+
+    private func reportHits() {
+        guard let batch = unreported else { return }
+        unreported = nil
+        fastPath.ledger.recordRequest(model: batch.model, count: batch.count)
+        fastPath.ledger.recordAnswer(model: batch.model, outcome: .hit, status: 200, tokens: batch.tokens, count: batch.count)
     }
 
     /// `shared`, or the credential's per-key tag (memoized for the connection's last credential).

@@ -40,6 +40,19 @@ struct ForwardedRequest {
         }
     }
 
+    /// Query parameters that carry a credential (gemini-api.md §8).
+    static let credentialParameters: Set<String> = ["key", "access_token", "oauth_token"]
+
+    /// `path?query` without the credential parameters, the rest of the query as sent.
+    static func removingCredentials(_ pathAndQuery: String) -> String {
+        guard let mark = pathAndQuery.firstIndex(of: "?") else { return pathAndQuery }
+        let kept = pathAndQuery[pathAndQuery.index(after: mark)...].split(separator: "&").filter { pair in
+            let name = String(pair.prefix { $0 != "=" })
+            return !credentialParameters.contains((name.removingPercentEncoding ?? name).lowercased())
+        }
+        return String(pathAndQuery[..<mark]) + (kept.isEmpty ? "" : "?" + kept.joined(separator: "&"))
+    }
+
     /// The client's headers that go upstream: all but hop-by-hop ones, those named in `Connection`,
     /// and the proxy's own controls.
     static func upstreamHeaders(_ headers: HTTPFields, dropCacheControls: Bool) -> [(name: String, value: String)] {

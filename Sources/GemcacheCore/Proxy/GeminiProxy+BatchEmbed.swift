@@ -17,7 +17,7 @@ extension GeminiProxy {
         let controls = prepared.controls
         let keys = try items.map { item throws(ProxyError) in try itemKey(item, prepared: prepared) }
         var embeddings: [Any?] = Array(repeating: nil, count: items.count)
-        if !controls.noCache && !controls.noStore {
+        if !controls.noCache && !controls.noStore && access.mayServeCached(credentialTag: prepared.credentialTag) {
             for (index, key) in keys.enumerated() {
                 if let entry = await freshEntry(key, maxAge: controls.maxAge, logger: logger) {
                     embeddings[index] = StorePolicy.parse(entry.body)
@@ -41,6 +41,7 @@ extension GeminiProxy {
             status = response.status
             upstreamHeaders = response.replayableHeaders
             ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: .zero)
+            if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
             guard status == 200, let returned = (StorePolicy.parse(answer) as? [String: Any])?["embeddings"] as? [Any], returned.count == missing.count else {
                 // An error, or an answer that does not line up with the items: passed on as it came.
                 ledger.recordAnswer(model: prepared.model, outcome: .miss, status: status, tokens: .zero)
@@ -52,7 +53,7 @@ extension GeminiProxy {
                 embeddings[index] = returned[position]
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
                     let item = Prepared(
-                        route: prepared.route, key: keys[index], scopeTag: prepared.scopeTag, query: prepared.query, model: prepared.model,
+                        route: prepared.route, key: keys[index], scopeTag: prepared.scopeTag, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
                         controls: controls, body: [], request: nil, pathAndQuery: prepared.pathAndQuery, headers: [], framing: nil
                     )
                     stored = await save(status: 200, headers: upstreamHeaders, body: Array(bytes), usage: .zero, prepared: item) && stored
@@ -93,7 +94,7 @@ extension GeminiProxy {
 extension Ledger {
     /// Items of a batch answered from the cache (`saved_items`).
     func recordSavedItems(_ count: Int) {
-        if count > 0 { store.increment("saved_items", by: Int64(count)) }
+        if count > 0 { store.increment(Counter.savedItems, by: Int64(count)) }
     }
 }
 

@@ -12,13 +12,14 @@ extension GeminiProxy {
     /// completed. Identical concurrent misses share one upstream stream (COALESCED).
     func stream(_ prepared: Prepared, logger: Logger) async throws -> Response {
         let controls = prepared.controls
-        if !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
+        let trusted = access.mayServeCached(credentialTag: prepared.credentialTag)
+        if trusted && !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
             return hit(entry, prepared: prepared)
         }
         if controls.onlyIfCached {
             throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "No cached answer, and Cache-Control: only-if-cached forbids calling upstream.")
         }
-        let coalesce = !controls.noCache && !controls.noStore
+        let coalesce = trusted && !controls.noCache && !controls.noStore
         var led = true
         let recording: StreamRecording
         if coalesce {
@@ -83,6 +84,7 @@ extension GeminiProxy {
         let response = try await callUpstream(prepared, body: prepared.body)
         let status = response.status
         let headers = response.replayableHeaders
+        if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
         recording.begin(.init(status: status, headers: headers))
         var recorded: [UInt8] = []
         var abandoned = false

@@ -13,22 +13,23 @@ public final class GeminiProxy: Sendable {
     let configuration: ProxyConfiguration
     let store: CacheStore
     let ledger: Ledger
+    let access: AccessControl
     let upstream: UpstreamClient
     let flights: SingleFlight<CacheKey, UpstreamAnswer>
     /// Streams being recorded, by key, so identical stream misses share one upstream stream.
     let recordings = Mutex<[CacheKey: StreamRecording]>([:])
     let now: @Sendable () -> Int64
 
-    public init(
-        configuration: ProxyConfiguration, store: CacheStore, ledger: Ledger, upstream: UpstreamClient,
-        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock,
-        onCoalesce: (@Sendable (CacheKey) -> Void)? = nil
+    init(
+        configuration: ProxyConfiguration, store: CacheStore, ledger: Ledger, access: AccessControl, upstream: UpstreamClient,
+        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.configuration = configuration
         self.store = store
         self.ledger = ledger
+        self.access = access
         self.upstream = upstream
-        self.flights = SingleFlight(onJoin: onCoalesce)
+        self.flights = SingleFlight()
         self.now = now
     }
 
@@ -50,6 +51,8 @@ public final class GeminiProxy: Sendable {
         let key: CacheKey
         /// The scope as it entered the key, for keys of parts of this request (batch items).
         let scopeTag: String
+        /// The credential's salted hash (for shared-scope verification).
+        let credentialTag: String
         let query: [(name: String, value: String)]
         let model: String
         let controls: RequestControls
@@ -69,6 +72,7 @@ public final class GeminiProxy: Sendable {
         let query = ForwardedRequest.queryItems(request.uri.query)
         ledger.recordRequest(model: route.model)
         do {
+            try access.admit(headers: request.headers, query: query)
             let prepared = try await prepare(request, route: route, query: query)
             if prepared.framing != nil {
                 return try await stream(prepared, logger: context.logger)
@@ -107,7 +111,7 @@ public final class GeminiProxy: Sendable {
         default: nil
         }
         return Prepared(
-            route: route, key: keyed.key, scopeTag: keyed.scopeTag, query: query, model: keyed.model, controls: try RequestControls(headers: request.headers), body: body,
+            route: route, key: keyed.key, scopeTag: keyed.scopeTag, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: try RequestControls(headers: request.headers), body: body,
             request: keyed.request, pathAndQuery: request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""),
             headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
         )
@@ -115,7 +119,8 @@ public final class GeminiProxy: Sendable {
 
     func answer(_ prepared: Prepared, logger: Logger) async throws -> Response {
         let controls = prepared.controls
-        if !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
+        let trusted = access.mayServeCached(credentialTag: prepared.credentialTag)
+        if trusted && !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
             return hit(entry, prepared: prepared)
         }
         if controls.onlyIfCached {
@@ -124,7 +129,11 @@ public final class GeminiProxy: Sendable {
         let upstreamAnswer: UpstreamAnswer
         let outcome: CacheOutcome
         do {
-            if controls.noStore || controls.noCache {
+            if !trusted {
+                // A shared-scope client the upstream has not vouched for lately: its own call verifies it.
+                upstreamAnswer = try await fetch(prepared, store: !controls.noStore, logger: logger)
+                outcome = controls.noStore ? .bypass : .miss
+            } else if controls.noStore || controls.noCache {
                 upstreamAnswer = try await fetch(prepared, store: !controls.noStore, logger: logger)
                 outcome = controls.noStore ? .bypass : .refresh
             } else {
@@ -189,6 +198,7 @@ public final class GeminiProxy: Sendable {
         let parsed = StorePolicy.parse(body)
         let usage = StorePolicy.usage(parsed)
         ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: usage)
+        if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
         var stored = false
         if shouldStore, StorePolicy.isStorable(prepared.route.operation, status: status, answer: parsed, request: prepared.request) {
             stored = await save(status: status, headers: headers, body: body, usage: usage, prepared: prepared)
@@ -265,6 +275,7 @@ public final class GeminiProxy: Sendable {
 
     /// Streams a request that is not cached to the upstream and its answer back, both ways unbuffered.
     public func passThrough(_ request: Request, context: some RequestContext) async throws -> Response {
+        try access.admit(headers: request.headers, query: ForwardedRequest.queryItems(request.uri.query))
         let length = request.headers[.contentLength].flatMap { Int64($0) }
         let hasBody = length.map { $0 > 0 } ?? (request.headers[.transferEncoding] != nil)
         let pathAndQuery = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")

@@ -11,6 +11,8 @@ struct RequestKey {
     let scope: String
     /// The scope as it enters the key: `shared` or the credential's tag.
     let scopeTag: String
+    /// The credential's salted hash, whatever the scope (for shared-scope verification).
+    let credentialTag: String
     let namespace: String?
     /// The model for stats: from the path, or the body's `model` on the OpenAI surface.
     let model: String
@@ -39,7 +41,8 @@ struct RequestKey {
         }
         let shared = configuration.effectiveScope == .shared
         scope = shared ? "shared" : "per_key"
-        scopeTag = shared ? "shared" : GemcacheCore.scopeTag(credential: credential, salt: salt)
+        credentialTag = GemcacheCore.scopeTag(credential: credential, salt: salt)
+        scopeTag = shared ? "shared" : credentialTag
         namespace = controls.namespace
         if route.isOpenAI, let named = (request as? [String: Any])?["model"] as? String {
             model = named.hasPrefix("models/") ? String(named.dropFirst(7)) : named

@@ -4,18 +4,11 @@
 /// cancel the call the other waiters are sharing (groupcache's `singleflight`, without its sleeps).
 actor SingleFlight<Key: Hashable & Sendable, Value: Sendable> {
     private var flights: [Key: Task<Value, any Error>] = [:]
-    /// Called when a caller joins a running flight (tests wait on it instead of sleeping).
-    private let onJoin: (@Sendable (Key) -> Void)?
-
-    init(onJoin: (@Sendable (Key) -> Void)? = nil) {
-        self.onJoin = onJoin
-    }
 
     /// Runs `operation` for `key`, or waits for the flight already running for it.
     /// - Returns: The shared value, and whether this caller led the flight.
     func run(_ key: Key, _ operation: @escaping @Sendable () async throws -> Value) async throws -> (value: Value, led: Bool) {
         if let flight = flights[key] {
-            onJoin?(key)
             return (try await flight.value, false)
         }
         // The task inherits this actor's isolation: it starts only after `flights[key]` is set, and
@@ -27,7 +20,4 @@ actor SingleFlight<Key: Hashable & Sendable, Value: Sendable> {
         flights[key] = flight
         return (try await flight.value, true)
     }
-
-    /// Keys with a flight in the air.
-    var inFlight: Int { flights.count }
 }

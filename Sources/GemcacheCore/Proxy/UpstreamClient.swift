@@ -18,8 +18,11 @@ public struct UpstreamClient: Sendable {
     let backoff: Duration
     let decoding: HTTPClient
     let passing: HTTPClient
+    /// Managed mode: the proxy's own upstream keys, put on every attempt in place of the client's credential.
+    let keys: UpstreamKeyPool?
 
-    public init(configuration: ProxyConfiguration.Upstream, backoff: Duration = .milliseconds(250)) {
+    init(configuration: ProxyConfiguration.Upstream, keys: UpstreamKeyPool? = nil, backoff: Duration = .milliseconds(250)) {
+        self.keys = keys
         self.baseURL = configuration.url
         self.timeout = configuration.timeout
         self.retry = configuration.retry
@@ -47,6 +50,7 @@ public struct UpstreamClient: Sendable {
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if decode { request.headers.replaceOrAdd(name: "accept-encoding", value: "gzip") }
         request.body = body
+        _ = authorize(&request, pathAndQuery: pathAndQuery)
         do {
             return try await (decode ? decoding : passing).execute(request, deadline: .now() + .milliseconds(timeout.milliseconds))
         } catch {
@@ -76,6 +80,7 @@ public struct UpstreamClient: Sendable {
         var attempt = 1
         while true {
             let canRetry = attempt < retry.attempts
+            let lease = authorize(&request, pathAndQuery: pathAndQuery)
             do {
                 let response = try await decoding.execute(request, deadline: .now() + .milliseconds(timeout.milliseconds))
                 let status = Int(response.status.code)
@@ -84,7 +89,11 @@ public struct UpstreamClient: Sendable {
                 }
                 let bytes = try await UpstreamResponse.collect(response.body, upTo: maxBody)
                 onRetryableFailure(status, bytes)
-                let delay = max(jitteredBackoff(attempt), UpstreamErrorDetails.retryDelay(in: bytes) ?? .zero)
+                let retryDelay = UpstreamErrorDetails.retryDelay(in: bytes)
+                if status == 429, let lease {
+                    keys?.rest(lease, for: retryDelay ?? .seconds(60))
+                }
+                let delay = max(jitteredBackoff(attempt), retryDelay ?? .zero)
                 guard canRetry, ContinuousClock.now - started + delay <= retry.budget else {
                     return UpstreamResponse(status: status, headers: response.headers, body: .read(bytes))
                 }
@@ -100,6 +109,22 @@ public struct UpstreamClient: Sendable {
             }
             attempt += 1
         }
+    }
+
+    /// Managed mode: replaces any client credential with the next upstream key (the OpenAI surface
+    /// takes it as a bearer token, the native API as `x-goog-api-key`).
+    private func authorize(_ request: inout HTTPClientRequest, pathAndQuery: String) -> UpstreamKeyPool.Lease? {
+        guard let keys else { return nil }
+        let lease = keys.lease()
+        request.url = baseURL + ForwardedRequest.removingCredentials(pathAndQuery)
+        request.headers.remove(name: "x-goog-api-key")
+        request.headers.remove(name: "authorization")
+        if pathAndQuery.hasPrefix("/v1beta/openai/") {
+            request.headers.add(name: "authorization", value: "Bearer \(lease.key)")
+        } else {
+            request.headers.add(name: "x-goog-api-key", value: lease.key)
+        }
+        return lease
     }
 
     /// `backoff × 2^(attempt-1)`, scaled by a random factor in 0…1.

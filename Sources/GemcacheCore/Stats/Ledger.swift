@@ -66,27 +66,28 @@ public final class Ledger: Sendable {
 
     // MARK: - Recording
 
-    /// A request on a cached route arrived.
-    func recordRequest(model: String) {
-        store.increment(Counter.requests)
-        store.increment(Counter.model(model, Counter.requests))
+    /// A request on a cached route arrived (`count` of them: the fast path reports its hits in batches).
+    func recordRequest(model: String, count: Int64 = 1) {
+        store.increment(Counter.requests, by: count)
+        store.increment(Counter.model(model, Counter.requests), by: count)
     }
 
     /// A request on a cached route was answered; a hit or coalesced answer saved a call and `tokens`.
-    func recordAnswer(model: String, outcome: CacheOutcome, status: Int, tokens: TokenUsage) {
+    /// With `count` > 1, that many answers alike, `tokens` their sum (the fast path's batches).
+    func recordAnswer(model: String, outcome: CacheOutcome, status: Int, tokens: TokenUsage, count: Int64 = 1) {
         let time = now()
         let name = Counter.name(of: outcome)
-        store.increment(name)
-        store.increment(Counter.model(model, name))
+        store.increment(name, by: count)
+        store.increment(Counter.model(model, name), by: count)
         switch outcome {
         case .hit, .coalesced:
             let day = quotaDay(at: time).id
             store.increment(Counter.savedTokens, by: Int64(tokens.total))
             store.increment(Counter.model(model, Counter.savedTokens), by: Int64(tokens.total))
             store.increment(Counter.model(model, Counter.savedPromptTokens), by: Int64(tokens.prompt))
-            store.increment(Counter.day(day, model: model, Counter.savedRequests))
+            store.increment(Counter.day(day, model: model, Counter.savedRequests), by: count)
             store.increment(Counter.day(day, model: model, Counter.savedTokens), by: Int64(tokens.total))
-            store.increment(Counter.minute(Counter.epochMinute(time), Counter.hits))
+            store.increment(Counter.minute(Counter.epochMinute(time), Counter.hits), by: count)
         case .miss, .partial:
             store.increment(Counter.minute(Counter.epochMinute(time), Counter.misses))
         case .refresh, .bypass, .stale:
@@ -201,6 +202,8 @@ enum Counter {
     static let savedTokens = "saved_tokens"
     static let savedPromptTokens = "saved_prompt_tokens"
     static let savedItems = "saved_items"
+    /// `key/<fingerprint>/upstream_requests`: managed mode's calls per upstream key.
+    static let keyPrefix = "key/"
 
     /// The totals, in the order reports list them.
     static let totals = [requests, hits, coalesced, misses, refreshed, bypassed, stale, errors, upstreamRequests, savedTokens, savedItems]

@@ -15,6 +15,8 @@ public struct StatsDocument: Sendable {
     public var quotaDay: QuotaDay
     /// Per model, by id.
     public var models: [String: ModelStats]
+    /// Managed mode: upstream calls per upstream key, by the key's fingerprint (never the key).
+    public var upstreamKeys: [String: Int64]
 
     public var hits: Int64 { totals[Counter.hits] ?? 0 }
     public var coalesced: Int64 { totals[Counter.coalesced] ?? 0 }
@@ -77,6 +79,7 @@ public struct StatsDocument: Sendable {
             "quota_day": quotaDay.id,
             "quota_day_resets_at": Self.timestamp(quotaDay.resetsAt),
             "models": models.mapValues(\.json),
+            "keys": upstreamKeys.mapValues { ["upstream_requests": $0] },
         ]
         for name in Counter.totals { document[name] = totals[name] ?? 0 }
         return document
@@ -128,7 +131,11 @@ extension Ledger {
         let day = quotaDay(at: time)
         let dayPrefix = Counter.dayPrefix + day.id + "/"
         let minutePrefix = Counter.minute(Counter.epochMinute(time), "")
-        let values = try await store.counterValues(prefixes: Counter.totals + [Counter.modelPrefix, dayPrefix, minutePrefix])
+        let values = try await store.counterValues(prefixes: Counter.totals + [Counter.modelPrefix, dayPrefix, minutePrefix, Counter.keyPrefix])
+        var upstreamKeys: [String: Int64] = [:]
+        for (name, value) in values where name.hasPrefix(Counter.keyPrefix) && name.hasSuffix("/" + Counter.upstreamRequests) {
+            upstreamKeys[String(name.dropFirst(Counter.keyPrefix.count).dropLast(Counter.upstreamRequests.count + 1))] = value
+        }
         var models: [String: StatsDocument.ModelStats] = [:]
         func update(_ name: String, after prefix: String, _ apply: (inout StatsDocument.ModelStats, String, Int64) -> Void) {
             guard let (model, field) = Counter.parseModel(name, after: prefix) else { return }
@@ -168,7 +175,8 @@ extension Ledger {
             storeBytes: store.storeBytes,
             storeRecoveredFrom: store.recoveredFrom,
             quotaDay: day,
-            models: models
+            models: models,
+            upstreamKeys: upstreamKeys
         )
     }
 

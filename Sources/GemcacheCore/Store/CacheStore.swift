@@ -17,8 +17,8 @@ public final class CacheStore: Sendable {
 
     let environment: LMDBEnvironment
     let entries: LMDBDatabase
-    private let byExpiry: LMDBDatabase
-    private let byStored: LMDBDatabase
+    let byExpiry: LMDBDatabase
+    let byStored: LMDBDatabase
     private let counters: LMDBDatabase
     private let meta: LMDBDatabase
     /// Raw request key → cache key, for the fast path (`CacheStore+Aliases.swift`).
@@ -28,7 +28,7 @@ public final class CacheStore: Sendable {
     /// The salt of per-key scope tags: from the environment, else created once and kept in the store.
     public let scopeSalt: [UInt8]
     private let logger: Logger
-    private let now: @Sendable () -> Int64
+    let now: @Sendable () -> Int64
     private let queue = Mutex(WriteQueue())
     private let pendingCounters = Mutex([String: Int64]())
 
@@ -438,7 +438,7 @@ public final class CacheStore: Sendable {
     // MARK: - Encoding helpers
 
     /// `time` (8 bytes, big-endian, so that byte order is time order) followed by the entry key.
-    fileprivate static func indexKey(_ time: Int64, _ key: [UInt8]) -> [UInt8] {
+    static func indexKey(_ time: Int64, _ key: [UInt8]) -> [UInt8] {
         bigEndian(UInt64(bitPattern: time)) + key
     }
 

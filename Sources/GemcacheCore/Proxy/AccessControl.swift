@@ -1,0 +1,61 @@
+import HTTPTypes
+import Synchronization
+
+/// Who may use the proxy and who may be served a shared entry (SPEC §8).
+///
+/// - Passthrough mode: clients send their own Gemini key. With `cache.scope: shared`, a cached
+///   answer is served only to a key the upstream accepted within `auth.verify_ttl`; the acceptance is
+///   remembered as the key's salted hash, never the key.
+/// - Managed mode: clients present one of the proxy tokens; the proxy holds the upstream keys.
+final class AccessControl: Sendable {
+    private let mode: ProxyConfiguration.Auth.Mode
+    /// SHA-256 of each proxy token (managed mode), so tokens are compared as hashes.
+    private let clientTokens: Set<[UInt8]>
+    private let verifiesSharedHits: Bool
+    private let verifyTTL: Duration
+    private let accepted = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    init(configuration: ProxyConfiguration, clientTokens: [String]) {
+        mode = configuration.auth.mode
+        self.clientTokens = Set(clientTokens.map { Digest.sha256($0) })
+        verifiesSharedHits = configuration.auth.mode == .passthrough && configuration.effectiveScope == .shared
+        verifyTTL = configuration.auth.verifyTTL
+    }
+
+    /// Managed mode: 401 unless the request carries a proxy token.
+    func admit(headers: HTTPFields, query: [(name: String, value: String)]) throws(ProxyError) {
+        guard mode == .managed else { return }
+        guard let token = ForwardedRequest.credential(headers: headers, query: query), isProxyToken(token) else {
+            throw ProxyError(.unauthorized, "UNAUTHENTICATED", "Request had invalid authentication credentials. Present a gemcache proxy token as x-goog-api-key, ?key= or Authorization: Bearer.")
+        }
+    }
+
+    /// Whether `credential` may be served a stored answer without the slow path's checks: a proxy token
+    /// in managed mode; in passthrough mode any key with per-key scope, and with shared scope only a
+    /// key the upstream accepted lately.
+    func mayServeCached(credential: String, salt: [UInt8]) -> Bool {
+        switch mode {
+        case .managed: isProxyToken(credential)
+        case .passthrough: !verifiesSharedHits || mayServeCached(credentialTag: scopeTag(credential: credential, salt: salt))
+        }
+    }
+
+    private func isProxyToken(_ credential: String) -> Bool {
+        clientTokens.contains(Digest.sha256(credential))
+    }
+
+    /// Whether a client whose credential has `tag` may be served a cached answer now.
+    func mayServeCached(credentialTag tag: String) -> Bool {
+        guard verifiesSharedHits else { return true }
+        return accepted.withLock { $0[tag].map { ContinuousClock.now - $0 < verifyTTL } ?? false }
+    }
+
+    /// The upstream accepted the credential with `tag` (it answered 200).
+    func recordAccepted(credentialTag tag: String) {
+        guard verifiesSharedHits else { return }
+        accepted.withLock { accepted in
+            if accepted.count > 100_000 { accepted.removeAll() }
+            accepted[tag] = .now
+        }
+    }
+}
