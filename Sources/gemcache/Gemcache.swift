@@ -10,7 +10,7 @@ import Logging
 struct Gemcache: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A caching reverse proxy for the Google Gemini API.",
-        subcommands: [Serve.self, MockUpstream.self, StatsCommand.self],
+        subcommands: [Serve.self, MockUpstream.self, StatsCommand.self, PurgeCommand.self, ExportCommand.self, ImportCommand.self],
         defaultSubcommand: Serve.self
     )
 }

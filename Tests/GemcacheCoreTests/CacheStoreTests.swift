@@ -138,4 +138,19 @@ struct CacheStoreTests {
             await reopened.close()
         }
     }
+
+    @Test func aliasesOfGoneEntriesAreSwept() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock()
+            let store = try await open(directory, clock: clock)
+            let raw = Digest.sha256(Array("raw request".utf8))
+            #expect(await store.store(entry("aliased", at: clock.now()), for: key("kept"), alias: raw))
+            #expect(try await store.sweepAliases() == 0)
+            #expect(store.aliasedKey(raw) == key("kept"))
+            #expect(try await store.purge(PurgeFilter(all: true)) == 1)
+            #expect(try await store.sweepAliases() == 1)
+            #expect(store.aliasedKey(raw) == nil)
+            await store.close()
+        }
+    }
 }

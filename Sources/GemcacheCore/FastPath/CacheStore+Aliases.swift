@@ -32,3 +32,21 @@ extension CacheStore {
         return bytes.flatMap { $0 }.flatMap { CacheKey(bytes: $0) }
     }
 }
+
+extension CacheStore {
+    /// Deletes aliases whose entry is gone (evicted, expired and swept, or purged), so that the
+    /// `aliases` database does not outgrow the entries. Returns how many were deleted.
+    @discardableResult
+    public func sweepAliases() async throws -> Int {
+        let (aliases, entries) = (self.aliases, self.entries)
+        return try await environment.write { txn in
+            var deleted = 0
+            try txn.forEachDeleting(aliases) { _, key in
+                guard try txn.withValue(entries, key: key, { _ in true }) == nil else { return .keep }
+                deleted += 1
+                return .delete
+            }
+            return deleted
+        }
+    }
+}

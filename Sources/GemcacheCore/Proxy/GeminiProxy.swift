@@ -14,6 +14,7 @@ public final class GeminiProxy: Sendable {
     let store: CacheStore
     let ledger: Ledger
     let access: AccessControl
+    let quota: QuotaGuard
     let upstream: UpstreamClient
     let flights: SingleFlight<CacheKey, UpstreamAnswer>
     /// Streams being recorded, by key, so identical stream misses share one upstream stream.
@@ -28,6 +29,7 @@ public final class GeminiProxy: Sendable {
         self.store = store
         self.ledger = ledger
         self.access = access
+        self.quota = QuotaGuard(configuration: configuration.limits)
         self.upstream = upstream
         self.flights = SingleFlight()
         self.now = now
@@ -41,6 +43,8 @@ public final class GeminiProxy: Sendable {
         let body: [UInt8]
         let usage: TokenUsage
         let stored: Bool
+        /// The model that answered instead, when the requested one was out of quota.
+        var fallback: String? = nil
         /// Set when the answer came from the store after all (an entry landed while this request waited).
         let entry: CacheEntry?
     }
@@ -191,31 +195,52 @@ public final class GeminiProxy: Sendable {
 
     /// Calls upstream once and, when allowed and the answer is complete, stores it before returning.
     private func fetch(_ prepared: Prepared, store shouldStore: Bool, logger: Logger) async throws(ProxyError) -> UpstreamAnswer {
-        let response = try await callUpstream(prepared, body: prepared.route.isGET ? nil : prepared.body)
+        let next = prepared.route.model.isEmpty ? nil : configuration.fallback[prepared.model]
+        var response: UpstreamResponse?
+        do {
+            response = try await callUpstream(prepared, body: prepared.route.isGET ? nil : prepared.body)
+        } catch where error.status == .tooManyRequests && next != nil {
+            response = nil  // the quota guard refused: the fallback model may still have room
+        }
+        var model = prepared.model
+        var fallback: String?
+        if let next, response == nil || response?.status == 429 {
+            // Out of quota after the retries: the configured next model answers (SPEC §1 `fallback`).
+            if response != nil { ledger.recordUpstreamCall(model: model, status: 429, tokens: .zero) }
+            let path = prepared.pathAndQuery.replacingOccurrences(of: "/models/\(prepared.route.model):", with: "/models/\(next):")
+            response = try await callUpstream(prepared, body: prepared.body, pathAndQuery: path, model: next)
+            model = next
+            fallback = next
+        }
+        guard let response else { throw ProxyError(.tooManyRequests, "RESOURCE_EXHAUSTED", "Out of quota.") }
         let body = try await response.collect(upTo: configuration.limits.maxBody)
         let headers = response.replayableHeaders
         let status = response.status
         let parsed = StorePolicy.parse(body)
         let usage = StorePolicy.usage(parsed)
-        ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: usage)
+        ledger.recordUpstreamCall(model: model, status: status, tokens: usage)
+        quota.recordTokens(model: model, tokens: usage.prompt)
         if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
         var stored = false
-        if shouldStore, StorePolicy.isStorable(prepared.route.operation, status: status, answer: parsed, request: prepared.request) {
+        // A fallback model's answer is never stored under the first model's key.
+        if shouldStore, fallback == nil, StorePolicy.isStorable(prepared.route.operation, status: status, answer: parsed, request: prepared.request) {
             stored = await save(status: status, headers: headers, body: body, usage: usage, prepared: prepared)
         }
         logger.debug(
             "upstream answered",
             metadata: ["cache.key": "\(prepared.key.hex)", "upstream.status": "\(status)", "cache.stored": "\(stored)"]
         )
-        return UpstreamAnswer(status: status, headers: headers, body: body, usage: usage, stored: stored, entry: nil)
+        return UpstreamAnswer(status: status, headers: headers, body: body, usage: usage, stored: stored, fallback: fallback, entry: nil)
     }
 
     /// One upstream exchange for a cached route, with retries (SPEC §6).
-    func callUpstream(_ prepared: Prepared, body: [UInt8]?) async throws(ProxyError) -> UpstreamResponse {
-        try await upstream.exchange(
-            method: prepared.route.isGET ? .get : .post, pathAndQuery: prepared.pathAndQuery, headers: prepared.headers,
+    func callUpstream(_ prepared: Prepared, body: [UInt8]?, pathAndQuery: String? = nil, model: String? = nil) async throws(ProxyError) -> UpstreamResponse {
+        let model = model ?? prepared.model
+        try await quota.admit(model: model)
+        return try await upstream.exchange(
+            method: prepared.route.isGET ? .get : .post, pathAndQuery: pathAndQuery ?? prepared.pathAndQuery, headers: prepared.headers,
             body: body, maxBody: configuration.limits.maxBody
-        )
+        ) { [quota] status, body in quota.learn(model: model, status: status, body: body) }
     }
 
     /// Stores an answer under the request's key with its TTL, unless it is larger than `max_entry_size`.
@@ -252,7 +277,8 @@ public final class GeminiProxy: Sendable {
 
     private func respond(_ answer: UpstreamAnswer, outcome: CacheOutcome, prepared: Prepared) -> Response {
         ledger.recordAnswer(model: prepared.model, outcome: outcome, status: answer.status, tokens: answer.usage)
-        let headers = forwardedHeaders(answer.headers, outcome: outcome, status: answer.status, stored: answer.stored, key: prepared.key)
+        var headers = forwardedHeaders(answer.headers, outcome: outcome, status: answer.status, stored: answer.stored, key: prepared.key)
+        headers[.gemcacheFallback] = answer.fallback
         return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
     }
 

@@ -31,7 +31,11 @@ public struct ProxyError: Error, HTTPResponseError, Sendable {
 
     /// The JSON body.
     public var body: [UInt8] {
-        let envelope: [String: Any] = ["error": ["code": status.code, "message": message, "status": googleStatus]]
+        var error: [String: Any] = ["code": status.code, "message": message, "status": googleStatus]
+        if status == .tooManyRequests, let retryAfter {
+            error["details"] = [["@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "\(retryAfter)s"]]
+        }
+        let envelope: [String: Any] = ["error": error]
         let data = (try? JSONSerialization.data(withJSONObject: wrapped ? [envelope] : envelope, options: [.sortedKeys])) ?? Data()
         return Array(data)
     }
@@ -51,5 +55,6 @@ extension HTTPField.Name {
     static let gemcacheTTL = Self("X-Gemcache-TTL")!
     static let gemcacheNamespace = Self("X-Gemcache-Namespace")!
     static let cacheStatus = Self("Cache-Status")!
+    static let gemcacheFallback = Self("X-Gemcache-Fallback")!
     static let googAPIKey = Self("x-goog-api-key")!
 }

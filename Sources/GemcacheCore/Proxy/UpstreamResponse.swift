@@ -53,6 +53,16 @@ enum UpstreamErrorDetails {
         return nil
     }
 
+    /// `QuotaFailure` violations as (quota id, limit value), e.g. `("GenerateRequestsPerDayPerProjectPerModel-FreeTier", 250)`.
+    static func quotaViolations(in body: [UInt8]) -> [(String, Int)] {
+        details(body).filter { ($0["@type"] as? String)?.hasSuffix("google.rpc.QuotaFailure") == true }.flatMap { detail in
+            ((detail["violations"] as? [[String: Any]]) ?? []).compactMap { violation -> (String, Int)? in
+                guard let id = violation["quotaId"] as? String, let value = (violation["quotaValue"] as? String).flatMap(Int.init) else { return nil }
+                return (id, value)
+            }
+        }
+    }
+
     private static func details(_ body: [UInt8]) -> [[String: Any]] {
         var object = try? JSONSerialization.jsonObject(with: Data(body))
         if let array = object as? [Any] { object = array.first }

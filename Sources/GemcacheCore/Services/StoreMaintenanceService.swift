@@ -27,6 +27,7 @@ public struct StoreMaintenanceService: Service {
             sinceSweep = .zero
             do {
                 let swept = try await store.sweepExpired()
+                try await store.sweepAliases()
                 let cleared = try store.environment.checkReaders()
                 if swept > 0 || cleared > 0 {
                     logger.info("store maintenance", metadata: ["store.swept": "\(swept)", "store.readers_cleared": "\(cleared)"])

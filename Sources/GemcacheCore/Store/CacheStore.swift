@@ -20,7 +20,8 @@ public final class CacheStore: Sendable {
     let byExpiry: LMDBDatabase
     let byStored: LMDBDatabase
     private let counters: LMDBDatabase
-    private let meta: LMDBDatabase
+    /// Store metadata: format version, scope salt, when counting began.
+    let meta: LMDBDatabase
     /// Raw request key → cache key, for the fast path (`CacheStore+Aliases.swift`).
     let aliases: LMDBDatabase
     /// The folder an unreadable store was moved to at open, if that happened.

@@ -1,0 +1,261 @@
+public import Foundation
+
+/// `gemcache export` and `import`: entries as JSON Lines, streamed in batches (never the whole store
+/// or file in memory).
+///
+/// The first line is a header, `{"gemcache_export": 1, "scope_salt": "<base64>", …}`; every other
+/// line is one entry with every field of ``CacheEntry`` and its key, so a round trip is identical.
+/// Headers and bodies are JSON strings when they are UTF-8, else `headers_base64` / `body_base64`.
+public enum StoreTransfer {
+    /// The version of the export file format.
+    public static let fileVersion = 1
+
+    /// Counts reported while a transfer runs.
+    public struct Progress: Sendable {
+        public var entries = 0
+        /// Bytes written (export) or read (import) so far.
+        public var bytes = 0
+        /// The size of the input, when known (import from a file).
+        public var totalBytes: Int?
+    }
+
+    /// What an export wrote.
+    public struct ExportSummary: Sendable, Equatable {
+        public var exported = 0
+        /// Records this gemcache could not decode (not written).
+        public var unreadable = 0
+    }
+
+    /// What an import did.
+    public struct ImportSummary: Sendable, Equatable {
+        public var imported = 0
+        /// Entries left out because the scope salts differ.
+        public var skipped = 0
+        /// Entries that did not fit in the store even after eviction.
+        public var dropped = 0
+        public var salt: ScopeSaltMatch = .matches
+    }
+
+    /// Writes every entry of `store` to `output`.
+    /// - Parameter salt: The salt the store's proxies use (from the environment or the store), for the header.
+    public static func export(
+        _ store: CacheStore, salt: [UInt8]?, to output: FileHandle, progress: (Progress) -> Void = { _ in }
+    ) async throws -> ExportSummary {
+        let header = Header(gemcacheExport: fileVersion, storeFormat: CacheStore.formatVersion, scopeSalt: salt.map { Data($0).base64EncodedString() })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        var state = Progress()
+        var summary = ExportSummary()
+        var lines = try encoder.encode(header) + [newline]
+        var after: [UInt8]?
+        while true {
+            let batch = try await store.entryBatch(after: after, maxCount: 512, maxBytes: 8 << 20)
+            for (key, entry) in batch.entries {
+                lines += try encoder.encode(Line(key: key, entry: entry))
+                lines.append(newline)
+            }
+            try output.write(contentsOf: lines)
+            summary.exported += batch.entries.count
+            summary.unreadable += batch.unreadable
+            state.entries = summary.exported
+            state.bytes += lines.count
+            progress(state)
+            lines.removeAll(keepingCapacity: true)
+            guard let last = batch.lastKey else { return summary }
+            after = last
+        }
+    }
+
+    /// Reads an export from `input` into `store`.
+    ///
+    /// When the export's scope salt differs from the store's (see
+    /// ``CacheStore/reconcileScopeSalt(exported:fromEnvironment:)``) every entry is skipped, because
+    /// entries do not record whether they are per-key; `assumeShared` imports them anyway.
+    /// - Parameters:
+    ///   - saltFromEnvironment: The salt from the variable named by `cache.scope_salt_env`, if set.
+    ///   - totalBytes: The size of the input, for progress.
+    /// - Throws: ``StoreTransferError`` naming the line of a malformed input.
+    public static func `import`(
+        _ store: CacheStore, from input: FileHandle, totalBytes: Int?, saltFromEnvironment: [UInt8]?, assumeShared: Bool,
+        progress: (Progress) -> Void = { _ in }
+    ) async throws -> ImportSummary {
+        let reader = LineReader(input)
+        let decoder = JSONDecoder()
+        guard let first = try reader.next(), let header = try? decoder.decode(Header.self, from: Data(first)) else {
+            throw StoreTransferError("not a gemcache export: the first line is not an export header")
+        }
+        guard header.gemcacheExport == fileVersion else {
+            throw StoreTransferError("export file version \(header.gemcacheExport), this gemcache reads \(fileVersion)")
+        }
+        var summary = ImportSummary()
+        summary.salt = try await store.reconcileScopeSalt(
+            exported: header.scopeSalt.flatMap { Data(base64Encoded: $0) }.map(Array.init), fromEnvironment: saltFromEnvironment
+        )
+        let skipAll = summary.salt == .differs && !assumeShared
+        var state = Progress(totalBytes: totalBytes)
+        var batch: [(CacheKey, CacheEntry)] = []
+        var batchBytes = 0
+        func flush() async {
+            let stored = await store.storeAll(batch)
+            summary.imported += stored
+            summary.dropped += batch.count - stored
+            batch.removeAll(keepingCapacity: true)
+            batchBytes = 0
+        }
+        var lineNumber = 1
+        while let line = try reader.next() {
+            lineNumber += 1
+            if line.isEmpty { continue }
+            let record: (CacheKey, CacheEntry)
+            do {
+                record = try decoder.decode(Line.self, from: Data(line)).record()
+            } catch {
+                throw StoreTransferError("line \(lineNumber): not an exported entry (\(Self.reason(error)))")
+            }
+            state.entries += 1
+            state.bytes = reader.bytesRead
+            if skipAll {
+                summary.skipped += 1
+            } else {
+                batch.append(record)
+                batchBytes += line.count
+                if batch.count >= 512 || batchBytes >= 8 << 20 { await flush() }
+            }
+            if state.entries % 512 == 0 { progress(state) }
+        }
+        await flush()
+        progress(state)
+        return summary
+    }
+
+    private static let newline = UInt8(ascii: "\n")
+
+    private static func reason(_ error: any Error) -> String {
+        switch error {
+        case let error as StoreTransferError: error.description
+        case DecodingError.keyNotFound(let key, _): "missing \(key.stringValue)"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            "bad \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+        default: "malformed JSON"
+        }
+    }
+
+    /// The first line of an export.
+    struct Header: Codable {
+        var gemcacheExport: Int
+        var storeFormat: UInt32
+        /// Base64; nil when the store had no salt yet.
+        var scopeSalt: String?
+
+        enum CodingKeys: String, CodingKey {
+            case gemcacheExport = "gemcache_export", storeFormat = "store_format", scopeSalt = "scope_salt"
+        }
+    }
+
+    /// One exported entry.
+    struct Line: Codable {
+        var key: String
+        var status: Int
+        var storedAt: Int64
+        var expiresAt: Int64
+        var model: String
+        var namespace: String?
+        var endpoint: String
+        var promptTokens: Int
+        var totalTokens: Int
+        var headers: String?
+        var headersBase64: String?
+        var body: String?
+        var bodyBase64: String?
+
+        enum CodingKeys: String, CodingKey {
+            case key, status, storedAt = "stored_at", expiresAt = "expires_at", model, namespace, endpoint
+            case promptTokens = "prompt_tokens", totalTokens = "total_tokens"
+            case headers, headersBase64 = "headers_base64", body, bodyBase64 = "body_base64"
+        }
+
+        init(key: CacheKey, entry: CacheEntry) {
+            self.key = key.hex
+            status = entry.status
+            storedAt = entry.storedAt
+            expiresAt = entry.expiresAt
+            model = entry.model
+            namespace = entry.namespace
+            endpoint = entry.endpoint
+            promptTokens = entry.promptTokens
+            totalTokens = entry.totalTokens
+            (headers, headersBase64) = Self.text(entry.headerBlock)
+            (body, bodyBase64) = Self.text(entry.body)
+        }
+
+        func record() throws(StoreTransferError) -> (CacheKey, CacheEntry) {
+            guard let cacheKey = CacheKey(hex: key) else { throw StoreTransferError("key must be 64 hex digits") }
+            let entry = CacheEntry(
+                status: status, headerBlock: try Self.bytes(headers, headersBase64, "headers"), body: try Self.bytes(body, bodyBase64, "body"),
+                storedAt: storedAt, expiresAt: expiresAt, model: model, namespace: namespace, endpoint: endpoint,
+                promptTokens: promptTokens, totalTokens: totalTokens
+            )
+            return (cacheKey, entry)
+        }
+
+        /// The bytes as a string when they are UTF-8, else as base64.
+        private static func text(_ bytes: [UInt8]) -> (String?, String?) {
+            if let string = String(validating: bytes, as: UTF8.self) { return (string, nil) }
+            return (nil, Data(bytes).base64EncodedString())
+        }
+
+        private static func bytes(_ text: String?, _ base64: String?, _ name: String) throws(StoreTransferError) -> [UInt8] {
+            if let text { return Array(text.utf8) }
+            guard let base64, let data = Data(base64Encoded: base64) else { throw StoreTransferError("missing \(name)") }
+            return Array(data)
+        }
+    }
+}
+
+/// An export or import failed: one line for the command line.
+public struct StoreTransferError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Reads a file line by line in 1 MiB chunks.
+final class LineReader {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var atEnd = false
+    /// Bytes handed out so far, newlines included.
+    private(set) var bytesRead = 0
+
+    init(_ handle: FileHandle) {
+        self.handle = handle
+    }
+
+    /// The next line without its newline; nil at the end of the input.
+    func next() throws -> [UInt8]? {
+        var scanFrom = start
+        while true {
+            if let newline = buffer[scanFrom...].firstIndex(of: UInt8(ascii: "\n")) {
+                return take(upTo: newline, skipping: 1)
+            }
+            if atEnd {
+                return start < buffer.count ? take(upTo: buffer.count, skipping: 0) : nil
+            }
+            buffer.removeFirst(start)
+            start = 0
+            scanFrom = buffer.count
+            if let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                buffer.append(contentsOf: chunk)
+            } else {
+                atEnd = true
+            }
+        }
+    }
+
+    private func take(upTo end: Int, skipping separator: Int) -> [UInt8] {
+        let line = Array(buffer[start..<end])
+        bytesRead += end - start + separator
+        start = end + separator
+        return line
+    }
+}

@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import GemcacheCore
+
+/// `gemcache import FILE`: entries written by `gemcache export` into a store (created if missing),
+/// also while proxies run on it. An empty store adopts the export's scope salt; with another salt the
+/// entries are skipped (they do not record whether they are per-key) unless `--assume-shared`.
+struct ImportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Read entries written by gemcache export from FILE (- for standard input) into a store."
+    )
+
+    @OptionGroup var store: StoreOptions
+    @Flag(
+        name: .customLong("assume-shared"),
+        help: "Import every entry even when the scope salts differ (right when the source only had shared entries: cache.scope shared, or managed mode)."
+    )
+    var assumeShared = false
+    @Argument(help: "The file gemcache export wrote, or - for standard input.")
+    var file: String
+
+    func run() async throws {
+        let input: FileHandle
+        let size: Int?
+        if file == "-" {
+            (input, size) = (.standardInput, nil)
+        } else {
+            guard let handle = FileHandle(forReadingAtPath: file) else { fail("cannot read \(file)") }
+            (input, size) = (handle, (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? nil)
+        }
+        let settings = await store.settings()
+        let cache = await store.openStore(settings, create: true)
+        var progress = ProgressLine("imported")
+        let summary: StoreTransfer.ImportSummary
+        do {
+            summary = try await StoreTransfer.import(
+                cache, from: input, totalBytes: size, saltFromEnvironment: store.saltFromEnvironment(settings), assumeShared: assumeShared
+            ) { progress.update($0) }
+        } catch {
+            await cache.close()
+            progress.finish()
+            fail("import of \(file) failed: \(error)")
+        }
+        await cache.close()
+        progress.finish()
+        print(Self.report(summary, path: settings.store.path))
+    }
+
+    /// The result in a line or two.
+    static func report(_ summary: StoreTransfer.ImportSummary, path: String) -> String {
+        var lines = ["imported \(summary.imported) entries into \(path)"]
+        if summary.dropped > 0 { lines[0] += "; \(summary.dropped) did not fit (store.max_size)" }
+        switch summary.salt {
+        case .matches: break
+        case .adopted:
+            lines.append("the store was empty and adopted the export's scope salt (restart proxies already running on it)")
+        case .differs where summary.skipped > 0:
+            lines.append(
+                "skipped \(summary.skipped) entries: the export's scope salt differs from this store's, and entries do not record "
+                    + "whether they are per-key; import into an empty store, give both the same GEMCACHE_SCOPE_SALT, or pass --assume-shared"
+            )
+        case .differs:
+            lines.append("the export's scope salt differs from this store's: its per-key entries will not be found here")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import GemcacheCore
+import GemcacheTestSupport
+import GeminiMock
+import Testing
+
+/// The quota guard and model fallback (SPEC §6) against the mock upstream.
+@Suite(.timeLimit(.minutes(1)))
+struct QuotaGuardEndToEndTests {
+    let path = "/v1beta/models/gemini-2.5-flash:generateContent"
+    let key = ["x-goog-api-key": testKey]
+
+    private func withStack<R: Sendable>(
+        configure: @Sendable (inout ProxyConfiguration) -> Void,
+        _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder) async throws -> R
+    ) async throws -> R {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
+                configuration.limits.enforce = true
+                configuration.limits.maxWait = .zero
+                configuration.upstream.retry.attempts = 1
+                configure(&configuration)
+                return try await withProxy(configuration) { port in try await body(port, recorder) }
+            }
+        }
+    }
+
+    private func retryDelay(_ response: TestResponse) -> String? {
+        let envelope = try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: [String: Any]]
+        return (envelope?["error"]?["details"] as? [[String: Any]])?.first { ($0["@type"] as? String)?.hasSuffix("RetryInfo") == true }?["retryDelay"] as? String
+    }
+
+    @Test func rpmIsNeverExceededAndHitsAreStillServed() async throws {
+        try await withStack(configure: { $0.limits.models["gemini-2.5-flash"] = .init(rpm: 2) }) { port, recorder in
+            let first = try await send(port: port, path: path, body: generateBody("one"), headers: key)
+            let second = try await send(port: port, path: path, body: generateBody("two"), headers: key)
+            let third = try await send(port: port, path: path, body: generateBody("three"), headers: key)
+            #expect(first.status == 200 && second.status == 200)
+            #expect(third.status == 429)
+            #expect(third.body.contains("RESOURCE_EXHAUSTED"))
+            #expect(retryDelay(third) != nil)
+            #expect(Int(third.header("retry-after") ?? "") ?? 0 > 0)
+            #expect(recorder.totalRequests == 2)
+            let hit = try await send(port: port, path: path, body: generateBody("one"), headers: key)
+            #expect(hit.header("x-gemcache") == "HIT", "hits are always served")
+        }
+    }
+
+    @Test func rpdExhaustionAnswers429AtOnce() async throws {
+        try await withStack(configure: { $0.limits.models["gemini-2.5-flash"] = .init(rpd: 1); $0.limits.maxWait = .seconds(30) }) { port, recorder in
+            _ = try await send(port: port, path: path, body: generateBody("today's only call"), headers: key)
+            let started = ContinuousClock.now
+            let refused = try await send(port: port, path: path, body: generateBody("one too many"), headers: key)
+            #expect(refused.status == 429)
+            #expect(ContinuousClock.now - started < .seconds(2), "no waiting for a daily limit")
+            #expect(refused.body.contains("per day"))
+            #expect(recorder.totalRequests == 1)
+        }
+    }
+
+    @Test func anUpstream429PausesTheModel() async throws {
+        try await withStack(configure: { _ in }) { port, recorder in
+            let limited = try await send(port: port, path: path, body: generateBody("quota [[fault:429]]"), headers: key)
+            #expect(limited.status == 429)
+            #expect(limited.body.contains("QuotaFailure"), "the upstream's own error, unchanged")
+            let paused = try await send(port: port, path: path, body: generateBody("anything else"), headers: key)
+            #expect(paused.status == 429)
+            #expect(paused.body.contains("paused"))
+            #expect(recorder.totalRequests == 1)
+            let other = try await send(port: port, path: "/v1beta/models/gemini-2.5-pro:generateContent", body: generateBody("other model"), headers: key)
+            #expect(other.status == 200, "only that model pauses")
+        }
+    }
+
+    @Test func aModelOutOfQuotaFallsBackAndIsNotStoredUnderItsKey() async throws {
+        try await withStack(configure: {
+            $0.limits.models["gemini-2.5-pro"] = .init(rpd: 0)
+            $0.fallback = ["gemini-2.5-pro": "gemini-2.5-flash"]
+        }) { port, recorder in
+            let pro = "/v1beta/models/gemini-2.5-pro:generateContent"
+            let first = try await send(port: port, path: pro, body: generateBody("fall back"), headers: key)
+            #expect(first.status == 200)
+            #expect(first.header("x-gemcache-fallback") == "gemini-2.5-flash")
+            #expect(first.body.contains("\"modelVersion\": \"gemini-2.5-flash\"") || first.body.contains("\"modelVersion\":\"gemini-2.5-flash\""))
+            let again = try await send(port: port, path: pro, body: generateBody("fall back"), headers: key)
+            #expect(again.header("x-gemcache") == "MISS", "never stored under the first model's key")
+            #expect(recorder.requests(path: "/v1beta/models/gemini-2.5-flash:generateContent") == 2)
+            #expect(recorder.requests(path: pro) == 0)
+        }
+    }
+}

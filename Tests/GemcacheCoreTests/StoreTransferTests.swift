@@ -1,0 +1,217 @@
+import Foundation
+@testable import GemcacheCore
+import GemcacheTestSupport
+import Testing
+
+/// `gemcache export` / `import` on real stores: identical round trips, the scope salt rules of SPEC §3,
+/// malformed input; and the option parsing of `gemcache purge`.
+@Suite(.timeLimit(.minutes(1)))
+struct StoreTransferTests {
+    static let now: Int64 = 1_800_000_000_000
+
+    /// Opens a store in `path` the way a proxy does (creating its salt, unless `salt` is given).
+    static func proxyStore(_ path: String, salt: [UInt8]? = nil) async throws -> CacheStore {
+        var configuration = ProxyConfiguration.Store()
+        configuration.path = path
+        configuration.maxSize = 64 << 20
+        return try await CacheStore.open(configuration: configuration, scopeSalt: salt, logger: quietLogger, now: { now })
+    }
+
+    /// A store as `gemcache import` opens it: created if missing, never given a salt of its own.
+    static func commandStore(_ path: String) async throws -> CacheStore {
+        var configuration = ProxyConfiguration.Store()
+        configuration.path = path
+        configuration.maxSize = 64 << 20
+        return try await CacheStore.openForCommand(configuration: configuration, create: true)
+    }
+
+    static func key(_ name: String) -> CacheKey {
+        CacheKey(bytes: Digest.sha256(Array(name.utf8)))!
+    }
+
+    /// Entries of every shape: namespaces nil, empty and named, a stream with CRLF framing, non-UTF-8
+    /// bytes, an expired entry, and enough plain ones to span several export batches.
+    static func sampleEntries() -> [(CacheKey, CacheEntry)] {
+        let json = CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8"), ("Vary", "Origin")])
+        func entry(_ body: [UInt8], headers: [UInt8] = json, namespace: String? = nil, expires: Int64 = now + 86_400_000, model: String = "gemini-2.5-flash") -> CacheEntry {
+            CacheEntry(
+                status: 200, headerBlock: headers, body: body, storedAt: now - 5000, expiresAt: expires, model: model,
+                namespace: namespace, endpoint: "generateContent", promptTokens: 7, totalTokens: 42
+            )
+        }
+        var entries = [
+            (key("named"), entry(Array(#"{"text":"Grüße, 世界 🌍"}"#.utf8), namespace: "team-a")),
+            (key("empty-namespace"), entry(Array("{}".utf8), namespace: "")),
+            (key("stream"), entry(Array("data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\r\n\r\n".utf8), headers: CacheEntry.headerBlock([("Content-Type", "text/event-stream")]))),
+            (key("binary"), entry([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3], headers: [0xFF, 0x3A, 0x20, 0x80, 0x0D, 0x0A])),
+            (key("expired"), entry(Array("{\"old\":true}".utf8), expires: now - 1000, model: "gemini-2.5-pro")),
+        ]
+        for index in 0..<1200 {
+            entries.append((key("plain-\(index)"), entry(Array("{\"n\":\(index)}".utf8), model: index % 2 == 0 ? "gemini-2.5-flash" : "gemini-embedding-001")))
+        }
+        return entries
+    }
+
+    static func allEntries(_ store: CacheStore) async throws -> [CacheKey: CacheEntry] {
+        let batch = try await store.entryBatch(after: nil, maxCount: .max, maxBytes: .max)
+        return Dictionary(uniqueKeysWithValues: batch.entries)
+    }
+
+    /// Exports `store` to `file` and returns the summary.
+    static func export(_ store: CacheStore, salt: [UInt8]?, to file: String) async throws -> StoreTransfer.ExportSummary {
+        FileManager.default.createFile(atPath: file, contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        defer { try? output.close() }
+        return try await StoreTransfer.export(store, salt: salt, to: output)
+    }
+
+    static func `import`(
+        _ file: String, into store: CacheStore, saltFromEnvironment: [UInt8]? = nil, assumeShared: Bool = false
+    ) async throws -> StoreTransfer.ImportSummary {
+        let input = try #require(FileHandle(forReadingAtPath: file))
+        defer { try? input.close() }
+        return try await StoreTransfer.import(store, from: input, totalBytes: nil, saltFromEnvironment: saltFromEnvironment, assumeShared: assumeShared)
+    }
+
+    @Test func anExportImportedIntoANewStoreGivesBackEveryEntryIdentically() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = try await Self.proxyStore(dir.path + "/source")
+            let samples = Self.sampleEntries()
+            #expect(await source.storeAll(samples) == samples.count)
+            let salt = try #require(try await source.storedScopeSalt())
+            let exported = try await Self.export(source, salt: salt, to: dir.path + "/cache.jsonl")
+            #expect(exported == .init(exported: samples.count, unreadable: 0))
+
+            let target = try await Self.commandStore(dir.path + "/target")
+            var seen: [Int] = []
+            let input = try #require(FileHandle(forReadingAtPath: dir.path + "/cache.jsonl"))
+            let summary = try await StoreTransfer.import(target, from: input, totalBytes: nil, saltFromEnvironment: nil, assumeShared: false) {
+                seen.append($0.entries)
+            }
+            #expect(summary == .init(imported: samples.count, skipped: 0, dropped: 0, salt: .adopted))
+            #expect(seen.last == samples.count && seen == seen.sorted())
+            #expect(try await Self.allEntries(target) == Self.allEntries(source))
+            #expect(try await target.storedScopeSalt() == salt)
+            await source.close()
+            await target.close()
+
+            // A proxy opening the imported store uses the adopted salt, so per-key entries keep working.
+            let reopened = try await Self.proxyStore(dir.path + "/target")
+            #expect(reopened.scopeSalt == salt)
+            #expect(try await reopened.lookup(Self.key("binary")) == samples[3].1)
+            await reopened.close()
+        }
+    }
+
+    @Test func theExportIsJSONLinesWithTheSaltInItsHeaderAndReadableText() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = try await Self.proxyStore(dir.path + "/source")
+            await source.storeAll(Array(Self.sampleEntries().prefix(4)))
+            let salt = Array("a salt from the environment".utf8)
+            _ = try await Self.export(source, salt: salt, to: dir.path + "/cache.jsonl")
+            await source.close()
+
+            let lines = try String(contentsOfFile: dir.path + "/cache.jsonl", encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 5)
+            let objects = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+            #expect(objects[0]["gemcache_export"] as? Int == 1)
+            #expect(objects[0]["store_format"] as? Int == Int(CacheStore.formatVersion))
+            #expect(objects[0]["scope_salt"] as? String == Data(salt).base64EncodedString())
+            let named = try #require(objects.first { $0["key"] as? String == Self.key("named").hex })
+            #expect(named["body"] as? String == #"{"text":"Grüße, 世界 🌍"}"#)
+            #expect(named["namespace"] as? String == "team-a")
+            #expect(named["expires_at"] as? Int == Int(Self.now + 86_400_000))
+            let binary = try #require(objects.first { $0["key"] as? String == Self.key("binary").hex })
+            #expect(binary["body"] == nil && binary["body_base64"] as? String == Data([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3]).base64EncodedString())
+            #expect(binary["headers_base64"] != nil)
+        }
+    }
+
+    @Test func aStoreWithAnotherSaltSkipsTheEntriesAndSaysHowMany() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = try await Self.proxyStore(dir.path + "/source")
+            let samples = Array(Self.sampleEntries().prefix(5))
+            await source.storeAll(samples)
+            _ = try await Self.export(source, salt: try await source.storedScopeSalt(), to: dir.path + "/cache.jsonl")
+            await source.close()
+
+            let target = try await Self.proxyStore(dir.path + "/target")
+            #expect(await target.store(samples[0].1, for: Self.key("already here")))
+            let skipped = try await Self.import(dir.path + "/cache.jsonl", into: target)
+            #expect(skipped == .init(imported: 0, skipped: 5, dropped: 0, salt: .differs))
+            #expect(try await target.entryCount() == 1)
+            let forced = try await Self.import(dir.path + "/cache.jsonl", into: target, assumeShared: true)
+            #expect(forced == .init(imported: 5, skipped: 0, dropped: 0, salt: .differs))
+            #expect(try await target.entryCount() == 6)
+            await target.close()
+        }
+    }
+
+    @Test func anEmptyStoreAdoptsTheSaltAndTheEnvironmentSaltDecidesWhenSet() async throws {
+        try await withTemporaryDirectory { dir in
+            let salt = Array("shared-salt".utf8)
+            let source = try await Self.proxyStore(dir.path + "/source", salt: salt)
+            await source.storeAll(Array(Self.sampleEntries().prefix(3)))
+            _ = try await Self.export(source, salt: salt, to: dir.path + "/cache.jsonl")
+            await source.close()
+
+            // An empty store a proxy already gave a random salt adopts the export's.
+            let empty = try await Self.proxyStore(dir.path + "/empty")
+            #expect(empty.scopeSalt != salt)
+            #expect(try await Self.import(dir.path + "/cache.jsonl", into: empty).salt == .adopted)
+            #expect(try await empty.storedScopeSalt() == salt)
+            await empty.close()
+
+            let withSalt = try await Self.commandStore(dir.path + "/env")
+            let same = try await Self.import(dir.path + "/cache.jsonl", into: withSalt, saltFromEnvironment: salt)
+            #expect(same == .init(imported: 3, skipped: 0, dropped: 0, salt: .matches))
+            let other = try await Self.import(dir.path + "/cache.jsonl", into: withSalt, saltFromEnvironment: Array("other".utf8))
+            #expect(other == .init(imported: 0, skipped: 3, dropped: 0, salt: .differs))
+            #expect(try await withSalt.storedScopeSalt() == nil)
+            await withSalt.close()
+        }
+    }
+
+    @Test func malformedInputFailsNamingTheLine() async throws {
+        try await withTemporaryDirectory { dir in
+            let store = try await Self.commandStore(dir.path + "/store")
+            let cases: [(String, String)] = [
+                ("{\"not\":\"an export\"}\n", "not a gemcache export: the first line is not an export header"),
+                ("{\"gemcache_export\":9,\"store_format\":1}\n", "export file version 9, this gemcache reads 1"),
+                ("{\"gemcache_export\":1,\"store_format\":1}\n{\"key\":\"abc\"}\n", "line 2: not an exported entry (missing status)"),
+                (
+                    "{\"gemcache_export\":1,\"store_format\":1}\n\n{\"key\":\"zz\",\"status\":200,\"stored_at\":1,\"expires_at\":2,\"model\":\"m\",\"endpoint\":\"e\",\"prompt_tokens\":0,\"total_tokens\":0,\"body\":\"\",\"headers\":\"\"}\n",
+                    "line 3: not an exported entry (key must be 64 hex digits)"
+                ),
+            ]
+            for (text, message) in cases {
+                let file = dir.path + "/bad.jsonl"
+                try text.write(toFile: file, atomically: true, encoding: .utf8)
+                await #expect(throws: StoreTransferError.self) { try await Self.import(file, into: store) }
+                do {
+                    _ = try await Self.import(file, into: store)
+                } catch let error as StoreTransferError {
+                    #expect(error.description == message)
+                }
+            }
+            #expect(try await store.entryCount() == 0)
+            await store.close()
+        }
+    }
+
+    @Test func purgeOptionsParseLikeSettingsAndMustNameSomething() throws {
+        let filter = try PurgeFilter(all: false, model: "models/gemini-2.5-flash", namespace: "team-a", keyHex: Self.key("k").hex.uppercased(), olderThan: "90m")
+        #expect(filter == PurgeFilter(model: "gemini-2.5-flash", namespace: "team-a", key: Self.key("k"), olderThan: .seconds(5400)))
+        #expect(try PurgeFilter(all: false, model: nil, namespace: nil, keyHex: nil, olderThan: "3600").olderThan == .seconds(3600))
+        let failures: [(String?, String?, String)] = [
+            (nil, "forever", "--older-than: expected a duration such as 90, 90s, 30m, 24h or 7d, got \"forever\""),
+            ("abc", nil, "--key must be 64 hex digits (an X-Gemcache-Key), got \"abc\""),
+            (nil, nil, "say what to purge: --all, or any of --model, --namespace, --key, --older-than"),
+        ]
+        for (key, age, message) in failures {
+            #expect {
+                try PurgeFilter(all: false, model: nil, namespace: nil, keyHex: key, olderThan: age)
+            } throws: { ($0 as? PurgeArgumentError)?.description == message }
+        }
+    }
+}
