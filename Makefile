@@ -1,6 +1,6 @@
 # gemcache: `make run` serves with proxy.conf, `make test` runs every test. Both install what is missing.
 SWIFT ?= swift
-APT_PACKAGES := liblmdb-dev libssl-dev pkg-config
+APT_PACKAGES := liblmdb-dev libssl-dev zlib1g-dev pkg-config
 
 .PHONY: deps build run test demo bench clean
 

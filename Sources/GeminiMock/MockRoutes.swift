@@ -47,6 +47,12 @@ struct MockRoutes: Sendable {
         case .generateContent:
             let answer = try await prompt(json, body: body, model: model)
             let response = GeminiAnswers.generate(answer.synthesis, model: model, faults: answer.faults, chunks: 1)[0]
+            if answer.faults.contains(.gzip), request.headers[.acceptEncoding]?.contains("gzip") == true {
+                var gzipped = jsonResponse("")
+                gzipped.headers[.contentEncoding] = "gzip"
+                gzipped.body = ResponseBody(byteBuffer: ByteBuffer(bytes: Gzip.encode(Array((response.pretty + "\n").utf8))))
+                return gzipped
+            }
             return jsonResponse(response.pretty + "\n")
         case .streamGenerateContent:
             let answer = try await prompt(json, body: body, model: model)

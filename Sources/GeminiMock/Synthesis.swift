@@ -71,6 +71,8 @@ enum Fault: Equatable {
     case quota, internalError, unavailable, internalErrorOnce
     case slow(Duration)
     case safety, blocked, truncate
+    /// Answer gzip-encoded when the client accepts it.
+    case gzip
 
     /// All triggers in `texts`, in order; unknown triggers are ignored.
     static func parse(_ texts: [String]) -> [Fault] {
@@ -91,6 +93,7 @@ enum Fault: Equatable {
         case "safety": self = .safety
         case "blocked": self = .blocked
         case "truncate": self = .truncate
+        case "gzip": self = .gzip
         default:
             guard name.hasPrefix("slow:"), let ms = Int(name.dropFirst(5)), ms >= 0 else { return nil }
             self = .slow(.milliseconds(ms))

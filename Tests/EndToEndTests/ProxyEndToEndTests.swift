@@ -34,6 +34,26 @@ struct ProxyEndToEndTests {
         }
     }
 
+    @Test func gzipFromUpstreamIsDecodedBeforeStoring() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
+                    let body = generateBody("squeeze me [[fault:gzip]]")
+                    let miss = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                    #expect(recorder.lastHeaders["accept-encoding"]?.contains("gzip") == true)
+                    let hit = try await send(port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                    #expect(miss.status == 200)
+                    #expect(miss.header("content-encoding") == nil)
+                    #expect(hit.header("x-gemcache") == "HIT")
+                    #expect(hit.header("content-encoding") == nil)
+                    #expect(hit.body == miss.body)
+                    #expect(hit.body.contains("Mock answer to: squeeze me"))
+                    #expect(try JSONSerialization.jsonObject(with: Data(hit.body.utf8)) is [String: Any])
+                }
+            }
+        }
+    }
+
     @Test func equivalentBodiesShareOneEntry() async throws {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream { upstreamPort, recorder in
