@@ -11,7 +11,7 @@ struct GeminiMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        if path.hasPrefix("/_gemcache/") || path == "/healthz" {
+        if path == "/_gemcache" || path.hasPrefix("/_gemcache/") || path == "/healthz" {
             return try await next(request, context)
         }
         if let route = try CachedRoute(method: request.method, path: path) {
