@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # gemcache in a container: built with the Swift toolchain, run on slim Debian as a non-root user.
 #
 #   docker build -t gemcache .
@@ -8,23 +9,24 @@
 # Makefile: the same build command and the same system packages.
 
 FROM swift:6.3-bookworm AS build
-# The Makefile's APT_PACKAGES: the LMDB and OpenSSL (libcrypto) headers, and pkg-config to find them.
+# The Makefile's APT_PACKAGES: the LMDB, OpenSSL (libcrypto) and zlib headers, and pkg-config.
 RUN apt-get update -qq \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends liblmdb-dev libssl-dev pkg-config \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends liblmdb-dev libssl-dev zlib1g-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.* ./
-RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
-# The Makefile's build; then the binary and the Swift runtime libraries it links, for the run stage.
-RUN swift build -c release --product gemcache \
+# The Makefile's build (its .build folder kept in a BuildKit cache between builds); then the binary
+# and the Swift runtime libraries it links, for the run stage.
+RUN --mount=type=cache,target=/src/.build \
+    swift build -c release --product gemcache \
     && mkdir -p /staging/lib \
     && cp .build/release/gemcache /staging/gemcache \
     && ldd /staging/gemcache | awk '$3 ~ /^\/usr\/lib\/swift\// { print $3 }' | xargs -r cp -t /staging/lib/
 
 FROM debian:bookworm-slim
-# liblmdb0 and libssl3 are the run-time halves of liblmdb-dev and libssl-dev; tzdata for the quota day
+# liblmdb0, libssl3 and zlib1g are the run-time halves of the -dev packages above; tzdata for the quota day
 # (midnight America/Los_Angeles); ca-certificates for the https upstream; curl for the health check.
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \

@@ -31,11 +31,16 @@ test: deps
 demo: build
 	scripts/demo.sh
 
-# Hit path vs nginx proxy_cache (needs nginx and wrk: apt-get install -y nginx wrk); see benchmarks/RESULTS.md.
+# Every table of benchmarks/RESULTS.md (needs nginx and wrk: apt-get install -y nginx wrk; strace
+# for the commit count of missstorm.py, optional). BENCH_BIN: the release binary the scripts run.
+BENCH_BIN ?= .build/release/gemcache
 bench: build
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "bench needs nginx and wrk: apt-get install -y nginx wrk"; exit 1; }
-	benchmarks/hitpath.py
-	benchmarks/misspath.py
+	benchmarks/hitpath.py --bin $(BENCH_BIN)
+	benchmarks/misspath.py --bin $(BENCH_BIN)
+	benchmarks/callreduction.py --bin $(BENCH_BIN)
+	benchmarks/missstorm.py --bin $(BENCH_BIN)
+	benchmarks/scaling.py --bin $(BENCH_BIN)
 
 clean:
 	rm -rf .build

@@ -146,6 +146,7 @@ let package = Package(
                 "GemcacheCore",
                 "GemcacheTestSupport",
                 "GeminiMock",
+                "LMDBKit",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "Logging", package: "swift-log"),

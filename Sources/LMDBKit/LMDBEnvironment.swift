@@ -178,6 +178,29 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
     }
 
+    /// Bytes that writes can still use: the pages past the last used one up to the map size, plus the
+    /// pages on LMDB's free list (freed by earlier transactions; a few may still be held by old readers).
+    public var freeBytes: Int {
+        get throws {
+            try withOpenHandle {
+                var stat = MDB_stat()
+                try check(mdb_env_stat(env, &stat), "mdb_env_stat")
+                let info = try info()
+                // The free list is database 0; each value is a page list whose first word is its length.
+                let listed = try withTransaction(readOnly: true) { txn in
+                    var pages = 0
+                    try txn.forEach(LMDBDatabase(dbi: 0)) { _, value in
+                        if value.count >= MemoryLayout<Int>.size { pages += value.loadUnaligned(as: Int.self) }
+                        return true
+                    }
+                    return pages
+                }
+                let pageSize = Int(stat.ms_psize)
+                return (info.me_mapsize / pageSize - info.me_last_pgno - 1 + listed) * pageSize
+            }
+        }
+    }
+
     /// The number of entries in `db` in the latest committed state.
     public func entryCount(_ db: LMDBDatabase) throws -> Int {
         try withReadTransaction { try $0.count(db) }

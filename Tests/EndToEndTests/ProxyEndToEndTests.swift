@@ -87,7 +87,9 @@ struct ProxyEndToEndTests {
                     #expect(results.count == 50)
                     #expect(results.allSatisfy { $0.status == 200 && $0.body == results[0].body })
                     #expect(results.filter { $0.header("x-gemcache") == "MISS" }.count == 1)
-                    #expect(results.filter { $0.header("x-gemcache") == "COALESCED" }.count == 49)
+                    // Requests that arrive after the answer was stored are hits (a loaded machine may be slow to send all 50).
+                    #expect(results.filter { ["COALESCED", "HIT"].contains($0.header("x-gemcache")) }.count == 49)
+                    #expect(results.contains { $0.header("x-gemcache") == "COALESCED" })
                     #expect(recorder.totalRequests == 1)
                 }
             }

@@ -87,6 +87,11 @@ struct QuotaGuardEndToEndTests {
             #expect(again.header("x-gemcache") == "MISS", "never stored under the first model's key")
             #expect(recorder.requests(path: "/v1beta/models/gemini-2.5-flash:generateContent") == 2)
             #expect(recorder.requests(path: pro) == 0)
+
+            let stream = try await send(port: port, path: "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse", body: generateBody("fall back"), headers: key)
+            #expect(stream.status == 200)
+            #expect(stream.header("x-gemcache-fallback") == "gemini-2.5-flash")
+            #expect(stream.body.hasPrefix("data: "))
         }
     }
 }

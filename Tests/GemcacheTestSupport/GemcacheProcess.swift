@@ -1,10 +1,11 @@
 public import Foundation
-import Synchronization
 
 /// The built `gemcache` executable running as a child process, for tests that kill or restart it.
 public final class GemcacheProcess: Sendable {
     private let process: Process
-    private let output = OutputLog()
+    /// Where the process writes its log. A file rather than a pipe: reading a pipe as it fills needs a
+    /// `readabilityHandler`, whose dispatch source outlived its pipe and crashed the test process once.
+    private let logPath: String
     /// The port the proxy reported it listens on.
     public let port: Int
 
@@ -21,19 +22,17 @@ public final class GemcacheProcess: Sendable {
         process.arguments = ["serve", "--port", "0"] + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = ["PATH": "/usr/bin:/bin", "LOG_LEVEL": "info"].merging(environment) { $1 }
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = pipe
-        let output = self.output
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { output.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
-        }
+        logPath = NSTemporaryDirectory() + "gemcache-process-" + UUID().uuidString + ".log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        defer { try? log.close() }
+        process.standardError = log
+        process.standardOutput = log
         try process.run()
         self.process = process
         var found: Int?
         for _ in 0..<300 {
-            if let match = output.text.withLock({ $0.firstMatch(of: /listen\.port=(\d+)/) }) {
+            if let match = Self.read(logPath).firstMatch(of: /listen\.port=(\d+)/) {
                 found = Int(match.1)
                 break
             }
@@ -42,13 +41,21 @@ public final class GemcacheProcess: Sendable {
         }
         guard let found else {
             process.terminate()
-            throw ProcessError(output: output.text.withLock { $0 })
+            throw ProcessError(output: Self.read(logPath))
         }
         self.port = found
     }
 
+    deinit {
+        try? FileManager.default.removeItem(atPath: logPath)
+    }
+
     /// Everything the process wrote so far.
-    public var log: String { output.text.withLock { $0 } }
+    public var log: String { Self.read(logPath) }
+
+    private static func read(_ path: String) -> String {
+        FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
 
     /// Sends `signal` and waits for the process to exit; returns its exit status.
     @discardableResult
@@ -56,10 +63,6 @@ public final class GemcacheProcess: Sendable {
         kill(process.processIdentifier, signal)
         while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         return process.terminationStatus
-    }
-
-    private final class OutputLog: Sendable {
-        let text = Mutex("")
     }
 
     struct ProcessError: Error, CustomStringConvertible {

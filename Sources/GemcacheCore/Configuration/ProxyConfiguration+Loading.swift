@@ -265,4 +265,5 @@ private let settings: [Setting] = [
     Setting(key: "limits.enforce") { $0.limits.enforce = try SettingValue.boolean($1) },
     Setting(key: "limits.max_wait") { $0.limits.maxWait = try SettingValue.duration($1, positive: false) },
     Setting(key: "limits.max_body") { $0.limits.maxBody = try SettingValue.size($1, minimum: 1024) },
+    Setting(key: "limits.client_timeout") { $0.limits.clientTimeout = try SettingValue.duration($1, positive: true) },
 ]

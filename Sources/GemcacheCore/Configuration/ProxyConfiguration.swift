@@ -109,6 +109,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
         public var maxWait: Duration = .seconds(30)
         /// Largest body the proxy buffers on a cached route.
         public var maxBody = 100 << 20
+        /// How long the proxy waits for a client's bytes: a connection with an unfinished request, or
+        /// idle between requests, is closed after this (slow clients); answers in progress are not cut.
+        public var clientTimeout: Duration = .seconds(60)
         /// Free-tier limits by model id; a missing number is unknown, never invented.
         public var models: [String: ModelLimits] = [:]
     }

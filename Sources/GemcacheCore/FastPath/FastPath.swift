@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 
 /// What every connection's ``FastPathHandler`` shares: the store, the ledger and the settings a raw
@@ -18,6 +19,8 @@ final class FastPath: Sendable {
     let sharedScope: Bool
     /// The largest body the fast path buffers to hash; larger requests stream to the slow path.
     let maxBody: Int
+    /// How long a client may stall (see ``FastPathHandler``): `limits.client_timeout`.
+    let clientTimeout: TimeAmount
     let now: @Sendable () -> Int64
     private let answered = Atomic<Int>(0)
 
@@ -32,6 +35,8 @@ final class FastPath: Sendable {
         self.normalize = configuration.cache.normalize
         self.sharedScope = configuration.effectiveScope == .shared
         self.maxBody = min(configuration.limits.maxBody, Self.bodyLimit)
+        let timeout = configuration.limits.clientTimeout.components
+        self.clientTimeout = .nanoseconds(timeout.seconds * 1_000_000_000 + timeout.attoseconds / 1_000_000_000)
         self.now = now
     }
 

@@ -13,6 +13,10 @@ import NIOHTTP1
 /// Order of answers: while a passed-on request is unanswered (``slowRequestsPending``, counted down
 /// by ``FastPathResponseCounter`` as Hummingbird finishes each answer), every later request is passed
 /// on too, so that answers never overtake each other on a pipelined connection.
+///
+/// Slow clients: a connection whose client sent nothing for `limits.client_timeout` while the proxy
+/// waits for it (an unfinished head or body, or idle between requests) is closed; one whose answer is
+/// still being produced is not. Connections handed to NIO's decoder for good are left to it.
 final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -43,6 +47,9 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var date = HTTPDate()
     /// Hits not reported to the ledger yet, all of one model (see ``count(hit:tokens:context:)``).
     private var unreported: (model: String, count: Int64, tokens: TokenUsage)?
+    /// When the client last sent bytes or the slow path last finished an answer.
+    var lastActivity = NIODeadline.now()
+    private var stallCheck: Scheduled<Void>?
 
     init(fastPath: FastPath) {
         self.fastPath = fastPath
@@ -51,6 +58,7 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
+        lastActivity = .now()
         if case .passthrough = mode {
             context.fireChannelRead(data)
             return
@@ -74,11 +82,36 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         reportHits()
+        stallCheck?.cancel()
         context.fireChannelInactive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        lastActivity = .now()
+        scheduleStallCheck(context: context, at: lastActivity + fastPath.clientTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         reportHits()
+        stallCheck?.cancel()
+    }
+
+    /// Closes the connection at `deadline` if the proxy is waiting for the client and it has sent
+    /// nothing for the client timeout; otherwise checks again when that could first be the case.
+    private func scheduleStallCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        stallCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            let waitingForClient = switch self.mode {
+            case .parsing: self.slowRequestsPending == 0
+            case .forwardingBody: true
+            case .passthrough: false
+            }
+            let due = self.lastActivity + self.fastPath.clientTimeout
+            if waitingForClient && due <= .now() {
+                context.close(promise: nil)
+            } else {
+                self.scheduleStallCheck(context: context, at: waitingForClient ? due : .now() + self.fastPath.clientTimeout)
+            }
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -237,6 +270,7 @@ final class FastPathResponseCounter: ChannelOutboundHandler, RemovableChannelHan
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
             handler.slowRequestsPending = max(0, handler.slowRequestsPending - 1)
+            handler.lastActivity = .now()
         }
         context.write(data, promise: promise)
     }

@@ -13,11 +13,8 @@ extension GeminiProxy {
     func stream(_ prepared: Prepared, logger: Logger) async throws -> Response {
         let controls = prepared.controls
         let trusted = access.mayServeCached(credentialTag: prepared.credentialTag)
-        if trusted && !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
-            return hit(entry, prepared: prepared)
-        }
-        if controls.onlyIfCached {
-            throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "No cached answer, and Cache-Control: only-if-cached forbids calling upstream.")
+        if let stored = try await answerFromStore(prepared, trusted: trusted, logger: logger) {
+            return stored
         }
         let coalesce = trusted && !controls.noCache && !controls.noStore
         var led = true
@@ -81,11 +78,11 @@ extension GeminiProxy {
 
     private func read(_ prepared: Prepared, into recording: StreamRecording, store shouldStore: Bool, logger: Logger) async throws -> TokenUsage {
         guard let framing = prepared.framing else { return .zero }
-        let response = try await callUpstream(prepared, body: prepared.body)
+        let (response, model, fallback) = try await callUpstreamOrFallback(prepared)
         let status = response.status
         let headers = response.replayableHeaders
         if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
-        recording.begin(.init(status: status, headers: headers))
+        recording.begin(.init(status: status, headers: headers + (fallback.map { [("X-Gemcache-Fallback", $0)] } ?? [])))
         var recorded: [UInt8] = []
         var abandoned = false
         switch response.body {
@@ -104,9 +101,11 @@ extension GeminiProxy {
         }
         let answers = framing.answers(recorded)
         let usage = answers.map(framing.usage) ?? .zero
-        ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: usage)
+        ledger.recordUpstreamCall(model: model, status: status, tokens: usage)
+        quota.recordTokens(model: model, tokens: usage.prompt)
         var stored = false
-        if shouldStore, !abandoned, status == 200, let answers, framing.isComplete(answers, request: prepared.request) {
+        // A fallback model's answer is never stored under the first model's key.
+        if shouldStore, !abandoned, fallback == nil, status == 200, let answers, framing.isComplete(answers, request: prepared.request) {
             stored = await save(status: status, headers: headers, body: recorded, usage: usage, prepared: prepared)
         }
         logger.debug(

@@ -76,6 +76,10 @@ public final class GeminiProxy: Sendable {
         let query = ForwardedRequest.queryItems(request.uri.query)
         ledger.recordRequest(model: route.model)
         do {
+            // Only the two response forms the proxy can frame and record; anything else never reaches Google.
+            if let alt = query.last(where: { $0.name == "alt" || $0.name == "$alt" })?.value, alt != "json", alt != "sse" {
+                throw ProxyError.invalidArgument("Invalid value at 'alt' (\(alt)): gemcache serves alt=json and alt=sse.")
+            }
             try access.admit(headers: request.headers, query: query)
             let prepared = try await prepare(request, route: route, query: query)
             if prepared.framing != nil {
@@ -115,20 +119,30 @@ public final class GeminiProxy: Sendable {
         default: nil
         }
         return Prepared(
-            route: route, key: keyed.key, scopeTag: keyed.scopeTag, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: try RequestControls(headers: request.headers), body: body,
+            route: route, key: keyed.key, scopeTag: keyed.scopeTag, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: keyed.controls, body: body,
             request: keyed.request, pathAndQuery: request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""),
             headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
         )
     }
 
-    func answer(_ prepared: Prepared, logger: Logger) async throws -> Response {
+    /// The lookup every cached operation starts with: a fresh entry the client may be served, the 504
+    /// of `only-if-cached`, or nil when the upstream must answer.
+    func answerFromStore(_ prepared: Prepared, trusted: Bool, logger: Logger) async throws(ProxyError) -> Response? {
         let controls = prepared.controls
-        let trusted = access.mayServeCached(credentialTag: prepared.credentialTag)
         if trusted && !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
             return hit(entry, prepared: prepared)
         }
         if controls.onlyIfCached {
             throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "No cached answer, and Cache-Control: only-if-cached forbids calling upstream.")
+        }
+        return nil
+    }
+
+    func answer(_ prepared: Prepared, logger: Logger) async throws -> Response {
+        let controls = prepared.controls
+        let trusted = access.mayServeCached(credentialTag: prepared.credentialTag)
+        if let stored = try await answerFromStore(prepared, trusted: trusted, logger: logger) {
+            return stored
         }
         let upstreamAnswer: UpstreamAnswer
         let outcome: CacheOutcome
@@ -195,24 +209,7 @@ public final class GeminiProxy: Sendable {
 
     /// Calls upstream once and, when allowed and the answer is complete, stores it before returning.
     private func fetch(_ prepared: Prepared, store shouldStore: Bool, logger: Logger) async throws(ProxyError) -> UpstreamAnswer {
-        let next = prepared.route.model.isEmpty ? nil : configuration.fallback[prepared.model]
-        var response: UpstreamResponse?
-        do {
-            response = try await callUpstream(prepared, body: prepared.route.isGET ? nil : prepared.body)
-        } catch where error.status == .tooManyRequests && next != nil {
-            response = nil  // the quota guard refused: the fallback model may still have room
-        }
-        var model = prepared.model
-        var fallback: String?
-        if let next, response == nil || response?.status == 429 {
-            // Out of quota after the retries: the configured next model answers (SPEC §1 `fallback`).
-            if response != nil { ledger.recordUpstreamCall(model: model, status: 429, tokens: .zero) }
-            let path = prepared.pathAndQuery.replacingOccurrences(of: "/models/\(prepared.route.model):", with: "/models/\(next):")
-            response = try await callUpstream(prepared, body: prepared.body, pathAndQuery: path, model: next)
-            model = next
-            fallback = next
-        }
-        guard let response else { throw ProxyError(.tooManyRequests, "RESOURCE_EXHAUSTED", "Out of quota.") }
+        let (response, model, fallback) = try await callUpstreamOrFallback(prepared)
         let body = try await response.collect(upTo: configuration.limits.maxBody)
         let headers = response.replayableHeaders
         let status = response.status
@@ -231,6 +228,26 @@ public final class GeminiProxy: Sendable {
             metadata: ["cache.key": "\(prepared.key.hex)", "upstream.status": "\(status)", "cache.stored": "\(stored)"]
         )
         return UpstreamAnswer(status: status, headers: headers, body: body, usage: usage, stored: stored, fallback: fallback, entry: nil)
+    }
+
+    /// The upstream exchange of a cached route; when the model is out of quota (a 429 after the retries,
+    /// or the quota guard's refusal) and `fallback` names another, that model answers instead.
+    /// - Returns: The answer, the model that gave it, and that model's id when it was the fallback.
+    func callUpstreamOrFallback(_ prepared: Prepared) async throws(ProxyError) -> (UpstreamResponse, model: String, fallback: String?) {
+        let next = prepared.route.model.isEmpty ? nil : configuration.fallback[prepared.model]
+        var response: UpstreamResponse?
+        do {
+            response = try await callUpstream(prepared, body: prepared.route.isGET ? nil : prepared.body)
+        } catch where error.status == .tooManyRequests && next != nil {
+            response = nil  // the quota guard refused: the fallback model may still have room
+        }
+        if let response, response.status != 429 || next == nil {
+            return (response, prepared.model, nil)
+        }
+        guard let next else { throw ProxyError(.tooManyRequests, "RESOURCE_EXHAUSTED", "Out of quota.") }
+        if response != nil { ledger.recordUpstreamCall(model: prepared.model, status: 429, tokens: .zero) }
+        let path = prepared.pathAndQuery.replacingOccurrences(of: "/models/\(prepared.route.model):", with: "/models/\(next):")
+        return (try await callUpstream(prepared, body: prepared.body, pathAndQuery: path, model: next), next, next)
     }
 
     /// One upstream exchange for a cached route, with retries (SPEC §6).

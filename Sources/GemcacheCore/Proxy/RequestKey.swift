@@ -14,6 +14,8 @@ struct RequestKey {
     /// The credential's salted hash, whatever the scope (for shared-scope verification).
     let credentialTag: String
     let namespace: String?
+    /// The request's cache controls (SPEC §4).
+    let controls: RequestControls
     /// The model for stats: from the path, or the body's `model` on the OpenAI surface.
     let model: String
     /// The request body parsed, for the storing rules (nil for GET routes).
@@ -27,7 +29,7 @@ struct RequestKey {
         guard let credential = ForwardedRequest.credential(headers: headers, query: query) else {
             throw .missingCredential
         }
-        let controls = try RequestControls(headers: headers)
+        controls = try RequestControls(headers: headers)
         if route.isGET {
             canonical = []
             request = nil
@@ -45,7 +47,7 @@ struct RequestKey {
         scopeTag = shared ? "shared" : credentialTag
         namespace = controls.namespace
         if route.isOpenAI, let named = (request as? [String: Any])?["model"] as? String {
-            model = named.hasPrefix("models/") ? String(named.dropFirst(7)) : named
+            model = try CachedRoute.validModel(named.hasPrefix("models/") ? named.dropFirst(7) : Substring(named))
         } else {
             model = route.model
         }

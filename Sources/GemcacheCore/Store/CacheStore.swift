@@ -103,6 +103,11 @@ public final class CacheStore: Sendable {
         } catch {
             throw OpenFailure(reason: "\(error)")
         }
+        // A store of another format is refused before anything is created or written in it.
+        if let format = existingFormat(environment), format != formatVersion {
+            environment.close()
+            throw OpenFailure(reason: "store format \(format), this gemcache reads \(formatVersion)")
+        }
         do {
             let store = try CacheStore(environment: environment, recoveredFrom: recoveredFrom, scopeSalt: [], logger: logger, now: now)
             let (format, salt) = try await store.checkFormat(saltFromEnvironment: scopeSalt)
@@ -120,6 +125,14 @@ public final class CacheStore: Sendable {
             environment.close()
             throw OpenFailure(reason: "\(error)")
         }
+    }
+
+    /// The format recorded in an existing store, read without writing; nil when none is recorded.
+    private static func existingFormat(_ environment: LMDBEnvironment) -> UInt32? {
+        guard let meta = try? environment.openDatabase("meta", create: false),
+            let stored = try? environment.withReadTransaction({ try $0.get(meta, key: Array("format".utf8)) })
+        else { return nil }
+        return stored.count == 4 ? stored.reduce(0) { $0 << 8 | UInt32($1) } : 0
     }
 
     /// Reads (or, in an empty store, writes) the format version and the scope salt.
@@ -349,8 +362,13 @@ public final class CacheStore: Sendable {
     }
 
     /// Commits `operations` in one transaction; on a full map evicts and retries, finally without the puts.
+    ///
+    /// Eviction starts before the map is full: LMDB copies every page a transaction changes, deletions
+    /// included, so a map without free pages cannot even delete (`mdb_del` fails with MDB_MAP_FULL)
+    /// and would stop storing for good. ``evictionReserve`` bytes are kept free for evicting.
     private func commit(_ operations: [WriteOperation]) async -> [Bool] {
-        for evictFraction in [0.0, 0.1, 0.3] {
+        let nearlyFull = operations.contains(where: \.isPut) && (try? environment.freeBytes).map { $0 < evictionReserve } == true
+        for evictFraction in nearlyFull ? [0.1, 0.3] : [0.0, 0.1, 0.3] {
             if evictFraction > 0 {
                 do {
                     let evicted = try await evict(fraction: evictFraction)
@@ -416,16 +434,41 @@ public final class CacheStore: Sendable {
         }
     }
 
-    /// Deletes expired entries, then the oldest-stored `fraction` of the rest. Returns how many went.
+    /// Free bytes below which a batch with answers evicts first: a 16th of the map, at least 256 KiB
+    /// (enough for one ``evictionStep`` of copied pages with small entries).
+    private var evictionReserve: Int {
+        max(((try? environment.mapSize) ?? 0) / 16, 256 << 10)
+    }
+
+    /// Entries deleted per eviction transaction: each one's pages are free for the next.
+    private static let evictionStep = 16
+
+    /// Deletes expired entries, then the oldest-stored `fraction` of the rest, ``evictionStep`` per
+    /// transaction. Returns how many went.
     private func evict(fraction: Double) async throws -> Int {
         let (entries, byExpiry, byStored) = (self.entries, self.byExpiry, self.byStored)
         let cutoff = now()
-        return try await environment.write { txn in
-            let expired = try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: .max)
-            let quota = max(1, Int(Double(try txn.count(entries)) * fraction))
-            let oldest = try txn.deleteInOrder(of: byStored, keeping: byExpiry, time: \.expiresAt, entries: entries) { _, deleted in deleted < quota }
-            return expired + oldest
+        let step = Self.evictionStep
+        var expired = 0
+        while true {
+            let deleted = try await environment.write { txn in
+                try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: step)
+            }
+            expired += deleted
+            if deleted < step { break }
         }
+        let quota = max(1, Int(Double(try await entryCount()) * fraction))
+        var oldest = 0
+        while oldest < quota {
+            let deleted = try await environment.write { [oldest] txn in
+                try txn.deleteInOrder(of: byStored, keeping: byExpiry, time: \.expiresAt, entries: entries) { _, deleted in
+                    deleted < min(step, quota - oldest)
+                }
+            }
+            oldest += deleted
+            if deleted == 0 { break }
+        }
+        return expired + oldest
     }
 
     private static func deleteExpired(

@@ -43,7 +43,7 @@ public enum StoreTransfer {
     ) async throws -> ExportSummary {
         let header = Header(gemcacheExport: fileVersion, storeFormat: CacheStore.formatVersion, scopeSalt: salt.map { Data($0).base64EncodedString() })
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var state = Progress()
         var summary = ExportSummary()
         var lines = try encoder.encode(header) + [newline]

@@ -1,0 +1,1 @@
+../../../../Sources/GemcacheCore/Key/Digest.swift

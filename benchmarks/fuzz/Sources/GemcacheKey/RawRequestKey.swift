@@ -1,0 +1,1 @@
+../../../../Sources/GemcacheCore/FastPath/RawRequestKey.swift
