@@ -4,6 +4,8 @@ import GemcacheCore
 import GeminiMock
 import Hummingbird
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
 /// The `gemcache` command.
 @main
@@ -70,7 +72,12 @@ struct Serve: AsyncParsableCommand {
         } catch let error as StoreError {
             fail(error.description)
         }
-        try await app.runService()
+        // SIGTERM and SIGINT stop accepting, let the requests in flight finish for at most the upstream
+        // timeout (every upstream exchange ends by then) plus the time to store them, then cancel what
+        // is left; the services stop in reverse order, the store last.
+        var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = settings.upstream.timeout + .seconds(5)
+        try await ServiceGroup(configuration: group).run()
     }
 }
 

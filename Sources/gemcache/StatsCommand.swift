@@ -35,7 +35,7 @@ struct StatsCommand: AsyncParsableCommand {
                 )
                 document = try await StatsReader.fromStore(configuration: settings)
             }
-        } catch let error as CustomStringConvertible & Error {
+        } catch let error as any CustomStringConvertible & Error {
             fail(error.description)
         }
         if json {

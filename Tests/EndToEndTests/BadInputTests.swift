@@ -33,7 +33,8 @@ struct BadInputTests {
     private func expectEnvelope(_ answer: TestResponse, code: Int, status: String, wrapped: Bool = false, _ what: String) throws {
         #expect(answer.status == code, "\(what)")
         let parsed = try JSONSerialization.jsonObject(with: Data(answer.body.utf8))
-        let document = try #require((wrapped ? (parsed as? [Any])?.first : parsed) as? [String: Any], "\(what): \(answer.body)")
+        let unwrapped: Any? = wrapped ? (parsed as? [Any])?.first : parsed
+        let document = try #require(unwrapped as? [String: Any], "\(what): \(answer.body)")
         let error = try #require(document["error"] as? [String: Any], "\(what): \(answer.body)")
         #expect(error["code"] as? Int == code, "\(what)")
         #expect(error["status"] as? String == status, "\(what)")
@@ -146,7 +147,7 @@ struct BadInputTests {
     }
 
     @Test func stalledClientsAreDisconnectedButSlowAnswersAreNot() async throws {
-        try await withStack(configure: { $0.limits.clientTimeout = .milliseconds(500) }) { port, recorder in
+        try await withStack(configure: { $0.limits.clientTimeout = .seconds(1) }) { port, recorder in
             let head = "POST \(generate) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\n"
             let stalls = [
                 ("nothing at all", ""),
@@ -160,18 +161,19 @@ struct BadInputTests {
                 connection.send(bytes)
                 let (_, closed) = await connection.readToEnd(timeout: .seconds(5))
                 #expect(closed, "\(what)")
-                #expect(ContinuousClock.now - started < .seconds(3), "\(what)")
+                #expect(ContinuousClock.now - started < .seconds(4), "\(what)")
             }
 
             // A connection that keeps sending is not cut, nor is one waiting for a slow upstream.
             let body = generateBody("keep talking")
             let request = head + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
             let busy = try RawConnection(port: port)
-            for _ in 0..<6 {
+            let talking = ContinuousClock.now
+            while ContinuousClock.now - talking < .seconds(2) {
                 busy.send(request)
-                let (text, closed) = await busy.readToEnd(timeout: .milliseconds(250))
+                let text = await busy.readAnswer(timeout: .seconds(10))
                 #expect(text.hasPrefix("HTTP/1.1 200 OK"))
-                #expect(!closed)
+                try await Task.sleep(for: .milliseconds(200))
             }
             let slow = try await send(port: port, path: generate, body: generateBody("wait for it [[fault:slow:1200]]"), headers: key)
             #expect(slow.status == 200)

@@ -29,6 +29,15 @@ final class RawConnection: Sendable {
 
     deinit { close(socket) }
 
+    /// Whether `bytes` hold a whole head and the `Content-Length` bytes of body after it.
+    private static func isCompleteAnswer(_ bytes: [UInt8]) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let end = text.utf8.firstRange(of: "\r\n\r\n".utf8),
+            let length = text[..<end.lowerBound].firstMatch(of: /(?i)content-length: *(\d+)/).flatMap({ Int($0.1) })
+        else { return false }
+        return text.utf8.distance(from: end.upperBound, to: text.utf8.endIndex) >= length
+    }
+
     /// Sends `bytes` (a peer that already closed is not an error: what it answered is still read).
     func send(_ bytes: [UInt8]) {
         var offset = 0
@@ -49,7 +58,14 @@ final class RawConnection: Sendable {
         }
     }
 
-    private func blockingRead(timeout: Duration) -> (text: String, closed: Bool) {
+    /// Reads one answer with a `Content-Length` body (or what arrived until `timeout` or the close).
+    func readAnswer(timeout: Duration) async -> String {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: self.blockingRead(timeout: timeout, stopAtAnswer: true).text) }
+        }
+    }
+
+    private func blockingRead(timeout: Duration, stopAtAnswer: Bool = false) -> (text: String, closed: Bool) {
         var received: [UInt8] = []
         let deadline = ContinuousClock.now + timeout
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -61,6 +77,7 @@ final class RawConnection: Sendable {
             let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
             if count <= 0 { return (String(decoding: received, as: UTF8.self), true) }
             received += buffer[0..<count]
+            if stopAtAnswer, Self.isCompleteAnswer(received) { break }
         }
         return (String(decoding: received, as: UTF8.self), false)
     }

@@ -1,5 +1,5 @@
 import Foundation
-public import HTTPTypes
+import HTTPTypes
 
 /// What the proxy reads from a client request besides the body: the credential, the query, and
 /// the headers that may travel upstream.

@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
-public import HTTPTypes
+import HTTPTypes
 public import Hummingbird
-public import Logging
+import Logging
 import NIOCore
 import NIOHTTP1
 import Synchronization

@@ -1,5 +1,5 @@
 import Foundation
-public import HTTPTypes
+import HTTPTypes
 
 /// The per-request cache controls of SPEC §4.
 struct RequestControls: Equatable {

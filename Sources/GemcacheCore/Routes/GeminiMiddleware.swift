@@ -1,4 +1,4 @@
-public import Hummingbird
+import Hummingbird
 
 /// Sends every request outside the proxy's own endpoints to the Gemini proxy: cached operations
 /// through the cache, everything else straight through.

@@ -1,5 +1,5 @@
 import HTTPTypes
-public import Hummingbird
+import Hummingbird
 import NIOCore
 
 /// Serves `GET /metrics` and times every request that the slow path answers on a cached route

@@ -1,6 +1,6 @@
 import Foundation
 import HTTPTypes
-public import Hummingbird
+import Hummingbird
 import NIOCore
 
 /// `/_gemcache/stats`, `/_gemcache/history`, the dashboard at `/_gemcache/` and `/healthz` (SPEC §7).

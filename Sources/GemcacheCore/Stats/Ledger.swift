@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import Synchronization
 
 /// What a request on a cached route came to (the `X-Gemcache` value).

@@ -1,5 +1,5 @@
 import Foundation
-public import LMDBKit
+import LMDBKit
 public import Logging
 import Synchronization
 
@@ -305,7 +305,7 @@ public final class CacheStore: Sendable {
     /// in the store's metadata.
     public func countersSince() async throws -> Int64 {
         let key = Array("counters_since".utf8)
-        await submit(.setMetaIfAbsent(key: key, value: Self.bigEndian(UInt64(bitPattern: now()))))
+        _ = await submit(.setMetaIfAbsent(key: key, value: Self.bigEndian(UInt64(bitPattern: now()))))
         let meta = self.meta
         let stored = try await environment.read { txn in try txn.withValue(meta, key: key) { Self.int64($0) } }
         return stored ?? now()
