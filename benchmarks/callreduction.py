@@ -46,7 +46,7 @@ import urllib.request
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hitpath import HERE, PATH, ROOT, wait_for  # noqa: E402
+from hitpath import HERE, PATH, ROOT, stop_all, wait_for  # noqa: E402
 
 MODEL = "gemini-2.5-flash"
 API_KEY = "benchmark-key"
@@ -390,14 +390,7 @@ def main():
         print(f"Without a cache the workload costs {args.requests:,} upstream calls = {args.requests / rpd:.1f} days of "
               f"gemini-2.5-flash free tier (RPD {rpd}); the oracle bound is {oracle:,} calls = {oracle / rpd:.1f} days.")
     finally:
-        for process in reversed(list(processes)):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,19 @@ def rss_mib(pid):
     return 0
 
 
+def stop_all(processes, work):
+    """Stops the servers a benchmark started (newest first) and removes its work folder."""
+    for process in reversed(list(processes)):
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", default=os.path.join(ROOT, ".build/release/gemcache"))
@@ -158,14 +171,7 @@ def main():
         print(f"gemcache stats after the run: requests {stats.get('requests')}, hits {stats.get('hits')}, misses {stats.get('misses')}, "
               f"upstream_requests {stats.get('upstream_requests')}.")
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":

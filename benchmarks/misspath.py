@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hitpath import HERE, PATH, ROOT, rss_mib, wait_for  # noqa: E402
+from hitpath import HERE, PATH, ROOT, rss_mib, stop_all, wait_for  # noqa: E402
 import hitpath  # noqa: E402
 
 
@@ -75,14 +75,7 @@ def main():
                 print(f"| {c} | {name} | {statistics.median(r['rps'] for r in rounds):,.0f} | {p50:.2f} | "
                       f"{statistics.median(r['p99'] for r in rounds):.2f} | {added} |")
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hitpath import HERE, PATH, ROOT, parse_wrk, rss_mib, wait_for  # noqa: E402
+from hitpath import HERE, PATH, ROOT, parse_wrk, rss_mib, stop_all, wait_for  # noqa: E402
 
 
 def loadavg():
@@ -149,15 +149,7 @@ def main():
     finally:
         if use_strace and gemcache_pid and os.path.exists(f"/proc/{gemcache_pid}"):
             os.kill(gemcache_pid, 15)  # strace, terminated, would detach and leave it running
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":
