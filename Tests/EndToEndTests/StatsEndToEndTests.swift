@@ -149,8 +149,12 @@ struct StatsEndToEndTests {
 
                     // A second scrape after more traffic moves the counters by exactly that traffic.
                     #expect(try await Self.ask(port, "alpha").header("x-gemcache") == "HIT")
-                    try await Task.sleep(for: .milliseconds(200))  // fast-path hits reach the ledger in batches (FastPathHandler.reportDelay)
-                    let again = Self.samples(try await send("GET", port: port, path: "/metrics").body)
+                    // Fast-path hits reach the ledger in batches (FastPathHandler.reportDelay): poll, bounded.
+                    var again = Self.samples(try await send("GET", port: port, path: "/metrics").body)
+                    for _ in 0..<100 where again["gemcache_hits_total"] != 4 {
+                        try await Task.sleep(for: .milliseconds(50))
+                        again = Self.samples(try await send("GET", port: port, path: "/metrics").body)
+                    }
                     #expect(again["gemcache_hits_total"] == 4)
                     #expect(again["gemcache_model_hits_total{model=\"\(Self.flash)\"}"] == 3)
                 }

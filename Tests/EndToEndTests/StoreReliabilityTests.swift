@@ -98,12 +98,12 @@ struct StoreReliabilityTests {
                             try await group.waitForAll()
                         }
                         sent += 16
-                        if sent % 128 == 0 {
+                        if sent % 64 == 0 {
                             let health = try await send("GET", port: port, path: "/healthz")
                             #expect(health.status == 200)
                             let stats = try #require(try JSONSerialization.jsonObject(with: Data(try await send("GET", port: port, path: "/_gemcache/stats").body.utf8)) as? [String: Any])
                             let entries = try #require(stats["entries"] as? Int)
-                            evictedEnough = entries + 300 < sent + 8
+                            evictedEnough = entries + 100 < sent + 8
                         }
                     }
                     #expect(evictedEnough, "sent \(sent) distinct answers without filling a 1 MiB store")
