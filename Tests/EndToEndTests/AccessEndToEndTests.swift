@@ -18,15 +18,7 @@ struct AccessEndToEndTests {
         configure: @Sendable (inout ProxyConfiguration) -> Void = { _ in },
         _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder, _ dir: TemporaryDirectory) async throws -> R
     ) async throws -> R {
-        try await withTemporaryDirectory { dir in
-            try await withMockUpstream(.init(validKeys: validKeys)) { upstreamPort, recorder in
-                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
-                configure(&configuration)
-                return try await withProxy(configuration, environment: environment, logger: logger) { port in
-                    try await body(port, recorder, dir)
-                }
-            }
-        }
+        try await withProxyBehindMock(.init(validKeys: validKeys), environment: environment, logger: logger, configure: configure, body)
     }
 
     @Test func managedModeAdmitsProxyTokensAndSpendsTheUpstreamKeysInTurn() async throws {

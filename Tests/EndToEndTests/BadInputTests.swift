@@ -19,14 +19,7 @@ struct BadInputTests {
         configure: @Sendable (inout ProxyConfiguration) -> Void = { _ in },
         _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder) async throws -> R
     ) async throws -> R {
-        try await withTemporaryDirectory { dir in
-            try await withMockUpstream { upstreamPort, recorder in
-                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
-                configuration.limits.maxBody = 4096
-                configure(&configuration)
-                return try await withProxy(configuration) { port in try await body(port, recorder) }
-            }
-        }
+        try await withProxyBehindMock(configure: { $0.limits.maxBody = 4096; configure(&$0) }) { port, recorder, _ in try await body(port, recorder) }
     }
 
     /// Google's envelope: `{"error": {"code", "message", "status"}}`, in a one-element array when `wrapped`.

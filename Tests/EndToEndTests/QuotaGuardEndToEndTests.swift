@@ -14,16 +14,12 @@ struct QuotaGuardEndToEndTests {
         configure: @Sendable (inout ProxyConfiguration) -> Void,
         _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder) async throws -> R
     ) async throws -> R {
-        try await withTemporaryDirectory { dir in
-            try await withMockUpstream { upstreamPort, recorder in
-                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
-                configuration.limits.enforce = true
-                configuration.limits.maxWait = .zero
-                configuration.upstream.retry.attempts = 1
-                configure(&configuration)
-                return try await withProxy(configuration) { port in try await body(port, recorder) }
-            }
-        }
+        try await withProxyBehindMock(configure: { configuration in
+            configuration.limits.enforce = true
+            configuration.limits.maxWait = .zero
+            configuration.upstream.retry.attempts = 1
+            configure(&configuration)
+        }) { port, recorder, _ in try await body(port, recorder) }
     }
 
     private func retryDelay(_ response: TestResponse) -> String? {

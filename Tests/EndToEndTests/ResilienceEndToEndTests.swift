@@ -14,13 +14,7 @@ struct ResilienceEndToEndTests {
         configure: @Sendable (inout ProxyConfiguration) -> Void = { _ in },
         _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder) async throws -> R
     ) async throws -> R {
-        try await withTemporaryDirectory { dir in
-            try await withMockUpstream { upstreamPort, recorder in
-                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
-                configure(&configuration)
-                return try await withProxy(configuration) { port in try await body(port, recorder) }
-            }
-        }
+        try await withProxyBehindMock(configure: configure) { port, recorder, _ in try await body(port, recorder) }
     }
 
     @Test func aPassingFailureIsRetriedAndTheAnswerStored() async throws {

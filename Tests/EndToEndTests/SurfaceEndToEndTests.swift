@@ -14,16 +14,9 @@ struct SurfaceEndToEndTests {
 
     private func withStack<R: Sendable>(
         _ mock: MockUpstreamConfiguration = .init(chunkDelay: .milliseconds(5)),
-        configure: @Sendable (inout ProxyConfiguration) -> Void = { _ in },
         _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder) async throws -> R
     ) async throws -> R {
-        try await withTemporaryDirectory { dir in
-            try await withMockUpstream(mock) { upstreamPort, recorder in
-                var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
-                configure(&configuration)
-                return try await withProxy(configuration) { port in try await body(port, recorder) }
-            }
-        }
+        try await withProxyBehindMock(mock) { port, recorder, _ in try await body(port, recorder) }
     }
 
     @Test(arguments: ["?alt=sse", ""])

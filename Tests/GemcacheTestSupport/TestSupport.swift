@@ -165,3 +165,26 @@ public func generateBody(_ text: String) -> String {
 
 /// A distinctive test key (never a real one).
 public let testKey = "test-key-7f3a9c"
+
+/// The usual end-to-end stack: the mock upstream and, in front of it, the proxy with a fresh store in a
+/// temporary directory, both on free loopback ports, for the duration of `body`.
+/// - Parameters:
+///   - mock: The mock upstream's settings.
+///   - configure: Changes to the proxy's ``ProxyConfiguration/testing(upstreamURL:dataDirectory:)`` settings.
+public func withProxyBehindMock<R: Sendable>(
+    _ mock: MockUpstreamConfiguration = .init(),
+    environment: [String: String] = [:],
+    logger: Logger = quietLogger,
+    configure: @Sendable (inout ProxyConfiguration) -> Void = { _ in },
+    _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder, _ directory: TemporaryDirectory) async throws -> R
+) async throws -> R {
+    try await withTemporaryDirectory { directory in
+        try await withMockUpstream(mock) { upstreamPort, recorder in
+            var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: directory.path)
+            configure(&configuration)
+            return try await withProxy(configuration, environment: environment, logger: logger) { port in
+                try await body(port, recorder, directory)
+            }
+        }
+    }
+}
