@@ -80,6 +80,21 @@ def rss_mib(pid):
     return 0
 
 
+def start_stack(binary, work, mock_port, gemcache_port, processes, log):
+    """Starts the mock upstream and gemcache in front of it (from `work`, so that the repository's
+    proxy.conf is not picked up), appends both to `processes`, waits until they listen.
+    Returns the gemcache process."""
+    processes.append(subprocess.Popen([binary, "mock-upstream", "--port", str(mock_port)], cwd=work, stdout=log, stderr=log))
+    wait_for(mock_port)
+    gemcache = subprocess.Popen(
+        [binary, "serve", "--port", str(gemcache_port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, "data")],
+        cwd=work, stdout=log, stderr=log, env={**os.environ, "LOG_LEVEL": "warning"},
+    )
+    processes.append(gemcache)
+    wait_for(gemcache_port)
+    return gemcache
+
+
 def stop_all(processes, work):
     """Stops the servers a benchmark started (newest first) and removes its work folder."""
     for process in reversed(list(processes)):
@@ -108,15 +123,7 @@ def main():
     processes = []
     try:
         log = open(os.path.join(work, "servers.log"), "w")
-        processes.append(subprocess.Popen([args.bin, "mock-upstream", "--port", str(mock_port)], cwd=work, stdout=log, stderr=log))
-        wait_for(mock_port)
-        # From the temp dir, so that the repository's proxy.conf is not picked up.
-        gemcache = subprocess.Popen(
-            [args.bin, "serve", "--port", str(gemcache_port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, "data")],
-            cwd=work, stdout=log, stderr=log, env={**os.environ, "LOG_LEVEL": "warning"},
-        )
-        processes.append(gemcache)
-        wait_for(gemcache_port)
+        gemcache = start_stack(args.bin, work, mock_port, gemcache_port, processes, log)
 
         body = lua_body()
         headers, answer = post(mock_port, body)

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hitpath import HERE, PATH, ROOT, rss_mib, stop_all, wait_for  # noqa: E402
+from hitpath import HERE, PATH, ROOT, rss_mib, start_stack, stop_all, wait_for  # noqa: E402
 import hitpath  # noqa: E402
 
 
@@ -43,14 +43,7 @@ def main():
     processes = []
     try:
         log = open(os.path.join(work, "servers.log"), "w")
-        processes.append(subprocess.Popen([args.bin, "mock-upstream", "--port", str(mock_port)], cwd=work, stdout=log, stderr=log))
-        wait_for(mock_port)
-        gemcache = subprocess.Popen(
-            [args.bin, "serve", "--port", str(gemcache_port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, "data")],
-            cwd=work, stdout=log, stderr=log, env={**os.environ, "LOG_LEVEL": "warning"},
-        )
-        processes.append(gemcache)
-        wait_for(gemcache_port)
+        gemcache = start_stack(args.bin, work, mock_port, gemcache_port, processes, log)
         targets = [("mock upstream, direct", mock_port), ("through gemcache (miss + store)", gemcache_port)]
         load_before = open("/proc/loadavg").read().split()[:3]
         results = {(name, c): [] for name, _ in targets for c in (1, 16)}

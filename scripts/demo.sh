@@ -16,14 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() { # log-file pattern: the port a process logged, once it listens
-    for _ in $(seq 1 100); do
-        port=$(grep -oE "$2" "$1" | grep -oE '[0-9]+$' | head -1 || true)
-        [ -n "$port" ] && { echo "$port"; return; }
-        sleep 0.1
-    done
-    echo "demo: did not start:" >&2; cat "$1" >&2; exit 1
-}
+. scripts/wait-port.sh  # the working directory is the repository root (see the cd above)
 
 "$bin" mock-upstream --port 0 --latency-ms 300 >"$work/mock.log" 2>&1 & pids+=($!)
 mock_port=$(wait_port "$work/mock.log" 'listening on 127\.0\.0\.1:[0-9]+')

@@ -15,14 +15,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-wait_port() { # log-file pattern
-    for _ in $(seq 1 200); do
-        port=$(grep -oE "$2" "$1" | grep -oE '[0-9]+$' | head -1 || true)
-        [ -n "$port" ] && { echo "$port"; return; }
-        sleep 0.05
-    done
-    echo "did not start:" >&2; cat "$1" >&2; exit 1
-}
+. scripts/wait-port.sh  # the working directory is the repository root (see the cd above)
 "$bin" mock-upstream --port 0 >"$work/mock.log" 2>&1 & pids+=($!)
 mock_port=$(wait_port "$work/mock.log" 'listening on 127\.0\.0\.1:[0-9]+')
 (cd "$work" && exec "$OLDPWD/$bin" serve --port 0 --upstream "http://127.0.0.1:$mock_port" --data "$work/store") >"$work/proxy.log" 2>&1 & pids+=($!)
