@@ -11,7 +11,8 @@ extension GeminiProxy {
     /// go upstream in one call, and the results are merged in order. All hits: HIT; none: MISS;
     /// some: PARTIAL with `X-Gemcache-Items: hits=H, misses=M`.
     func batchEmbed(_ prepared: Prepared, logger: Logger) async throws -> Response {
-        guard let items = (prepared.request as? [String: Any])?["requests"] as? [Any], !items.isEmpty else {
+        let batch = prepared.request as? [String: Any]
+        guard let items = batch?["requests"] as? [Any], !items.isEmpty else {
             return try await answer(prepared, logger: logger)  // not a batch this proxy can split: cache it whole
         }
         let controls = prepared.controls
@@ -33,7 +34,7 @@ extension GeminiProxy {
             if controls.onlyIfCached {
                 throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "Not every item is cached, and Cache-Control: only-if-cached forbids calling upstream.")
             }
-            var request = (prepared.request as? [String: Any]) ?? [:]
+            var request = batch ?? [:]
             request["requests"] = missing.map { items[$0] }
             let body = Array((try? JSONSerialization.data(withJSONObject: request)) ?? Data())
             let response = try await callUpstream(prepared, body: body)
@@ -54,7 +55,7 @@ extension GeminiProxy {
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
                     let item = Prepared(
                         route: prepared.route, key: keys[index], scopeTag: prepared.scopeTag, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
-                        controls: controls, body: [], request: nil, pathAndQuery: prepared.pathAndQuery, headers: [], framing: nil
+                        controls: controls, body: [], pathAndQuery: prepared.pathAndQuery, headers: [], framing: nil
                     )
                     stored = await save(status: 200, headers: upstreamHeaders, body: Array(bytes), usage: .zero, prepared: item) && stored
                 }

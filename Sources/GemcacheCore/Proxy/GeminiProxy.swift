@@ -50,7 +50,7 @@ public final class GeminiProxy: Sendable {
     }
 
     /// A request on a cached route, read and keyed.
-    struct Prepared: @unchecked Sendable {  // `request` is an immutable JSONSerialization tree
+    struct Prepared: Sendable {
         let route: CachedRoute
         let key: CacheKey
         /// The scope as it entered the key, for keys of parts of this request (batch items).
@@ -61,12 +61,14 @@ public final class GeminiProxy: Sendable {
         let model: String
         let controls: RequestControls
         let body: [UInt8]
-        /// The parsed body, for the storing rules.
-        let request: Any?
         let pathAndQuery: String
         let headers: [(name: String, value: String)]
         /// How the answer streams, for streaming requests.
         let framing: StreamFraming?
+
+        /// The body parsed, for the storing rules; parsed only when an answer may be stored, so that a
+        /// hit pays for one parse (the key's), not two.
+        var request: Any? { route.isGET ? nil : StorePolicy.parse(body) }
     }
 
     // MARK: - Cached routes
@@ -115,12 +117,12 @@ public final class GeminiProxy: Sendable {
         )
         let framing: StreamFraming? = switch route.operation {
         case .streamGenerateContent: query.contains { $0 == ("alt", "sse") } ? .sse : .jsonArray
-        case .openAIChat: (keyed.request as? [String: Any])?["stream"] as? Bool == true ? .openAI : nil
+        case .openAIChat: keyed.openAIBody?["stream"] as? Bool == true ? .openAI : nil
         default: nil
         }
         return Prepared(
             route: route, key: keyed.key, scopeTag: keyed.scopeTag, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: keyed.controls, body: body,
-            request: keyed.request, pathAndQuery: request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""),
+            pathAndQuery: request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""),
             headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
         )
     }

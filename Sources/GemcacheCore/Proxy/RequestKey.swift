@@ -18,8 +18,9 @@ struct RequestKey {
     let controls: RequestControls
     /// The model for stats: from the path, or the body's `model` on the OpenAI surface.
     let model: String
-    /// The request body parsed, for the storing rules (nil for GET routes).
-    let request: Any?
+    /// The parsed body on the OpenAI surface (its `model` and `stream` fields matter); nil elsewhere,
+    /// where the key needs only the canonical form.
+    let openAIBody: [String: Any]?
 
     /// - Throws: 403 without a credential, 400 for malformed JSON or controls.
     init(
@@ -32,21 +33,21 @@ struct RequestKey {
         controls = try RequestControls(headers: headers)
         if route.isGET {
             canonical = []
-            request = nil
+            openAIBody = nil
         } else {
             do {
                 canonical = try BodyNormalizer.normalize(body, level: configuration.cache.normalize, dialect: route.dialect)
             } catch {
                 throw .invalidArgument(error.message)
             }
-            request = try? JSONSerialization.jsonObject(with: Data(body))
+            openAIBody = route.isOpenAI ? StorePolicy.parse(body) as? [String: Any] : nil
         }
         let shared = configuration.effectiveScope == .shared
         scope = shared ? "shared" : "per_key"
         credentialTag = GemcacheCore.scopeTag(credential: credential, salt: salt)
         scopeTag = shared ? "shared" : credentialTag
         namespace = controls.namespace
-        if route.isOpenAI, let named = (request as? [String: Any])?["model"] as? String {
+        if let named = openAIBody?["model"] as? String {
             model = try CachedRoute.validModel(named.hasPrefix("models/") ? named.dropFirst(7) : Substring(named))
         } else {
             model = route.model
