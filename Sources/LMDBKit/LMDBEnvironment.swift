@@ -178,8 +178,10 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
     }
 
-    /// Bytes that writes can still use: the pages past the last used one up to the map size, plus the
-    /// pages on LMDB's free list (freed by earlier transactions; a few may still be held by old readers).
+    /// Bytes that the next write can use: the pages past the last used one up to the map size, plus the
+    /// pages on LMDB's free list that it may reuse. LMDB reuses a page only two transactions after the
+    /// one that freed it (and only once no reader still sees it), so pages freed by the last commit do
+    /// not count; a few of the rest may still be held by readers.
     public var freeBytes: Int {
         get throws {
             try withOpenHandle {
@@ -189,7 +191,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
                 // The free list is database 0; each value is a page list whose first word is its length.
                 let listed = try withTransaction(readOnly: true) { txn in
                     var pages = 0
-                    try txn.forEach(LMDBDatabase(dbi: 0)) { _, value in
+                    // Keys are the freeing transaction's id, in native byte order.
+                    try txn.forEach(LMDBDatabase(dbi: 0)) { key, value in
+                        guard key.count == MemoryLayout<Int>.size, key.loadUnaligned(as: Int.self) < info.me_last_txnid else { return false }
                         if value.count >= MemoryLayout<Int>.size { pages += value.loadUnaligned(as: Int.self) }
                         return true
                     }

@@ -42,14 +42,7 @@ struct FastPathTests {
                     #expect(other.header("x-gemcache") == "MISS")
                     #expect(recorder.totalRequests == 2)
 
-                    // Fast hits reach the ledger in batches (FastPathHandler.reportDelay): poll, bounded.
-                    var document: [String: Any] = [:]
-                    for _ in 0..<100 {
-                        let stats = try await send("GET", port: port, path: "/_gemcache/stats")
-                        document = try #require(try JSONSerialization.jsonObject(with: Data(stats.body.utf8)) as? [String: Any])
-                        if document["hits"] as? Int == 2 { break }
-                        try await Task.sleep(for: .milliseconds(50))
-                    }
+                    let document = try await statsDocument(port: port) { $0["hits"] as? Int == 2 }
                     #expect(document["hits"] as? Int == 2)
                     #expect(document["misses"] as? Int == 2)
                 }

@@ -133,8 +133,7 @@ struct SurfaceEndToEndTests {
             #expect(all.header("x-gemcache-items") == "hits=3, misses=0")
             #expect(try vectors(all) == [vectors(first)[1], vectors(partial)[0], vectors(first)[0]])
             #expect(recorder.totalRequests == 2)
-            let stats = try await send("GET", port: port, path: "/_gemcache/stats")
-            let document = try #require(try JSONSerialization.jsonObject(with: Data(stats.body.utf8)) as? [String: Any])
+            let document = try await statsDocument(port: port) { $0["saved_items"] as? Int == 4 }
             #expect(document["saved_items"] as? Int == 4)
         }
     }

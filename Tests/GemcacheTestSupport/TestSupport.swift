@@ -157,6 +157,19 @@ public func send(
     return TestResponse(status: Int(response.status.code), headers: fields, body: String(buffer: bytes))
 }
 
+/// The proxy's `/_gemcache/stats` document once `ready` holds of it, or the last one read after about
+/// 5 s: fast-path hits reach the ledger in batches (FastPathHandler.reportDelay), so counts lag a moment.
+public func statsDocument(port: Int, until ready: ([String: Any]) -> Bool = { _ in true }) async throws -> [String: Any] {
+    var document: [String: Any] = [:]
+    for _ in 0..<100 {
+        let response = try await send("GET", port: port, path: "/_gemcache/stats")
+        document = try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any] ?? [:]
+        if ready(document) { break }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return document
+}
+
 /// A generateContent body asking `text`.
 public func generateBody(_ text: String) -> String {
     let escaped = String(data: try! JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed]), encoding: .utf8)!.dropFirst().dropLast()

@@ -31,7 +31,7 @@ public final class CacheStore: Sendable {
     private let logger: Logger
     let now: @Sendable () -> Int64
     private let queue = Mutex(WriteQueue())
-    private let pendingCounters = Mutex([String: Int64]())
+    private let counterBuffer = Mutex(CounterBuffer())
 
     private init(
         environment: LMDBEnvironment, recoveredFrom: String?, scopeSalt: [UInt8], logger: Logger,
@@ -236,62 +236,95 @@ public final class CacheStore: Sendable {
 
     /// Adds to a persistent counter. Cheap: it only touches memory; ``flushCounters()`` persists.
     public func increment(_ counter: String, by amount: Int64 = 1) {
-        pendingCounters.withLock { $0[counter, default: 0] += amount }
+        counterBuffer.withLock { $0.pending[counter, default: 0] += amount }
+    }
+
+    /// Counts of this process not in the store yet.
+    private struct CounterBuffer {
+        var pending: [String: Int64] = [:]
+        /// The deltas ``flushCounters()`` is committing.
+        var flushing: [String: Int64] = [:]
+        /// Bumped when a flush starts and when it ends: odd while one is under way.
+        var generation = 0
+
+        func unflushed(prefixes: [String]?) -> [String: Int64] {
+            pending.merging(flushing, uniquingKeysWith: +).filter { name, _ in prefixes?.contains { name.hasPrefix($0) } ?? true }
+        }
     }
 
     /// Adds the in-memory counter deltas to the stored counters (shared by every process on the store).
-    public func flushCounters() async {
-        let deltas = pendingCounters.withLock { pending in
-            defer { pending.removeAll(keepingCapacity: true) }
-            return pending
+    /// - Returns: The deltas committed (for the shared tier); deltas that failed stay pending. Nothing
+    ///   when another flush is under way.
+    @discardableResult
+    public func flushCounters() async -> [String: Int64] {
+        let deltas = counterBuffer.withLock { buffer -> [String: Int64] in
+            guard buffer.generation % 2 == 0, !buffer.pending.isEmpty else { return [:] }
+            swap(&buffer.flushing, &buffer.pending)
+            buffer.generation += 1
+            return buffer.flushing
         }
-        guard !deltas.isEmpty else { return }
-        if !(await submit(.addCounters(deltas))) {
-            pendingCounters.withLock { pending in
-                for (name, delta) in deltas { pending[name, default: 0] += delta }
-            }
+        guard !deltas.isEmpty else { return [:] }
+        let committed = await submit(.addCounters(deltas))
+        counterBuffer.withLock { buffer in
+            if !committed { buffer.pending.merge(buffer.flushing, uniquingKeysWith: +) }
+            buffer.flushing = [:]
+            buffer.generation += 1
         }
+        return committed ? deltas : [:]
+    }
+
+    /// This process's counts not in the store yet, for the counters whose names start with any of `prefixes`.
+    func unflushedCounters(prefixes: [String]) -> [String: Int64] {
+        counterBuffer.withLock { $0.unflushed(prefixes: prefixes) }
     }
 
     /// Every counter: what the store holds plus what this process has not flushed yet.
     public func counterValues() async throws -> [String: Int64] {
         let counters = self.counters
-        var values = try await environment.read { txn in
-            var values: [String: Int64] = [:]
-            try txn.forEach(counters) { key, value in
-                values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
-                return true
+        return try await withUnflushedCounters(prefixes: nil) {
+            try await self.environment.read { txn in
+                var values: [String: Int64] = [:]
+                try txn.forEach(counters) { key, value in
+                    values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
+                    return true
+                }
+                return values
             }
-            return values
         }
-        pendingCounters.withLock { pending in
-            for (name, delta) in pending { values[name, default: 0] += delta }
-        }
-        return values
     }
 
     /// The counters whose names start with any of `prefixes` (stored plus not yet flushed), read in one
     /// transaction without walking the rest.
     public func counterValues(prefixes: [String]) async throws -> [String: Int64] {
         let counters = self.counters
-        var values = try await environment.read { txn in
-            var values: [String: Int64] = [:]
-            for prefix in prefixes {
-                let start = Array(prefix.utf8)
-                try txn.forEach(counters, startingAt: start) { key, value in
-                    guard key.starts(with: start) else { return false }
-                    values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
-                    return true
+        return try await withUnflushedCounters(prefixes: prefixes) {
+            try await self.environment.read { txn in
+                var values: [String: Int64] = [:]
+                for prefix in prefixes {
+                    let start = Array(prefix.utf8)
+                    try txn.forEach(counters, startingAt: start) { key, value in
+                        guard key.starts(with: start) else { return false }
+                        values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
+                        return true
+                    }
                 }
-            }
-            return values
-        }
-        pendingCounters.withLock { pending in
-            for (name, delta) in pending where prefixes.contains(where: { name.hasPrefix($0) }) {
-                values[name, default: 0] += delta
+                return values
             }
         }
-        return values
+    }
+
+    /// `readStored()` plus this process's unflushed counts, each delta counted once: a read that
+    /// overlaps a flush (which might or might not see its commit) is done again.
+    private func withUnflushedCounters(prefixes: [String]?, _ readStored: () async throws -> [String: Int64]) async throws -> [String: Int64] {
+        for _ in 0..<50 {
+            let (generation, unflushed) = counterBuffer.withLock { ($0.generation, $0.unflushed(prefixes: prefixes)) }
+            if generation % 2 == 0 {
+                let values = try await readStored()
+                if counterBuffer.withLock({ $0.generation }) == generation { return values.merging(unflushed, uniquingKeysWith: +) }
+            }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        return try await readStored().merging(counterBuffer.withLock { $0.unflushed(prefixes: prefixes) }, uniquingKeysWith: +)
     }
 
     /// Deletes the stored counters named from `start` up to (not including) `end`, e.g. the per-minute
@@ -377,14 +410,13 @@ public final class CacheStore: Sendable {
                 } catch {
                     logger.error("eviction failed", metadata: ["store.error": "\(error)"])
                 }
-                // LMDB reuses pages freed by a commit only once no read transaction still sees the older
-                // snapshot. Lookups under a miss storm hold such snapshots for a moment; give them that
-                // moment, or the pages just evicted stay unusable for this batch (seen as dropped answers
-                // in StoreReliabilityTests when the whole suite ran in parallel).
-                try? await Task.sleep(for: .milliseconds(5))
             }
             do {
-                try await apply(operations)
+                if evictFraction > 0 {
+                    try await waitingForReaders { try await self.apply(operations) }
+                } else {
+                    try await apply(operations)
+                }
                 return Array(repeating: true, count: operations.count)
             } catch let error as LMDBError where error == .mapFull {
                 continue
@@ -445,6 +477,25 @@ public final class CacheStore: Sendable {
         max(((try? environment.mapSize) ?? 0) / 16, 256 << 10)
     }
 
+    /// Runs `write` and, while it fails with MDB_MAP_FULL, again after short pauses. LMDB reuses pages
+    /// freed by a commit only once no read transaction still sees an older snapshot; lookups under a
+    /// miss storm hold such snapshots for a moment, longer on a loaded machine. Without the pauses the
+    /// pages just evicted (or the free list an eviction needs to delete at all) stay out of reach and
+    /// answers are dropped (seen in StoreReliabilityTests on a busy CI machine).
+    private func waitingForReaders<R>(_ write: () async throws -> R) async throws -> R {
+        for pause in Self.readerPauses {
+            do {
+                return try await write()
+            } catch let error as LMDBError where error == .mapFull {
+                try? await Task.sleep(for: pause)
+            }
+        }
+        return try await write()
+    }
+
+    /// The pauses of ``waitingForReaders(_:)`` before each retry.
+    private static let readerPauses: [Duration] = [.milliseconds(5), .milliseconds(25), .milliseconds(100)]
+
     /// Entries deleted per eviction transaction: each one's pages are free for the next.
     private static let evictionStep = 16
 
@@ -456,8 +507,10 @@ public final class CacheStore: Sendable {
         let step = Self.evictionStep
         var expired = 0
         while true {
-            let deleted = try await environment.write { txn in
-                try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: step)
+            let deleted = try await waitingForReaders {
+                try await environment.write { txn in
+                    try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: step)
+                }
             }
             expired += deleted
             if deleted < step { break }
@@ -465,9 +518,11 @@ public final class CacheStore: Sendable {
         let quota = max(1, Int(Double(try await entryCount()) * fraction))
         var oldest = 0
         while oldest < quota {
-            let deleted = try await environment.write { [oldest] txn in
-                try txn.deleteInOrder(of: byStored, keeping: byExpiry, time: \.expiresAt, entries: entries) { _, deleted in
-                    deleted < min(step, quota - oldest)
+            let deleted = try await waitingForReaders { [oldest] in
+                try await environment.write { txn in
+                    try txn.deleteInOrder(of: byStored, keeping: byExpiry, time: \.expiresAt, entries: entries) { _, deleted in
+                        deleted < min(step, quota - oldest)
+                    }
                 }
             }
             oldest += deleted
