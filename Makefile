@@ -20,9 +20,9 @@ build: deps
 run: build
 	.build/release/gemcache serve --config proxy.conf
 
-# The dashboard test renders the page in Debian's headless chromium (a target-specific variable
-# reaches the deps prerequisite too).
-test: APT_PACKAGES += chromium
+# The dashboard test renders the page in Debian's headless chromium; the shared-tier tests start
+# private PostgreSQL servers (a target-specific variable reaches the deps prerequisite too).
+test: APT_PACKAGES += chromium postgresql
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
@@ -31,8 +31,8 @@ test: deps
 demo: build
 	scripts/demo.sh
 
-# Every table of benchmarks/RESULTS.md (needs nginx and wrk: apt-get install -y nginx wrk; strace
-# for the commit count of missstorm.py, optional). BENCH_BIN: the release binary the scripts run.
+# Every table of benchmarks/RESULTS.md (needs nginx and wrk: apt-get install -y nginx wrk; postgresql
+# for sharedtier.py; strace for the commit count of missstorm.py, optional). BENCH_BIN: the release binary the scripts run.
 BENCH_BIN ?= .build/release/gemcache
 bench: build
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "bench needs nginx and wrk: apt-get install -y nginx wrk"; exit 1; }
@@ -41,6 +41,7 @@ bench: build
 	benchmarks/callreduction.py --bin $(BENCH_BIN)
 	benchmarks/missstorm.py --bin $(BENCH_BIN)
 	benchmarks/scaling.py --bin $(BENCH_BIN)
+	benchmarks/sharedtier.py --bin $(BENCH_BIN)
 
 clean:
 	rm -rf .build

@@ -31,17 +31,25 @@ public func buildApplication(
         throw ConfigurationError(key: "auth.client_tokens_env", problem: "managed mode needs the proxy tokens, comma-separated, in \(configuration.auth.clientTokensEnv)")
     }
     let salt = environment[configuration.cache.scopeSaltEnv].flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+    let sharedSettings = try configuration.store.shared.map { url throws(ConfigurationError) in try SharedTierSettings(url: url, environment: environment) }
     let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger)
+    let shared = sharedSettings.map { SharedTier(settings: $0, logger: logger) }
+    if shared != nil && salt == nil && configuration.effectiveScope == .perKey {
+        logger.warning(
+            "store.shared with per-key scope and no \(configuration.cache.scopeSaltEnv): this instance's salt is its own, so other instances never answer its clients",
+            metadata: ["cache.scope_salt_env": "\(configuration.cache.scopeSaltEnv)"]
+        )
+    }
     let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.keyPrefix + fingerprint + "/" + Counter.upstreamRequests) }
     let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool)
-    let ledger = Ledger(store: store, configuration: configuration)
+    let ledger = Ledger(store: store, shared: shared, configuration: configuration)
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
-    let proxy = GeminiProxy(configuration: configuration, store: store, ledger: ledger, access: access, upstream: upstream)
+    let proxy = GeminiProxy(configuration: configuration, store: store, shared: shared, ledger: ledger, access: access, upstream: upstream)
 
     let router = Router(context: BasicRequestContext.self)
     StatsController(store: store, ledger: ledger).addRoutes(to: router)
     ExplainController(configuration: configuration, salt: store.scopeSalt).addRoutes(to: router)
-    AdminController(store: store, adminToken: environment[configuration.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }).addRoutes(to: router)
+    AdminController(store: store, shared: shared, adminToken: environment[configuration.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }).addRoutes(to: router)
     router.add(middleware: MetricsMiddleware(ledger: ledger))
     router.add(middleware: GeminiMiddleware(proxy: proxy))
 
@@ -52,7 +60,9 @@ public func buildApplication(
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )
-    // Services stop in reverse order: the server first, then the upstream clients, the store last.
-    app.addServices(StoreMaintenanceService(store: store, logger: logger), UpstreamClientService(client: upstream), LedgerService(ledger: ledger))
+    // Services stop in reverse order: the server first, then the upstream clients, the shared tier, the store last.
+    app.addServices(StoreMaintenanceService(store: store, shared: shared, logger: logger))
+    if let shared { app.addServices(SharedTierService(shared: shared, store: store)) }
+    app.addServices(UpstreamClientService(client: upstream), LedgerService(ledger: ledger))
     return app
 }

@@ -75,10 +75,19 @@ struct DeploymentFilesTests {
 
     @Test func servicesAndProfilesNameOnlyWhatExists() throws {
         let services = try Self.services()
-        #expect(Set(services.keys) == ["gemcache", "mock-upstream", "gemcache-demo", "demo-load"])
+        #expect(Set(services.keys) == ["gemcache", "mock-upstream", "gemcache-demo", "demo-load", "postgres", "gemcache-shared-a", "gemcache-shared-b"])
         #expect(services["gemcache"]?["profiles"] == nil, "the proxy starts without a profile")
         let demo = services.filter { ($0.value["profiles"] as? [String]) == ["demo"] }.keys
         #expect(Set(demo) == ["mock-upstream", "gemcache-demo", "demo-load"])
+        let shared = services.filter { ($0.value["profiles"] as? [String]) == ["shared"] }.keys
+        #expect(Set(shared) == ["postgres", "gemcache-shared-a", "gemcache-shared-b"])
+        // Both instances reach the PostgreSQL service by name, as the role and database it creates.
+        let postgres = (services["postgres"]?["environment"] as? [String: Any])?.mapValues { "\($0)" } ?? [:]
+        for instance in ["gemcache-shared-a", "gemcache-shared-b"] {
+            let environment = (services[instance]?["environment"] as? [String: Any])?.mapValues { "\($0)" } ?? [:]
+            let url = try #require(environment["GEMCACHE_STORE_SHARED"].flatMap(URLComponents.init(string:)))
+            #expect(url.host == "postgres" && url.user == postgres["POSTGRES_USER"] && url.path == "/" + (postgres["POSTGRES_DB"] ?? ""))
+        }
         for (name, service) in services {
             let dependencies = (service["depends_on"] as? [String: Any])?.keys.map { $0 } ?? []
             for dependency in dependencies {
@@ -157,7 +166,7 @@ struct DeploymentFilesTests {
     @Test func secretsComeFromTheEnvironmentOnly() throws {
         for (name, service) in try Self.services() {
             let environment = (service["environment"] as? [String: Any])?.mapValues { "\($0)" } ?? [:]
-            for secret in ["GEMINI_API_KEY", "GEMCACHE_CLIENT_TOKENS", "GEMCACHE_ADMIN_TOKEN", "GEMCACHE_SCOPE_SALT"] {
+            for secret in ["GEMINI_API_KEY", "GEMCACHE_CLIENT_TOKENS", "GEMCACHE_ADMIN_TOKEN", "GEMCACHE_SCOPE_SALT", "PGPASSWORD"] {
                 guard let value = environment[secret] else { continue }
                 #expect(value.hasPrefix("${\(secret)"), "\(name) sets \(secret) in the file instead of passing it through")
             }

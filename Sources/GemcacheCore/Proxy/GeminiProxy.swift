@@ -12,6 +12,8 @@ import Synchronization
 public final class GeminiProxy: Sendable {
     let configuration: ProxyConfiguration
     let store: CacheStore
+    /// The shared second tier, when `store.shared` names one.
+    let shared: SharedTier?
     let ledger: Ledger
     let access: AccessControl
     let quota: QuotaGuard
@@ -22,11 +24,12 @@ public final class GeminiProxy: Sendable {
     let now: @Sendable () -> Int64
 
     init(
-        configuration: ProxyConfiguration, store: CacheStore, ledger: Ledger, access: AccessControl, upstream: UpstreamClient,
-        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
+        configuration: ProxyConfiguration, store: CacheStore, shared: SharedTier? = nil, ledger: Ledger, access: AccessControl,
+        upstream: UpstreamClient, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.configuration = configuration
         self.store = store
+        self.shared = shared
         self.ledger = ledger
         self.access = access
         self.quota = QuotaGuard(configuration: configuration.limits)
@@ -47,6 +50,8 @@ public final class GeminiProxy: Sendable {
         var fallback: String? = nil
         /// Set when the answer came from the store after all (an entry landed while this request waited).
         let entry: CacheEntry?
+        /// Set when that entry was stored by another instance whose upstream call this request waited for.
+        var coalescedInCluster = false
     }
 
     /// A request on a cached route, read and keyed.
@@ -164,10 +169,10 @@ public final class GeminiProxy: Sendable {
                             usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry
                         )
                     }
-                    return try await self.fetch(prepared, store: true, logger: logger)
+                    return try await self.fetchOnceInCluster(prepared, logger: logger)
                 }
                 if let entry = answer.entry {
-                    return hit(entry, prepared: prepared)
+                    return hit(entry, prepared: prepared, outcome: answer.coalescedInCluster ? .coalesced : .hit)
                 }
                 upstreamAnswer = answer
                 outcome = led ? .miss : .coalesced
@@ -193,20 +198,55 @@ public final class GeminiProxy: Sendable {
         return now >= entry.expiresAt && now < entry.expiresAt + window ? entry : nil
     }
 
-    /// The stored entry if it is fresh (and no older than `maxAge` seconds).
+    /// The stored entry if it is fresh (and no older than `maxAge` seconds): from the store or, failing
+    /// that, from the shared tier (copied into the store for the next time).
     func freshEntry(_ key: CacheKey, maxAge: Int64?, logger: Logger) async -> CacheEntry? {
-        let entry: CacheEntry?
+        let now = now()
+        func isFresh(_ entry: CacheEntry) -> Bool {
+            now < entry.expiresAt && maxAge.map { now - entry.storedAt <= $0 * 1000 } != false
+        }
         do {
-            entry = try await store.lookup(key)
+            if let entry = try await store.lookup(key), isFresh(entry) { return entry }
         } catch {
             logger.error("store lookup failed", metadata: ["store.error": "\(error)"])
-            return nil
         }
-        guard let entry else { return nil }
-        let now = now()
-        guard now < entry.expiresAt else { return nil }
-        if let maxAge, now - entry.storedAt > maxAge * 1000 { return nil }
+        guard let shared, let entry = await shared.lookup(key), isFresh(entry) else { return nil }
+        keepLocally(entry, for: key)
         return entry
+    }
+
+    /// Copies an entry of the shared tier into the store, without holding up the answer.
+    private func keepLocally(_ entry: CacheEntry, for key: CacheKey) {
+        Task { [store] in await store.store(entry, for: key) }
+    }
+
+    /// Calls upstream for a miss; with a shared tier, once for the whole cluster: the instance that
+    /// claims the key calls, the others wait (up to `upstream.timeout`) for the answer it stores, and
+    /// call upstream themselves only when none comes or the tier is degraded.
+    private func fetchOnceInCluster(_ prepared: Prepared, logger: Logger) async throws(ProxyError) -> UpstreamAnswer {
+        guard let shared else { return try await fetch(prepared, store: true, logger: logger) }
+        switch await shared.claim(prepared.key, for: configuration.upstream.timeout) {
+        case .won(let token):
+            do {
+                let answer = try await fetch(prepared, store: true, logger: logger)
+                await shared.release(prepared.key, token: token)
+                return answer
+            } catch {
+                await shared.release(prepared.key, token: token)
+                throw error
+            }
+        case .taken:
+            if let entry = await shared.awaitEntry(prepared.key, until: .now + configuration.upstream.timeout) {
+                keepLocally(entry, for: prepared.key)
+                return UpstreamAnswer(
+                    status: entry.status, headers: entry.headers, body: entry.body,
+                    usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry, coalescedInCluster: true
+                )
+            }
+            return try await fetch(prepared, store: true, logger: logger)
+        case .unavailable:
+            return try await fetch(prepared, store: true, logger: logger)
+        }
     }
 
     /// Calls upstream once and, when allowed and the answer is complete, stores it before returning.
@@ -272,7 +312,9 @@ public final class GeminiProxy: Sendable {
             expiresAt: storedAt + ttl, model: prepared.model, namespace: prepared.controls.namespace,
             endpoint: prepared.route.endpoint, promptTokens: usage.prompt, totalTokens: usage.total
         )
-        return await store.store(entry, for: prepared.key, alias: rawKey(prepared))
+        let stored = await store.store(entry, for: prepared.key, alias: rawKey(prepared))
+        if let shared { await shared.store(entry, for: prepared.key) }
+        return stored
     }
 
     /// Answers from a stored entry: a fresh one (HIT) or, when the upstream failed, an expired one (STALE,

@@ -4,9 +4,11 @@ import Hummingbird
 import NIOCore
 
 /// Admin actions over HTTP (SPEC §1, §8): `POST /_gemcache/purge` with `Authorization: Bearer <admin token>`.
-/// Without a configured admin token every admin action answers 403.
+/// Without a configured admin token every admin action answers 403. With a shared tier a purge deletes
+/// there too (other instances keep their local copies until these expire or are purged there).
 struct AdminController<Context: RequestContext> {
     let store: CacheStore
+    let shared: SharedTier?
     /// The token from the variable named by `admin.token_env`, or nil when unset.
     let adminToken: String?
 
@@ -21,8 +23,12 @@ struct AdminController<Context: RequestContext> {
             throw ProxyError.invalidArgument("Expected a JSON object such as {\"all\": true} or {\"model\": \"gemini-2.5-flash\"}.")
         }
         let filter = try Self.filter(input)
-        let deleted = try await store.purge(filter, dryRun: input["dry_run"] as? Bool ?? false)
-        let data = try JSONSerialization.data(withJSONObject: ["deleted": deleted])
+        let dryRun = input["dry_run"] as? Bool ?? false
+        var result: [String: Any] = ["deleted": try await store.purge(filter, dryRun: dryRun)]
+        if let shared, !dryRun {
+            result["shared_deleted"] = await shared.purge(filter) ?? NSNull()
+        }
+        let data = try JSONSerialization.data(withJSONObject: result)
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 

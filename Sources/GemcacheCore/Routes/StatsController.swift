@@ -38,6 +38,11 @@ struct StatsController<Context: RequestContext> {
             body["store"] = "recovered"
             body["moved_to"] = aside
         }
+        // A degraded shared tier is reported, not fatal: the instance serves from its store and upstream.
+        if let shared = ledger.shared?.status {
+            body["shared"] = shared.healthy ? "ok" : "degraded"
+            if let problem = shared.problem { body["shared_problem"] = problem }
+        }
         let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
         return Self.json(data, status: writable ? .ok : .serviceUnavailable)
     }

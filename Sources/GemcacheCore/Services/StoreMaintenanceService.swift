@@ -4,15 +4,20 @@ import LMDBKit
 public import ServiceLifecycle
 
 /// Keeps the store healthy while the proxy runs and closes it last: flushes counters every
-/// `flushInterval`, sweeps expired entries and clears stale reader slots every `sweepInterval`.
+/// `flushInterval` (handing them on to the shared tier, when there is one), sweeps expired entries and
+/// clears stale reader slots every `sweepInterval`.
 public struct StoreMaintenanceService: Service {
     let store: CacheStore
+    let shared: SharedTier?
     let flushInterval: Duration
     let sweepInterval: Duration
     let logger: Logger
 
-    public init(store: CacheStore, flushInterval: Duration = .seconds(1), sweepInterval: Duration = .seconds(60), logger: Logger) {
+    public init(
+        store: CacheStore, shared: SharedTier? = nil, flushInterval: Duration = .seconds(1), sweepInterval: Duration = .seconds(60), logger: Logger
+    ) {
         self.store = store
+        self.shared = shared
         self.flushInterval = flushInterval
         self.sweepInterval = sweepInterval
         self.logger = logger
@@ -21,7 +26,8 @@ public struct StoreMaintenanceService: Service {
     public func run() async throws {
         var sinceSweep = Duration.zero
         for await _ in AsyncTimerSequence(interval: flushInterval, clock: .continuous).cancelOnGracefulShutdown() {
-            await store.flushCounters()
+            let flushed = await store.flushCounters()
+            shared?.enqueueCounters(flushed)
             sinceSweep += flushInterval
             guard sinceSweep >= sweepInterval else { continue }
             sinceSweep = .zero

@@ -35,6 +35,8 @@ public struct TokenUsage: Sendable, Equatable {
 /// ``prune()`` drops minutes and days that no report reads any more.
 public final class Ledger: Sendable {
     let store: CacheStore
+    /// With a shared tier, the counters of every instance are read from it (while it is healthy).
+    let shared: SharedTier?
     /// Free-tier limits by model (`limits.models`); a model missing here has unknown limits.
     let limits: [String: ProxyConfiguration.ModelLimits]
     /// USD per million tokens by model (`prices`).
@@ -54,10 +56,14 @@ public final class Ledger: Sendable {
 
     /// - Parameters:
     ///   - store: Where the counters live.
+    ///   - shared: The shared tier, which sums the counters of every instance.
     ///   - configuration: Supplies `limits.models` and `prices`.
     ///   - now: Unix time in milliseconds; tests inject their own.
-    public init(store: CacheStore, configuration: ProxyConfiguration, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock) {
+    public init(
+        store: CacheStore, shared: SharedTier? = nil, configuration: ProxyConfiguration, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
+    ) {
         self.store = store
+        self.shared = shared
         self.limits = configuration.limits.models
         self.prices = configuration.prices
         self.now = now
@@ -140,12 +146,22 @@ public final class Ledger: Sendable {
         return stored
     }
 
+    /// The counters whose names start with any of `prefixes`, with this process's counts not stored
+    /// yet: every instance's from the shared tier while it is healthy (`cluster` true), else the store's.
+    func counterValues(prefixes: [String]) async throws -> (values: [String: Int64], cluster: Bool) {
+        if let shared, var values = await shared.counterValues(prefixes: prefixes) {
+            for (name, delta) in store.unflushedCounters(prefixes: prefixes) { values[name, default: 0] += delta }
+            return (values, true)
+        }
+        return (try await store.counterValues(prefixes: prefixes), false)
+    }
+
     /// Hits (with coalesced answers) and misses per minute over the last ``historyMinutes`` minutes,
     /// oldest first; the last element is the current minute.
     public func history() async throws -> StatsHistory {
         let last = Counter.epochMinute(now())
         let first = last - Int64(Self.historyMinutes) + 1
-        let values = try await store.counterValues(prefixes: [Counter.minutePrefix])
+        let values = try await counterValues(prefixes: [Counter.minutePrefix]).values
         var history = StatsHistory(firstMinute: first, hits: Array(repeating: 0, count: Self.historyMinutes), misses: Array(repeating: 0, count: Self.historyMinutes))
         for (name, value) in values {
             guard let (minute, field) = Counter.parseMinute(name), minute >= first, minute <= last else { continue }
@@ -160,9 +176,12 @@ public final class Ledger: Sendable {
     public func prune() async {
         let time = now()
         let oldestMinute = Counter.epochMinute(time) - Int64(Self.historyMinutes)
-        await store.deleteCounters(from: Counter.minutePrefix, upTo: Counter.minute(oldestMinute, ""))
         let oldestDay = QuotaDay(containing: Date(milliseconds: time).addingTimeInterval(-Double(Self.keptDays) * 86_400))
-        await store.deleteCounters(from: Counter.dayPrefix, upTo: Counter.dayPrefix + oldestDay.id)
+        let ranges = [(Counter.minutePrefix, Counter.minute(oldestMinute, "")), (Counter.dayPrefix, Counter.dayPrefix + oldestDay.id)]
+        for (start, end) in ranges {
+            await store.deleteCounters(from: start, upTo: end)
+            await shared?.deleteCounters(from: start, upTo: end)
+        }
     }
 }
 

@@ -17,6 +17,28 @@ public struct StatsDocument: Sendable {
     public var models: [String: ModelStats]
     /// Managed mode: upstream calls per upstream key, by the key's fingerprint (never the key).
     public var upstreamKeys: [String: Int64]
+    /// The shared tier's state, when one is configured.
+    public var sharedTier: SharedTierReport?
+
+    /// What the stats say of the shared tier: its health, this instance's use of it, and whether the
+    /// counters of the document are every instance's (`cluster`) or this store's only (`local`, while
+    /// the tier is degraded).
+    public struct SharedTierReport: Sendable {
+        public var status: SharedTier.Status
+        public var clusterCounters: Bool
+
+        var json: [String: Any] {
+            [
+                "status": status.healthy ? "ok" : "degraded",
+                "problem": status.problem ?? NSNull(),
+                "target": status.target,
+                "counters": clusterCounters ? "cluster" : "local",
+                "hits": status.hits,
+                "writes": status.writes,
+                "failures": status.failures,
+            ]
+        }
+    }
 
     public var hits: Int64 { totals[Counter.hits] ?? 0 }
     public var coalesced: Int64 { totals[Counter.coalesced] ?? 0 }
@@ -80,6 +102,7 @@ public struct StatsDocument: Sendable {
             "quota_day_resets_at": Self.timestamp(quotaDay.resetsAt),
             "models": models.mapValues(\.json),
             "keys": upstreamKeys.mapValues { ["upstream_requests": $0] },
+            "shared_tier": sharedTier?.json ?? NSNull(),
         ]
         for name in Counter.totals { document[name] = totals[name] ?? 0 }
         return document
@@ -131,7 +154,7 @@ extension Ledger {
         let day = quotaDay(at: time)
         let dayPrefix = Counter.dayPrefix + day.id + "/"
         let minutePrefix = Counter.minute(Counter.epochMinute(time), "")
-        let values = try await store.counterValues(prefixes: Counter.totals + [Counter.modelPrefix, dayPrefix, minutePrefix, Counter.keyPrefix])
+        let (values, cluster) = try await counterValues(prefixes: Counter.totals + [Counter.modelPrefix, dayPrefix, minutePrefix, Counter.keyPrefix])
         var upstreamKeys: [String: Int64] = [:]
         for (name, value) in values where name.hasPrefix(Counter.keyPrefix) && name.hasSuffix("/" + Counter.upstreamRequests) {
             upstreamKeys[String(name.dropFirst(Counter.keyPrefix.count).dropLast(Counter.upstreamRequests.count + 1))] = value
@@ -176,7 +199,8 @@ extension Ledger {
             storeRecoveredFrom: store.recoveredFrom,
             quotaDay: day,
             models: models,
-            upstreamKeys: upstreamKeys
+            upstreamKeys: upstreamKeys,
+            sharedTier: shared.map { StatsDocument.SharedTierReport(status: $0.status, clusterCounters: cluster) }
         )
     }
 

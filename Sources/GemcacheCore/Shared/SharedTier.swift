@@ -1,0 +1,380 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// The shared second tier on PostgreSQL (`store.shared`): entries every instance answers from, claims
+/// that let one instance of a cluster call upstream for a key while the others wait, and counters
+/// summed over every instance.
+///
+/// The tier is an optimisation, never a dependency: every operation is bounded by
+/// ``operationTimeout``, and the first failure marks the tier degraded. While degraded no request
+/// touches PostgreSQL (lookups miss, writes are skipped, counters queue up in memory) until
+/// ``SharedTierService`` finds the server answering again.
+public final class SharedTier: Sendable {
+    /// The longest any one PostgreSQL operation may take before the tier counts as degraded.
+    static let operationTimeout: Duration = .seconds(1)
+    /// How often a waiter looks whether the instance holding the claim has stored the answer.
+    static let claimPollInterval: Duration = .milliseconds(20)
+
+    let client: PostgresClient
+    /// `host:port/database`, for logs and stats.
+    let target: String
+    let logger: Logger
+    let now: @Sendable () -> Int64
+    private let state = Mutex(State())
+
+    private struct State {
+        var healthy = false
+        var problem: String? = "not connected yet"
+        /// Counter deltas handed over by the store and not yet added in PostgreSQL.
+        var pendingCounters: [String: Int64] = [:]
+        var hits = 0
+        var writes = 0
+        var failures = 0
+    }
+
+    init(settings: SharedTierSettings, logger: Logger, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock) {
+        self.client = PostgresClient(configuration: settings.client, backgroundLogger: logger)
+        self.target = settings.displayName
+        self.logger = logger
+        self.now = now
+    }
+
+    /// What stats and `/healthz` say about the tier.
+    public struct Status: Sendable, Equatable {
+        public let healthy: Bool
+        /// Why it is degraded (never credentials).
+        public let problem: String?
+        public let target: String
+        /// This instance's answers from the tier, entries written to it, and failed operations.
+        public let hits: Int
+        public let writes: Int
+        public let failures: Int
+    }
+
+    public var status: Status {
+        state.withLock { Status(healthy: $0.healthy, problem: $0.problem, target: target, hits: $0.hits, writes: $0.writes, failures: $0.failures) }
+    }
+
+    /// Runs the connection pool; returns when the task is cancelled.
+    func run() async {
+        await client.run()
+    }
+
+    // MARK: - Entries
+
+    /// The fresh entry under `key`, or nil (also when the tier is degraded).
+    func lookup(_ key: CacheKey) async -> CacheEntry? {
+        let (keyBytes, time) = (ByteBuffer(bytes: key.bytes), now())
+        let entry = await perform("lookup") { client in
+            let rows = try await client.query("SELECT record FROM gemcache_entries WHERE key = \(keyBytes) AND expires_at > \(time)")
+            for try await record in rows.decode(ByteBuffer.self) {
+                return record.withUnsafeReadableBytes { EntryRecord.decode($0) }
+            }
+            return nil
+        } ?? nil
+        if entry != nil { state.withLock { $0.hits += 1 } }
+        return entry
+    }
+
+    /// Writes `entry` under `key` (replacing an older one). Returns whether it was written.
+    @discardableResult
+    func store(_ entry: CacheEntry, for key: CacheKey) async -> Bool {
+        let keyBytes = ByteBuffer(bytes: key.bytes)
+        let record = ByteBuffer(bytes: EntryRecord.encode(entry))
+        let written = await perform("write") { client in
+            try await client.query(
+                """
+                INSERT INTO gemcache_entries (key, record, model, namespace, stored_at, expires_at)
+                VALUES (\(keyBytes), \(record), \(entry.model), \(entry.namespace), \(entry.storedAt), \(entry.expiresAt))
+                ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, model = EXCLUDED.model,
+                    namespace = EXCLUDED.namespace, stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at
+                """
+            )
+            return true
+        } ?? false
+        if written { state.withLock { $0.writes += 1 } }
+        return written
+    }
+
+    // MARK: - Cluster-wide coalescing
+
+    /// The outcome of asking to be the one instance that calls upstream for a key.
+    enum Claim: Sendable {
+        /// This instance calls upstream; ``release(_:)`` the claim (with this token) afterwards.
+        case won(token: Int64)
+        /// Another instance is calling upstream for the key.
+        case taken
+        /// The tier is degraded: call upstream without coordinating.
+        case unavailable
+    }
+
+    /// Claims `key` for `duration` (an expired claim of a crashed instance is taken over).
+    func claim(_ key: CacheKey, for duration: Duration) async -> Claim {
+        let (keyBytes, time, token) = (ByteBuffer(bytes: key.bytes), now(), Int64.random(in: 1...Int64.max))
+        let until = time + duration.milliseconds
+        let won = await perform("claim") { client in
+            let rows = try await client.query(
+                """
+                INSERT INTO gemcache_claims (key, token, claimed_until) VALUES (\(keyBytes), \(token), \(until))
+                ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, claimed_until = EXCLUDED.claimed_until
+                    WHERE gemcache_claims.claimed_until < \(time)
+                RETURNING token
+                """
+            )
+            for try await _ in rows.decode(Int64.self) { return true }
+            return false
+        }
+        return won.map { $0 ? .won(token: token) : .taken } ?? .unavailable
+    }
+
+    /// Gives up a claim won with `token` (a claim another instance has taken over since stays).
+    func release(_ key: CacheKey, token: Int64) async {
+        let keyBytes = ByteBuffer(bytes: key.bytes)
+        _ = await perform("release") { client in
+            try await client.query("DELETE FROM gemcache_claims WHERE key = \(keyBytes) AND token = \(token)")
+        }
+    }
+
+    /// Waits for the instance holding the claim on `key` to store its answer, looking every
+    /// ``claimPollInterval``. Returns nil, for the caller to call upstream itself, when the claim ends
+    /// without an entry (the answer was not storable), at `deadline`, or when the tier degrades.
+    func awaitEntry(_ key: CacheKey, until deadline: ContinuousClock.Instant) async -> CacheEntry? {
+        let keyBytes = ByteBuffer(bytes: key.bytes)
+        while ContinuousClock.now < deadline {
+            let time = now()
+            let found = await perform("await claim") { client -> (ByteBuffer?, Bool)? in
+                let rows = try await client.query(
+                    """
+                    SELECT (SELECT record FROM gemcache_entries WHERE key = \(keyBytes) AND expires_at > \(time)),
+                           EXISTS (SELECT 1 FROM gemcache_claims WHERE key = \(keyBytes) AND claimed_until >= \(time))
+                    """
+                )
+                for try await row in rows.decode((ByteBuffer?, Bool).self) { return row }
+                return nil
+            }
+            guard let found = found ?? nil else { return nil }
+            let (record, claimed) = found
+            if let record {
+                state.withLock { $0.hits += 1 }
+                return record.withUnsafeReadableBytes { EntryRecord.decode($0) }
+            }
+            if !claimed { return nil }
+            try? await Task.sleep(for: Self.claimPollInterval)
+        }
+        return nil
+    }
+
+    // MARK: - Counters
+
+    /// Queues counter deltas the store has flushed, for the next ``pushCounters()``.
+    func enqueueCounters(_ deltas: [String: Int64]) {
+        guard !deltas.isEmpty else { return }
+        state.withLock { state in
+            for (name, delta) in deltas { state.pendingCounters[name, default: 0] += delta }
+        }
+    }
+
+    /// Adds the queued deltas to the cluster's counters; on failure they stay queued.
+    func pushCounters() async {
+        let deltas = state.withLock { state in
+            guard state.healthy else { return [String: Int64]() }
+            defer { state.pendingCounters.removeAll(keepingCapacity: true) }
+            return state.pendingCounters
+        }
+        guard !deltas.isEmpty else { return }
+        let names = Array(deltas.keys)
+        let values = names.map { deltas[$0] ?? 0 }
+        let pushed = await perform("counters") { client in
+            try await client.query(
+                """
+                INSERT INTO gemcache_counters (name, value) SELECT * FROM unnest(\(names)::text[], \(values)::bigint[])
+                ON CONFLICT (name) DO UPDATE SET value = gemcache_counters.value + EXCLUDED.value
+                """
+            )
+            return true
+        } ?? false
+        if !pushed { enqueueCounters(deltas) }
+    }
+
+    /// The cluster's counters whose names start with any of `prefixes`, plus this instance's queued
+    /// deltas; nil when the tier is degraded.
+    func counterValues(prefixes: [String]) async -> [String: Int64]? {
+        guard var values = await perform("read counters", { client -> [String: Int64] in
+            let rows = try await client.query(
+                """
+                SELECT name, value FROM gemcache_counters
+                WHERE EXISTS (SELECT 1 FROM unnest(\(prefixes)::text[]) AS wanted(prefix) WHERE starts_with(name, wanted.prefix))
+                """
+            )
+            var values: [String: Int64] = [:]
+            for try await (name, value) in rows.decode((String, Int64).self) { values[name] = value }
+            return values
+        }) else { return nil }
+        state.withLock { state in
+            for (name, delta) in state.pendingCounters where prefixes.contains(where: { name.hasPrefix($0) }) {
+                values[name, default: 0] += delta
+            }
+        }
+        return values
+    }
+
+    /// Deletes the cluster's counters named from `start` up to (not including) `end`.
+    func deleteCounters(from start: String, upTo end: String) async {
+        _ = await perform("prune counters") { client in
+            try await client.query("DELETE FROM gemcache_counters WHERE name >= \(start) AND name < \(end)")
+        }
+    }
+
+    // MARK: - Upkeep
+
+    /// Creates the tables when missing and checks the tier's format; marks the tier healthy when that
+    /// works and degraded when it does not. Returns whether it is healthy.
+    @discardableResult
+    func connect() async -> Bool {
+        do {
+            let format = try await withTimeout { [client, logger] in
+                try await client.withTransaction(logger: logger) { connection in
+                    // One instance at a time creates the tables (concurrent CREATE IF NOT EXISTS can collide).
+                    try await connection.query("SELECT pg_advisory_xact_lock(\(Self.schemaLock))", logger: logger)
+                    for statement in Self.schema { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                    try await connection.query(
+                        "INSERT INTO gemcache_meta (name, value) VALUES ('format', \(String(CacheStore.formatVersion))) ON CONFLICT DO NOTHING",
+                        logger: logger
+                    )
+                    let rows = try await connection.query("SELECT value FROM gemcache_meta WHERE name = 'format'", logger: logger)
+                    for try await value in rows.decode(String.self) { return value }
+                    return ""
+                }
+            }
+            guard format == String(CacheStore.formatVersion) else {
+                markDegraded("tables of format \(format), this gemcache writes \(CacheStore.formatVersion)")
+                return false
+            }
+            let recovered = state.withLock { state in
+                defer { (state.healthy, state.problem) = (true, nil) }
+                return !state.healthy
+            }
+            if recovered { logger.notice("shared tier connected", metadata: ["shared.target": "\(target)"]) }
+            return true
+        } catch {
+            markDegraded(Self.describe(error))
+            return false
+        }
+    }
+
+    /// Deletes expired entries and expired claims in batches. Returns how many entries went.
+    @discardableResult
+    func sweepExpired() async -> Int {
+        let time = now()
+        var total = 0
+        while true {
+            let deleted = await perform("sweep") { client in
+                let rows = try await client.query(
+                    """
+                    WITH doomed AS (
+                        DELETE FROM gemcache_entries WHERE key IN
+                            (SELECT key FROM gemcache_entries WHERE expires_at <= \(time) LIMIT \(Self.sweepBatch))
+                        RETURNING 1)
+                    SELECT count(*)::bigint FROM doomed
+                    """
+                )
+                for try await count in rows.decode(Int64.self) { return Int(count) }
+                return 0
+            } ?? 0
+            total += deleted
+            if deleted < Self.sweepBatch { break }
+        }
+        _ = await perform("sweep claims") { client in
+            try await client.query("DELETE FROM gemcache_claims WHERE claimed_until < \(time)")
+        }
+        return total
+    }
+
+    /// Deletes the entries matching `filter`. Returns how many, or nil when the tier is degraded.
+    func purge(_ filter: PurgeFilter) async -> Int? {
+        let key = filter.key.map { ByteBuffer(bytes: $0.bytes) }
+        let cutoff = filter.olderThan.map { now() - $0.milliseconds }
+        return await perform("purge") { client in
+            let rows = try await client.query(
+                """
+                WITH doomed AS (
+                    DELETE FROM gemcache_entries
+                    WHERE \(filter.all) OR ((\(key)::bytea IS NULL OR key = \(key)) AND (\(filter.model)::text IS NULL OR model = \(filter.model))
+                        AND (\(filter.namespace)::text IS NULL OR namespace = \(filter.namespace)) AND (\(cutoff)::bigint IS NULL OR stored_at < \(cutoff)))
+                    RETURNING 1)
+                SELECT count(*)::bigint FROM doomed
+                """
+            )
+            for try await count in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+    }
+
+    // MARK: - Internals
+
+    static let sweepBatch = 1000
+    /// The advisory lock id under which instances create the tables.
+    static let schemaLock: Int64 = 0x6765_6d63_6163_6865  // "gemcache"
+    static let schema = [
+        """
+        CREATE TABLE IF NOT EXISTS gemcache_entries (
+            key bytea PRIMARY KEY, record bytea NOT NULL, model text NOT NULL, namespace text,
+            stored_at bigint NOT NULL, expires_at bigint NOT NULL)
+        """,
+        "CREATE INDEX IF NOT EXISTS gemcache_entries_expires_at ON gemcache_entries (expires_at)",
+        "CREATE TABLE IF NOT EXISTS gemcache_claims (key bytea PRIMARY KEY, token bigint NOT NULL, claimed_until bigint NOT NULL)",
+        // Byte order ("C"), so that a range of names is a range of time (see `Counter`).
+        #"CREATE TABLE IF NOT EXISTS gemcache_counters (name text COLLATE "C" PRIMARY KEY, value bigint NOT NULL)"#,
+        "CREATE TABLE IF NOT EXISTS gemcache_meta (name text PRIMARY KEY, value text NOT NULL)",
+    ]
+
+    /// Runs `operation` against the pool when the tier is healthy, bounded by ``operationTimeout``; a
+    /// failure marks the tier degraded. Returns nil when degraded or failed.
+    private func perform<R: Sendable>(_ what: String, _ operation: @escaping @Sendable (PostgresClient) async throws -> R) async -> R? {
+        guard state.withLock({ $0.healthy }) else { return nil }
+        do {
+            return try await withTimeout { [client] in try await operation(client) }
+        } catch {
+            markDegraded("\(what): \(Self.describe(error))")
+            return nil
+        }
+    }
+
+    private func withTimeout<R: Sendable>(_ operation: @escaping @Sendable () async throws -> R) async throws -> R {
+        try await withThrowingTaskGroup(of: R?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: Self.operationTimeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else { throw TimedOut() }
+            return result
+        }
+    }
+
+    private struct TimedOut: Error {}
+
+    private func markDegraded(_ problem: String) {
+        let newlyDegraded = state.withLock { state in
+            defer { (state.healthy, state.problem, state.failures) = (false, problem, state.failures + 1) }
+            return state.healthy || state.problem == "not connected yet"
+        }
+        if newlyDegraded {
+            logger.warning("shared tier degraded: serving from the local store and upstream", metadata: ["shared.target": "\(target)", "shared.problem": "\(problem)"])
+        }
+    }
+
+    /// A short, credential-free description (PSQLError's own description hides everything on purpose).
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case is TimedOut: "no answer within \(operationTimeout)"
+        case let error as PSQLError:
+            error.serverInfo?[.message].map { "\(error.code): \($0)" } ?? "\(error.code)"
+        default: "\(error)"
+        }
+    }
+}

@@ -1,0 +1,26 @@
+@testable import GemcacheCore
+import PostgresNIO
+import Testing
+
+/// `store.shared` with the environment: what the shared tier connects to, and the one-line errors.
+@Suite struct SharedTierSettingsTests {
+    @Test func theUserComesFromTheURLThenPGUSERAndThePasswordOnlyFromPGPASSWORD() throws {
+        let named = try SharedTierSettings(url: "postgres://cache@db.internal:6543/answers", environment: ["PGUSER": "other", "PGPASSWORD": "pw"])
+        #expect(named.client.username == "cache")
+        #expect(named.client.password == "pw")
+        #expect(named.client.host == "db.internal" && named.client.port == 6543 && named.client.database == "answers")
+        #expect(named.displayName == "db.internal:6543/answers")
+
+        let fromEnvironment = try SharedTierSettings(url: "postgresql://db.internal", environment: ["PGUSER": "other"])
+        #expect(fromEnvironment.client.username == "other")
+        #expect(fromEnvironment.client.password == nil)
+        #expect(fromEnvironment.client.port == 5432 && fromEnvironment.client.database == "other", "libpq's defaults")
+    }
+
+    @Test func anUnusableURLNamesTheSetting() {
+        for url in ["postgres://db.internal/x?sslmode=allow", "postgres:///nohost"] {
+            let error = #expect(throws: ConfigurationError.self) { try SharedTierSettings(url: url, environment: [:]) }
+            #expect(error?.key == "store.shared", "\(url)")
+        }
+    }
+}
