@@ -133,10 +133,13 @@ public final class GeminiProxy: Sendable {
     }
 
     /// The lookup every cached operation starts with: a fresh entry the client may be served, the 504
-    /// of `only-if-cached`, or nil when the upstream must answer.
-    func answerFromStore(_ prepared: Prepared, trusted: Bool, logger: Logger) async throws(ProxyError) -> Response? {
+    /// of `only-if-cached`, or nil when the upstream must answer. `askShared: false` leaves the shared
+    /// tier to a later ``fetchOnceInCluster(_:logger:)``, which looks there as it claims the key.
+    func answerFromStore(_ prepared: Prepared, trusted: Bool, askShared: Bool = true, logger: Logger) async throws(ProxyError) -> Response? {
         let controls = prepared.controls
-        if trusted && !controls.noCache && !controls.noStore, let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
+        if trusted && !controls.noCache && !controls.noStore,
+            let entry = await freshEntry(prepared.key, maxAge: controls.maxAge, askShared: askShared, logger: logger)
+        {
             return hit(entry, prepared: prepared)
         }
         if controls.onlyIfCached {
@@ -148,7 +151,9 @@ public final class GeminiProxy: Sendable {
     func answer(_ prepared: Prepared, logger: Logger) async throws -> Response {
         let controls = prepared.controls
         let trusted = access.mayServeCached(credentialTag: prepared.credentialTag)
-        if let stored = try await answerFromStore(prepared, trusted: trusted, logger: logger) {
+        // A miss that goes through the flight below looks in the shared tier as it claims the key.
+        let claimsLater = shared != nil && trusted && !controls.noStore && !controls.noCache && !controls.onlyIfCached
+        if let stored = try await answerFromStore(prepared, trusted: trusted, askShared: !claimsLater, logger: logger) {
             return stored
         }
         let upstreamAnswer: UpstreamAnswer
@@ -163,7 +168,7 @@ public final class GeminiProxy: Sendable {
                 outcome = controls.noStore ? .bypass : .refresh
             } else {
                 let (answer, led) = try await flights.run(prepared.key) {
-                    if let entry = await self.freshEntry(prepared.key, maxAge: controls.maxAge, logger: logger) {
+                    if let entry = await self.freshEntry(prepared.key, maxAge: controls.maxAge, askShared: false, logger: logger) {
                         return UpstreamAnswer(
                             status: entry.status, headers: entry.headers, body: entry.body,
                             usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry
@@ -199,20 +204,22 @@ public final class GeminiProxy: Sendable {
     }
 
     /// The stored entry if it is fresh (and no older than `maxAge` seconds): from the store or, failing
-    /// that, from the shared tier (copied into the store for the next time).
-    func freshEntry(_ key: CacheKey, maxAge: Int64?, logger: Logger) async -> CacheEntry? {
-        let now = now()
-        func isFresh(_ entry: CacheEntry) -> Bool {
-            now < entry.expiresAt && maxAge.map { now - entry.storedAt <= $0 * 1000 } != false
-        }
+    /// that and when `askShared`, from the shared tier (copied into the store for the next time).
+    func freshEntry(_ key: CacheKey, maxAge: Int64?, askShared: Bool = true, logger: Logger) async -> CacheEntry? {
         do {
-            if let entry = try await store.lookup(key), isFresh(entry) { return entry }
+            if let entry = try await store.lookup(key), isFresh(entry, maxAge: maxAge) { return entry }
         } catch {
             logger.error("store lookup failed", metadata: ["store.error": "\(error)"])
         }
-        guard let shared, let entry = await shared.lookup(key), isFresh(entry) else { return nil }
+        guard askShared, let shared, let entry = await shared.lookup(key), isFresh(entry, maxAge: maxAge) else { return nil }
         keepLocally(entry, for: key)
         return entry
+    }
+
+    /// Not expired, and no older than `maxAge` seconds when given.
+    private func isFresh(_ entry: CacheEntry, maxAge: Int64?) -> Bool {
+        let now = now()
+        return now < entry.expiresAt && maxAge.map { now - entry.storedAt <= $0 * 1000 } != false
     }
 
     /// Copies an entry of the shared tier into the store, without holding up the answer.
@@ -220,31 +227,32 @@ public final class GeminiProxy: Sendable {
         Task { [store] in await store.store(entry, for: key) }
     }
 
-    /// Calls upstream for a miss; with a shared tier, once for the whole cluster: the instance that
-    /// claims the key calls, the others wait (up to `upstream.timeout`) for the answer it stores, and
-    /// call upstream themselves only when none comes or the tier is degraded.
+    /// Answers a miss of the store; with a shared tier, from there or with one upstream call for the
+    /// whole cluster: the instance that claims the key calls, the others wait (up to
+    /// `upstream.timeout`) for the answer it stores, and call upstream themselves only when none comes
+    /// or the tier is degraded.
     private func fetchOnceInCluster(_ prepared: Prepared, logger: Logger) async throws(ProxyError) -> UpstreamAnswer {
         guard let shared else { return try await fetch(prepared, store: true, logger: logger) }
+        func fromShared(_ entry: CacheEntry, coalesced: Bool) -> UpstreamAnswer {
+            keepLocally(entry, for: prepared.key)
+            return UpstreamAnswer(
+                status: entry.status, headers: entry.headers, body: entry.body,
+                usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry, coalescedInCluster: coalesced
+            )
+        }
         switch await shared.claim(prepared.key, for: configuration.upstream.timeout) {
+        case .found(let entry) where isFresh(entry, maxAge: prepared.controls.maxAge):
+            return fromShared(entry, coalesced: false)
         case .won(let token):
-            do {
-                let answer = try await fetch(prepared, store: true, logger: logger)
-                await shared.release(prepared.key, token: token)
-                return answer
-            } catch {
-                await shared.release(prepared.key, token: token)
-                throw error
-            }
+            // Waiters look for the stored answer, not the claim: releasing it need not hold up this one.
+            defer { Task { await shared.release(prepared.key, token: token) } }
+            return try await fetch(prepared, store: true, logger: logger)
         case .taken:
             if let entry = await shared.awaitEntry(prepared.key, until: .now + configuration.upstream.timeout) {
-                keepLocally(entry, for: prepared.key)
-                return UpstreamAnswer(
-                    status: entry.status, headers: entry.headers, body: entry.body,
-                    usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry, coalescedInCluster: true
-                )
+                return fromShared(entry, coalesced: true)
             }
             return try await fetch(prepared, store: true, logger: logger)
-        case .unavailable:
+        case .found, .unavailable:
             return try await fetch(prepared, store: true, logger: logger)
         }
     }

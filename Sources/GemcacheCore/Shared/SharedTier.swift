@@ -103,7 +103,9 @@ public final class SharedTier: Sendable {
 
     /// The outcome of asking to be the one instance that calls upstream for a key.
     enum Claim: Sendable {
-        /// This instance calls upstream; ``release(_:)`` the claim (with this token) afterwards.
+        /// A fresh entry is there after all.
+        case found(CacheEntry)
+        /// This instance calls upstream; ``release(_:token:)`` the claim afterwards.
         case won(token: Int64)
         /// Another instance is calling upstream for the key.
         case taken
@@ -111,23 +113,33 @@ public final class SharedTier: Sendable {
         case unavailable
     }
 
-    /// Claims `key` for `duration` (an expired claim of a crashed instance is taken over).
+    /// Looks up `key` and, when it has no fresh entry, claims it for `duration` (taking over an expired
+    /// claim of a crashed instance), in one round trip.
     func claim(_ key: CacheKey, for duration: Duration) async -> Claim {
         let (keyBytes, time, token) = (ByteBuffer(bytes: key.bytes), now(), Int64.random(in: 1...Int64.max))
         let until = time + duration.milliseconds
-        let won = await perform("claim") { client in
+        let outcome = await perform("claim") { client -> (ByteBuffer?, Int64?) in
             let rows = try await client.query(
                 """
-                INSERT INTO gemcache_claims (key, token, claimed_until) VALUES (\(keyBytes), \(token), \(until))
-                ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, claimed_until = EXCLUDED.claimed_until
-                    WHERE gemcache_claims.claimed_until < \(time)
-                RETURNING token
+                WITH found AS (SELECT record FROM gemcache_entries WHERE key = \(keyBytes) AND expires_at > \(time)),
+                claimed AS (
+                    INSERT INTO gemcache_claims (key, token, claimed_until)
+                    SELECT \(keyBytes), \(token), \(until) WHERE NOT EXISTS (SELECT 1 FROM found)
+                    ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, claimed_until = EXCLUDED.claimed_until
+                        WHERE gemcache_claims.claimed_until < \(time)
+                    RETURNING token)
+                SELECT (SELECT record FROM found), (SELECT token FROM claimed)
                 """
             )
-            for try await _ in rows.decode(Int64.self) { return true }
-            return false
+            for try await row in rows.decode((ByteBuffer?, Int64?).self) { return row }
+            return (nil, nil)
         }
-        return won.map { $0 ? .won(token: token) : .taken } ?? .unavailable
+        guard let (record, won) = outcome else { return .unavailable }
+        if let entry = record?.withUnsafeReadableBytes({ EntryRecord.decode($0) }) {
+            state.withLock { $0.hits += 1 }
+            return .found(entry)
+        }
+        return won == token ? .won(token: token) : .taken
     }
 
     /// Gives up a claim won with `token` (a claim another instance has taken over since stays).
@@ -325,7 +337,8 @@ public final class SharedTier: Sendable {
             stored_at bigint NOT NULL, expires_at bigint NOT NULL)
         """,
         "CREATE INDEX IF NOT EXISTS gemcache_entries_expires_at ON gemcache_entries (expires_at)",
-        "CREATE TABLE IF NOT EXISTS gemcache_claims (key bytea PRIMARY KEY, token bigint NOT NULL, claimed_until bigint NOT NULL)",
+        // Claims last seconds: not worth the write-ahead log.
+        "CREATE UNLOGGED TABLE IF NOT EXISTS gemcache_claims (key bytea PRIMARY KEY, token bigint NOT NULL, claimed_until bigint NOT NULL)",
         // Byte order ("C"), so that a range of names is a range of time (see `Counter`).
         #"CREATE TABLE IF NOT EXISTS gemcache_counters (name text COLLATE "C" PRIMARY KEY, value bigint NOT NULL)"#,
         "CREATE TABLE IF NOT EXISTS gemcache_meta (name text PRIMARY KEY, value text NOT NULL)",
