@@ -157,6 +157,9 @@ struct StatsEndToEndTests {
                     }
                     #expect(again["gemcache_hits_total"] == 4)
                     #expect(again["gemcache_model_hits_total{model=\"\(Self.flash)\"}"] == 3)
+                    // Fast-path hits are timed too (from the parsed head to the written answer).
+                    #expect(again["gemcache_hit_duration_seconds_count"] == 4)
+                    #expect((again["gemcache_hit_duration_seconds_sum"] ?? 0) > (samples["gemcache_hit_duration_seconds_sum"] ?? 0))
                 }
             }
         }

@@ -45,8 +45,10 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The last model id as bytes and as the string the ledger takes.
     private var modelMemo: (bytes: [UInt8], name: String)?
     private var date = HTTPDate()
-    /// Hits not reported to the ledger yet, all of one model (see ``count(hit:tokens:context:)``).
+    /// Hits not reported to the ledger yet, all of one model (see ``count(hit:tokens:duration:context:)``).
     private var unreported: (model: String, count: Int64, tokens: TokenUsage)?
+    /// How long each of those took, from the parsed head to the written answer, in nanoseconds.
+    private var unreportedDurations: [Int64] = []
     /// When the client last sent bytes or the slow path last finished an answer.
     var lastActivity = NIODeadline.now()
     private var stallCheck: Scheduled<Void>?
@@ -176,7 +178,8 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Writes the stored answer of a complete request in `buffer`, if there is a fresh one.
     /// - Returns: false when the slow path must answer (no alias, entry gone or expired, no credential).
     private func answer(_ head: RequestHead, in buffer: ByteBuffer, context: ChannelHandlerContext) -> Bool {
-        buffer.withUnsafeReadableBytes { request -> Bool in
+        let started = NIODeadline.now()
+        return buffer.withUnsafeReadableBytes { request -> Bool in
             let target = UnsafeRawBufferPointer(rebasing: request[head.target])
             guard let model = RawRequestKey.modelRange(target: target), let credential = head.credential,
                 fastPath.admits(credential: UnsafeRawBufferPointer(rebasing: request[credential]))
@@ -202,20 +205,22 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                 guard let tokens = tokens ?? nil else { return false }
                 wroteAnswer = true
                 let modelName = self.modelName(UnsafeRawBufferPointer(rebasing: target[model]))
-                count(hit: modelName, tokens: tokens, context: context)
+                count(hit: modelName, tokens: tokens, duration: NIODeadline.now() - started, context: context)
                 return true
             }
         }
     }
 
-    /// Counts a hit for the ledger, reported in batches at most ``reportDelay`` later.
+    /// Counts a hit for the ledger, and its time for the hit histogram, reported in batches at most
+    /// ``reportDelay`` later.
     ///
     /// Why batches: recording one answer updates about ten counters named by strings built per call
     /// (per model, per quota day, per minute); per hit that cost as much as the rest of the fast path
     /// (measured: 0.73× nginx proxy_cache with per-hit recording, 1.16× without, same load).
-    private func count(hit model: String, tokens: TokenUsage, context: ChannelHandlerContext) {
+    private func count(hit model: String, tokens: TokenUsage, duration: TimeAmount, context: ChannelHandlerContext) {
         fastPath.countHit()
         if var batch = unreported, batch.model == model {
+            unreportedDurations.append(duration.nanoseconds)
             batch.count += 1
             batch.tokens = TokenUsage(prompt: batch.tokens.prompt + tokens.prompt, total: batch.tokens.total + tokens.total)
             unreported = batch
@@ -223,6 +228,7 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         reportHits()
         unreported = (model, 1, tokens)
+        unreportedDurations.append(duration.nanoseconds)
         context.eventLoop.assumeIsolated().scheduleTask(in: Self.reportDelay) { self.reportHits() }
     }
 
@@ -234,6 +240,8 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
         unreported = nil
         fastPath.ledger.recordRequest(model: batch.model, count: batch.count)
         fastPath.ledger.recordAnswer(model: batch.model, outcome: .hit, status: 200, tokens: batch.tokens, count: batch.count)
+        for nanoseconds in unreportedDurations { fastPath.ledger.recordLatency(outcome: .hit, duration: .nanoseconds(nanoseconds)) }
+        unreportedDurations.removeAll(keepingCapacity: true)
     }
 
     /// `shared`, or the credential's per-key tag (memoized for the connection's last credential).
