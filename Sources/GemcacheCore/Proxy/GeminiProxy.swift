@@ -169,10 +169,7 @@ public final class GeminiProxy: Sendable {
             } else {
                 let (answer, led) = try await flights.run(prepared.key) {
                     if let entry = await self.freshEntry(prepared.key, maxAge: controls.maxAge, askShared: false, logger: logger) {
-                        return UpstreamAnswer(
-                            status: entry.status, headers: entry.headers, body: entry.body,
-                            usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry
-                        )
+                        return UpstreamAnswer(entry: entry)
                     }
                     return try await self.fetchOnceInCluster(prepared, logger: logger)
                 }
@@ -235,10 +232,7 @@ public final class GeminiProxy: Sendable {
         guard let shared else { return try await fetch(prepared, store: true, logger: logger) }
         func fromShared(_ entry: CacheEntry, coalesced: Bool) -> UpstreamAnswer {
             keepLocally(entry, for: prepared.key)
-            return UpstreamAnswer(
-                status: entry.status, headers: entry.headers, body: entry.body,
-                usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry, coalescedInCluster: coalesced
-            )
+            return UpstreamAnswer(entry: entry, coalescedInCluster: coalesced)
         }
         switch await shared.claim(prepared.key, for: configuration.upstream.timeout) {
         case .found(let entry) where isFresh(entry, maxAge: prepared.controls.maxAge):
@@ -389,3 +383,13 @@ public final class GeminiProxy: Sendable {
     }
 }
 
+extension GeminiProxy.UpstreamAnswer {
+    /// A stored entry that answers a miss after all (it landed while the request waited).
+    init(entry: CacheEntry, coalescedInCluster: Bool = false) {
+        self.init(
+            status: entry.status, headers: entry.headers, body: entry.body,
+            usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry,
+            coalescedInCluster: coalescedInCluster
+        )
+    }
+}
