@@ -19,11 +19,14 @@ extension GeminiProxy {
         let keys = try items.map { item throws(ProxyError) in try itemKey(item, prepared: prepared) }
         var embeddings: [Any?] = Array(repeating: nil, count: items.count)
         if !controls.noCache && !controls.noStore && access.mayServeCached(credentialTag: prepared.credentialTag) {
-            for (index, key) in keys.enumerated() {
-                if let entry = await freshEntry(key, maxAge: controls.maxAge, logger: logger) {
-                    embeddings[index] = StorePolicy.parse(entry.body)
+            // All items at once: their lookups (and, with a shared tier, their round trips) overlap.
+            let found = await withTaskGroup(of: (Int, CacheEntry?).self) { group in
+                for (index, key) in keys.enumerated() {
+                    group.addTask { (index, await self.freshEntry(key, maxAge: controls.maxAge, logger: logger)) }
                 }
+                return await group.reduce(into: [Int: CacheEntry]()) { found, item in found[item.0] = item.1 }
             }
+            for (index, entry) in found { embeddings[index] = StorePolicy.parse(entry.body) }
         }
         let missing = embeddings.indices.filter { embeddings[$0] == nil }
         let hits = items.count - missing.count
@@ -49,7 +52,7 @@ extension GeminiProxy {
                 let headers = forwardedHeaders(upstreamHeaders, outcome: .miss, status: status, stored: false, key: prepared.key)
                 return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer)))
             }
-            stored = !controls.noStore
+            var saves: [(item: Prepared, body: [UInt8])] = []
             for (position, index) in missing.enumerated() {
                 embeddings[index] = returned[position]
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
@@ -57,8 +60,16 @@ extension GeminiProxy {
                         route: prepared.route, key: keys[index], scopeTag: prepared.scopeTag, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
                         controls: controls, body: [], pathAndQuery: prepared.pathAndQuery, headers: [], framing: nil
                     )
-                    stored = await save(status: 200, headers: upstreamHeaders, body: Array(bytes), usage: .zero, prepared: item) && stored
+                    saves.append((item, Array(bytes)))
                 }
+            }
+            // Stored together: one group commit in the store rather than one per item.
+            let headers = upstreamHeaders
+            stored = await withTaskGroup(of: Bool.self) { group in
+                for save in saves {
+                    group.addTask { await self.save(status: 200, headers: headers, body: save.body, usage: .zero, prepared: save.item) }
+                }
+                return await group.reduce(!controls.noStore) { $0 && $1 }
             }
         }
         let outcome: CacheOutcome = missing.isEmpty ? .hit : hits == 0 ? (controls.noStore ? .bypass : controls.noCache ? .refresh : .miss) : .partial
