@@ -247,8 +247,8 @@ public final class CacheStore: Sendable {
         /// Bumped when a flush starts and when it ends: odd while one is under way.
         var generation = 0
 
-        func unflushed(prefixes: [String]?) -> [String: Int64] {
-            pending.merging(flushing, uniquingKeysWith: +).filter { name, _ in prefixes?.contains { name.hasPrefix($0) } ?? true }
+        func unflushed(prefixes: [String]) -> [String: Int64] {
+            pending.merging(flushing, uniquingKeysWith: +).filter { name, _ in prefixes.contains { name.hasPrefix($0) } }
         }
     }
 
@@ -280,17 +280,7 @@ public final class CacheStore: Sendable {
 
     /// Every counter: what the store holds plus what this process has not flushed yet.
     public func counterValues() async throws -> [String: Int64] {
-        let counters = self.counters
-        return try await withUnflushedCounters(prefixes: nil) {
-            try await self.environment.read { txn in
-                var values: [String: Int64] = [:]
-                try txn.forEach(counters) { key, value in
-                    values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
-                    return true
-                }
-                return values
-            }
-        }
+        try await counterValues(prefixes: [""])  // every name starts with ""
     }
 
     /// The counters whose names start with any of `prefixes` (stored plus not yet flushed), read in one
@@ -302,7 +292,7 @@ public final class CacheStore: Sendable {
                 var values: [String: Int64] = [:]
                 for prefix in prefixes {
                     let start = Array(prefix.utf8)
-                    try txn.forEach(counters, startingAt: start) { key, value in
+                    try txn.forEach(counters, startingAt: start.isEmpty ? nil : start) { key, value in
                         guard key.starts(with: start) else { return false }
                         values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
                         return true
@@ -315,7 +305,7 @@ public final class CacheStore: Sendable {
 
     /// `readStored()` plus this process's unflushed counts, each delta counted once: a read that
     /// overlaps a flush (which might or might not see its commit) is done again.
-    private func withUnflushedCounters(prefixes: [String]?, _ readStored: () async throws -> [String: Int64]) async throws -> [String: Int64] {
+    private func withUnflushedCounters(prefixes: [String], _ readStored: () async throws -> [String: Int64]) async throws -> [String: Int64] {
         for _ in 0..<50 {
             let (generation, unflushed) = counterBuffer.withLock { ($0.generation, $0.unflushed(prefixes: prefixes)) }
             if generation % 2 == 0 {
