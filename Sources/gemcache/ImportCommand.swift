@@ -4,7 +4,8 @@ import GemcacheCore
 
 /// `gemcache import FILE`: entries written by `gemcache export` into a store (created if missing),
 /// also while proxies run on it. An empty store adopts the export's scope salt; with another salt the
-/// entries are skipped (they do not record whether they are per-key) unless `--assume-shared`.
+/// per-key entries are skipped (their keys hold the other salt's tags), and so are entries of unknown
+/// scope (stored by a gemcache before entries recorded it) unless `--assume-shared`.
 struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
@@ -14,7 +15,7 @@ struct ImportCommand: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
     @Flag(
         name: .customLong("assume-shared"),
-        help: "Import every entry even when the scope salts differ (right when the source only had shared entries: cache.scope shared, or managed mode)."
+        help: "When the scope salts differ, import entries of unknown scope (stored before entries recorded it) as shared (right when the source only had shared entries: cache.scope shared, or managed mode)."
     )
     var assumeShared = false
     @Argument(help: "The file gemcache export wrote, or - for standard input.")
@@ -57,11 +58,11 @@ struct ImportCommand: AsyncParsableCommand {
             lines.append("the store was empty and adopted the export's scope salt (restart proxies already running on it)")
         case .differs where summary.skipped > 0:
             lines.append(
-                "skipped \(summary.skipped) entries: the export's scope salt differs from this store's, and entries do not record "
-                    + "whether they are per-key; import into an empty store, give both the same GEMCACHE_SCOPE_SALT, or pass --assume-shared"
+                "skipped \(summary.skipped) per-key entries (or of unknown scope): the export's scope salt differs from this store's; "
+                    + "import into an empty store or give both the same GEMCACHE_SCOPE_SALT (--assume-shared takes entries of unknown scope as shared)"
             )
         case .differs:
-            lines.append("the export's scope salt differs from this store's: its per-key entries will not be found here")
+            lines.append("the export's scope salt differs from this store's; its entries were all shared and were imported")
         }
         return lines.joined(separator: "\n")
     }

@@ -42,7 +42,8 @@ struct StoreCommandsTests {
                 let entry = CacheEntry(
                     status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
                     body: Array("{\"answer\":\(index),\"age\":\"\(suffix)\"}".utf8), storedAt: now - age, expiresAt: now + 86_400_000,
-                    model: model, namespace: index == 1 ? "team-a" : nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 9
+                    model: model, namespace: index == 1 ? "team-a" : nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 9,
+                    scope: index == 2 ? .shared : .perKey
                 )
                 entries[key("\(index)-\(suffix)")] = entry
                 #expect(await store.store(entry, for: key("\(index)-\(suffix)")))
@@ -123,12 +124,56 @@ struct StoreCommandsTests {
             let again = try Self.gemcache(["import", "--data", dir.path + "/target", dir.path + "/cache.jsonl"], directory: dir.path)
             #expect(again.output == "imported 8 entries into \(dir.path)/target\n")
 
-            // Another store with entries and its own salt skips them, and says why.
+            // Another store with entries and its own salt takes the shared entries, skips the per-key ones, and says why.
             _ = try await Self.populate(dir.path + "/other")
             let other = try Self.gemcache(["import", "--data", dir.path + "/other", dir.path + "/cache.jsonl"], directory: dir.path)
             #expect(other.status == 0)
-            #expect(other.output.contains("imported 0 entries"))
-            #expect(other.output.contains("skipped 8 entries: the export's scope salt differs"))
+            #expect(other.output.contains("imported 2 entries"))
+            #expect(other.output.contains("skipped 6 per-key entries (or of unknown scope): the export's scope salt differs"))
+        }
+    }
+
+    /// SPEC §3: an import into a store with another salt keeps what a proxy stored with shared scope and
+    /// leaves out what it stored per key, so a proxy on the target answers the one and not the other.
+    @Test func anImportUnderAnotherSaltKeepsSharedEntriesAndSkipsPerKeyOnes() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, recorder in
+                /// The `X-Gemcache` of each prompt, asked in order of one proxy on `store`.
+                func ask(_ texts: [String], store: String, scope: String) async throws -> [String?] {
+                    let proxy = try await GemcacheProcess(
+                        arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: dir.path,
+                        environment: ["GEMCACHE_CACHE_SCOPE": scope]
+                    )
+                    var answers: [String?] = []
+                    for text in texts {
+                        answers.append(try await send(
+                            port: proxy.port, path: "/v1beta/models/gemini-2.5-flash:generateContent", body: generateBody(text),
+                            headers: ["x-goog-api-key": testKey]
+                        ).header("x-gemcache"))
+                    }
+                    #expect(await proxy.stop() == 0)
+                    return answers
+                }
+                let source = dir.path + "/source", target = dir.path + "/target"
+                #expect(try await ask(["for everyone"], store: source, scope: "shared") == ["MISS"])
+                #expect(try await ask(["for this key"], store: source, scope: "per_key") == ["MISS"])
+                #expect(try await ask(["already there"], store: target, scope: "per_key") == ["MISS"], "the target has entries and a salt of its own")
+                let exported = try Self.gemcache(["export", "--data", source, dir.path + "/cache.jsonl"], directory: dir.path)
+                #expect(exported.output == "exported 2 entries\n")
+                let scopes = try String(contentsOfFile: dir.path + "/cache.jsonl", encoding: .utf8).split(separator: "\n").dropFirst().map {
+                    try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["scope"] as? String
+                }
+                #expect(scopes.sorted { ($0 ?? "") < ($1 ?? "") } == ["per_key", "shared"])
+
+                let imported = try Self.gemcache(["import", "--data", target, dir.path + "/cache.jsonl"], directory: dir.path)
+                #expect(imported.status == 0)
+                #expect(imported.output.hasPrefix("imported 1 entries into \(target)\nskipped 1 per-key entries"))
+                // With shared scope a proxy serves stored answers to keys the upstream accepted lately (SPEC §8):
+                // the first request, a new prompt, has the key accepted.
+                #expect(try await ask(["a new prompt", "for everyone"], store: target, scope: "shared") == ["MISS", "HIT"])
+                #expect(try await ask(["for this key"], store: target, scope: "per_key") == ["MISS"], "its key holds the source's salt")
+                #expect(recorder.totalRequests == 5)
+            }
         }
     }
 

@@ -18,7 +18,7 @@ struct StoreReliabilityTests {
         CacheEntry(
             status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
             body: Array((name + String(repeating: "x", count: 16 << 10)).utf8), storedAt: storedAt, expiresAt: expiresAt,
-            model: "gemini-2.5-flash", namespace: nil, endpoint: "generateContent", promptTokens: 1, totalTokens: 2
+            model: "gemini-2.5-flash", namespace: nil, endpoint: "generateContent", promptTokens: 1, totalTokens: 2, scope: .perKey
         )
     }
 

@@ -26,7 +26,7 @@ struct CacheStoreTests {
         CacheEntry(
             status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
             body: Array(body.utf8), storedAt: now, expiresAt: now + ttlSeconds * 1000, model: "gemini-2.5-flash",
-            namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10
+            namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10, scope: .perKey
         )
     }
 

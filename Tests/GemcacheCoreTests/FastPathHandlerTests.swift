@@ -37,7 +37,7 @@ struct FastPathHandlerTests {
             let entry = CacheEntry(
                 status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
                 body: Array(Self.answer.utf8), storedAt: Self.start - 5000, expiresAt: Self.start + 60_000,
-                model: "gemini-2.5-flash", namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10
+                model: "gemini-2.5-flash", namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10, scope: .perKey
             )
             let rawKey = RawKeyHasher(normalize: configuration.cache.normalize).key(
                 target: Array(Self.path.utf8), scope: Array(scopeTag(credential: testKey, salt: store.scopeSalt).utf8),

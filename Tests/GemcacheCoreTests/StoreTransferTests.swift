@@ -29,21 +29,25 @@ struct StoreTransferTests {
         CacheKey(bytes: Digest.sha256(Array(name.utf8)))!
     }
 
-    /// Entries of every shape: namespaces nil, empty and named, a stream with CRLF framing, non-UTF-8
-    /// bytes, an expired entry, and enough plain ones to span several export batches.
+    /// Entries of every shape: namespaces nil, empty and named, every scope (per key, shared, unknown as
+    /// in records of version 1), a stream with CRLF framing, non-UTF-8 bytes, an expired entry, and
+    /// enough plain ones to span several export batches.
     static func sampleEntries() -> [(CacheKey, CacheEntry)] {
         let json = CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8"), ("Vary", "Origin")])
-        func entry(_ body: [UInt8], headers: [UInt8] = json, namespace: String? = nil, expires: Int64 = now + 86_400_000, model: String = "gemini-2.5-flash") -> CacheEntry {
+        func entry(
+            _ body: [UInt8], headers: [UInt8] = json, namespace: String? = nil, expires: Int64 = now + 86_400_000, model: String = "gemini-2.5-flash",
+            scope: CacheEntry.Scope? = .perKey
+        ) -> CacheEntry {
             CacheEntry(
                 status: 200, headerBlock: headers, body: body, storedAt: now - 5000, expiresAt: expires, model: model,
-                namespace: namespace, endpoint: "generateContent", promptTokens: 7, totalTokens: 42
+                namespace: namespace, endpoint: "generateContent", promptTokens: 7, totalTokens: 42, scope: scope
             )
         }
         var entries = [
             (key("named"), entry(Array(#"{"text":"Grüße, 世界 🌍"}"#.utf8), namespace: "team-a")),
-            (key("empty-namespace"), entry(Array("{}".utf8), namespace: "")),
-            (key("stream"), entry(Array("data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\r\n\r\n".utf8), headers: CacheEntry.headerBlock([("Content-Type", "text/event-stream")]))),
-            (key("binary"), entry([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3], headers: [0xFF, 0x3A, 0x20, 0x80, 0x0D, 0x0A])),
+            (key("empty-namespace"), entry(Array("{}".utf8), namespace: "", scope: .shared)),
+            (key("stream"), entry(Array("data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\r\n\r\n".utf8), headers: CacheEntry.headerBlock([("Content-Type", "text/event-stream")]), scope: nil)),
+            (key("binary"), entry([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3], headers: [0xFF, 0x3A, 0x20, 0x80, 0x0D, 0x0A], scope: .shared)),
             (key("expired"), entry(Array("{\"old\":true}".utf8), expires: now - 1000, model: "gemini-2.5-pro")),
         ]
         for index in 0..<1200 {
@@ -120,6 +124,8 @@ struct StoreTransferTests {
             let named = try #require(objects.first { $0["key"] as? String == Self.key("named").hex })
             #expect(named["body"] as? String == #"{"text":"Grüße, 世界 🌍"}"#)
             #expect(named["namespace"] as? String == "team-a")
+            #expect(named["scope"] as? String == "per_key")
+            #expect(objects.first { $0["key"] as? String == Self.key("stream").hex }?.keys.contains("scope") == false, "unknown scope: no field")
             #expect(named["expires_at"] as? Int == Int(Self.now + 86_400_000))
             let binary = try #require(objects.first { $0["key"] as? String == Self.key("binary").hex })
             #expect(binary["body"] == nil && binary["body_base64"] as? String == Data([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3]).base64EncodedString())
@@ -127,7 +133,7 @@ struct StoreTransferTests {
         }
     }
 
-    @Test func aStoreWithAnotherSaltSkipsTheEntriesAndSaysHowMany() async throws {
+    @Test func aStoreWithAnotherSaltSkipsPerKeyEntriesAndSaysHowMany() async throws {
         try await withTemporaryDirectory { dir in
             let source = try await Self.proxyStore(dir.path + "/source")
             let samples = Array(Self.sampleEntries().prefix(5))
@@ -137,12 +143,17 @@ struct StoreTransferTests {
 
             let target = try await Self.proxyStore(dir.path + "/target")
             #expect(await target.store(samples[0].1, for: Self.key("already here")))
+            // Two shared entries come in; two per-key ones and the one of unknown scope stay out.
             let skipped = try await Self.import(dir.path + "/cache.jsonl", into: target)
-            #expect(skipped == .init(imported: 0, skipped: 5, dropped: 0, salt: .differs))
-            #expect(try await target.entryCount() == 1)
+            #expect(skipped == .init(imported: 2, skipped: 3, dropped: 0, salt: .differs))
+            #expect(try await target.entryCount() == 3)
+            #expect(try await target.lookup(Self.key("binary")) == samples[3].1)
+            #expect(try await target.lookup(Self.key("named")) == nil)
+            // --assume-shared takes the entry of unknown scope as shared; per-key ones still stay out.
             let forced = try await Self.import(dir.path + "/cache.jsonl", into: target, assumeShared: true)
-            #expect(forced == .init(imported: 5, skipped: 0, dropped: 0, salt: .differs))
-            #expect(try await target.entryCount() == 6)
+            #expect(forced == .init(imported: 3, skipped: 2, dropped: 0, salt: .differs))
+            #expect(try await target.entryCount() == 4)
+            #expect(try await target.lookup(Self.key("stream")) == samples[2].1)
             await target.close()
         }
     }
@@ -166,7 +177,7 @@ struct StoreTransferTests {
             let same = try await Self.import(dir.path + "/cache.jsonl", into: withSalt, saltFromEnvironment: salt)
             #expect(same == .init(imported: 3, skipped: 0, dropped: 0, salt: .matches))
             let other = try await Self.import(dir.path + "/cache.jsonl", into: withSalt, saltFromEnvironment: Array("other".utf8))
-            #expect(other == .init(imported: 0, skipped: 3, dropped: 0, salt: .differs))
+            #expect(other == .init(imported: 1, skipped: 2, dropped: 0, salt: .differs))
             #expect(try await withSalt.storedScopeSalt() == nil)
             await withSalt.close()
         }
@@ -182,6 +193,10 @@ struct StoreTransferTests {
                 (
                     "{\"gemcache_export\":1,\"store_format\":1}\n\n{\"key\":\"zz\",\"status\":200,\"stored_at\":1,\"expires_at\":2,\"model\":\"m\",\"endpoint\":\"e\",\"prompt_tokens\":0,\"total_tokens\":0,\"body\":\"\",\"headers\":\"\"}\n",
                     "line 3: not an exported entry (key must be 64 hex digits)"
+                ),
+                (
+                    "{\"gemcache_export\":1,\"store_format\":1}\n{\"key\":\"\(Self.key("k").hex)\",\"status\":200,\"stored_at\":1,\"expires_at\":2,\"model\":\"m\",\"endpoint\":\"e\",\"prompt_tokens\":0,\"total_tokens\":0,\"body\":\"\",\"headers\":\"\",\"scope\":\"everyone\"}\n",
+                    "line 2: not an exported entry (scope must be shared or per_key)"
                 ),
             ]
             for (text, message) in cases {

@@ -1,6 +1,6 @@
 import NIOCore
 
-/// A stored entry record (`EntryRecord`, version 1) read in place, and written out as one complete
+/// A stored entry record (``EntryRecord``, version 1 or 2) read in place, and written out as one complete
 /// HTTP/1.1 hit answer, without decoding it into a ``CacheEntry`` (no arrays, strings or headers).
 struct HitAnswer {
     let storedAt: Int64
@@ -14,12 +14,14 @@ struct HitAnswer {
     /// Reads the fields a hit needs; nil for another record version, a status other than 200 (the
     /// slow path then answers) or a truncated record.
     init?(record: UnsafeRawBufferPointer) {
-        guard record.count >= 29, record[0] == EntryRecord.version, Self.integer(record, 1, UInt16.self) == 200 else { return nil }
+        guard let fixedSize = record.first.flatMap(EntryRecord.fixedSize(version:)), record.count >= fixedSize + 2,
+            Self.integer(record, 1, UInt16.self) == 200
+        else { return nil }
         storedAt = Int64(bitPattern: Self.integer(record, 3, UInt64.self))
         expiresAt = Int64(bitPattern: Self.integer(record, 11, UInt64.self))
         promptTokens = Int(Self.integer(record, 19, UInt32.self))
         totalTokens = Int(Self.integer(record, 23, UInt32.self))
-        var offset = 27 + 2 + Int(Self.integer(record, 27, UInt16.self))  // model
+        var offset = fixedSize + 2 + Int(Self.integer(record, fixedSize, UInt16.self))  // model
         guard offset < record.count else { return nil }
         if record[offset] == 1 {  // namespace
             guard offset + 3 <= record.count else { return nil }

@@ -71,6 +71,9 @@ public final class GeminiProxy: Sendable {
         /// How the answer streams, for streaming requests.
         let framing: StreamFraming?
 
+        /// The scope the key was made with, recorded in stored entries (for imports under another salt).
+        var scope: CacheEntry.Scope { scopeTag == "shared" ? .shared : .perKey }
+
         /// The body parsed, for the storing rules; parsed only when an answer may be stored, so that a
         /// hit pays for one parse (the key's), not two.
         var request: Any? { route.isGET ? nil : StorePolicy.parse(body) }
@@ -312,7 +315,7 @@ public final class GeminiProxy: Sendable {
         let entry = CacheEntry(
             status: status, headerBlock: CacheEntry.headerBlock(headers), body: body, storedAt: storedAt,
             expiresAt: storedAt + ttl, model: prepared.model, namespace: prepared.controls.namespace,
-            endpoint: prepared.route.endpoint, promptTokens: usage.prompt, totalTokens: usage.total
+            endpoint: prepared.route.endpoint, promptTokens: usage.prompt, totalTokens: usage.total, scope: prepared.scope
         )
         let stored = await store.store(entry, for: prepared.key, alias: rawKey(prepared))
         if let shared { await shared.store(entry, for: prepared.key) }

@@ -19,10 +19,20 @@ public struct CacheEntry: Sendable, Equatable {
     /// `usageMetadata.promptTokenCount` and `totalTokenCount` of the answer (0 if absent).
     public var promptTokens: Int
     public var totalTokens: Int
+    /// Whether the key holds a client's scope tag; nil for entries stored before records said so.
+    public var scope: Scope?
+
+    /// The cache scope an entry was keyed with (SPEC §3).
+    public enum Scope: String, Sendable {
+        /// Keyed with `shared`: found under any salt.
+        case shared
+        /// Keyed with the salted tag of a client's credential: found only under the same salt.
+        case perKey = "per_key"
+    }
 
     public init(
         status: Int, headerBlock: [UInt8], body: [UInt8], storedAt: Int64, expiresAt: Int64,
-        model: String, namespace: String?, endpoint: String, promptTokens: Int, totalTokens: Int
+        model: String, namespace: String?, endpoint: String, promptTokens: Int, totalTokens: Int, scope: Scope?
     ) {
         self.status = status
         self.headerBlock = headerBlock
@@ -34,6 +44,7 @@ public struct CacheEntry: Sendable, Equatable {
         self.endpoint = endpoint
         self.promptTokens = promptTokens
         self.totalTokens = totalTokens
+        self.scope = scope
     }
 
     /// The replayed headers as name/value pairs.
@@ -59,12 +70,22 @@ public struct CacheEntry: Sendable, Equatable {
 
 // MARK: - Record format
 
-/// The byte layout of an entry in the `entries` database (record version 1):
-/// `u8 version, u16 status, i64 storedAt, i64 expiresAt, u32 promptTokens, u32 totalTokens,
+/// The byte layout of an entry in the `entries` database (record version 2):
+/// `u8 version, u16 status, i64 storedAt, i64 expiresAt, u32 promptTokens, u32 totalTokens, u8 scope,
 /// u16+bytes model, u8 hasNamespace (+u16+bytes), u16+bytes endpoint, u32+bytes headerBlock, body…`.
 /// All integers big-endian. The body comes last so that a reader can slice it without copying twice.
+/// Version 1 records (written before entries kept their scope) lack the scope byte and are still read,
+/// with an unknown scope. `scope` is 0 unknown, 1 shared, 2 per key.
 enum EntryRecord {
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
+    /// The offset of the model's length: the end of the fixed-size fields of a record of `version`.
+    static func fixedSize(version: UInt8) -> Int? {
+        switch version {
+        case 1: 27
+        case 2: 28
+        default: nil
+        }
+    }
 
     static func encode(_ entry: CacheEntry) -> [UInt8] {
         var buffer = ByteBuffer()
@@ -75,6 +96,7 @@ enum EntryRecord {
         buffer.writeInteger(entry.expiresAt)
         buffer.writeInteger(UInt32(clamping: entry.promptTokens))
         buffer.writeInteger(UInt32(clamping: entry.totalTokens))
+        buffer.writeInteger(UInt8(entry.scope.map { $0 == .shared ? 1 : 2 } ?? 0))
         writeShortString(entry.model, to: &buffer)
         if let namespace = entry.namespace {
             buffer.writeInteger(UInt8(1))
@@ -91,12 +113,13 @@ enum EntryRecord {
 
     static func decode(_ bytes: UnsafeRawBufferPointer) -> CacheEntry? {
         var buffer = ByteBuffer(bytes: bytes)
-        guard buffer.readInteger(as: UInt8.self) == version,
+        guard let recordVersion = buffer.readInteger(as: UInt8.self), fixedSize(version: recordVersion) != nil,
             let status = buffer.readInteger(as: UInt16.self),
             let storedAt = buffer.readInteger(as: Int64.self),
             let expiresAt = buffer.readInteger(as: Int64.self),
             let promptTokens = buffer.readInteger(as: UInt32.self),
             let totalTokens = buffer.readInteger(as: UInt32.self),
+            let scopeByte = recordVersion == 1 ? 0 : buffer.readInteger(as: UInt8.self),
             let model = readShortString(&buffer),
             let hasNamespace = buffer.readInteger(as: UInt8.self)
         else { return nil }
@@ -112,14 +135,16 @@ enum EntryRecord {
         return CacheEntry(
             status: Int(status), headerBlock: headerBlock, body: buffer.readBytes(length: buffer.readableBytes) ?? [],
             storedAt: storedAt, expiresAt: expiresAt, model: model, namespace: namespace, endpoint: endpoint,
-            promptTokens: Int(promptTokens), totalTokens: Int(totalTokens)
+            promptTokens: Int(promptTokens), totalTokens: Int(totalTokens),
+            scope: scopeByte == 1 ? .shared : scopeByte == 2 ? .perKey : nil
         )
     }
 
     /// The times of a record without decoding the rest (for index upkeep).
     static func times(_ bytes: UnsafeRawBufferPointer) -> (storedAt: Int64, expiresAt: Int64)? {
         var buffer = ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes.prefix(19)))
-        guard buffer.readInteger(as: UInt8.self) == version, buffer.readInteger(as: UInt16.self) != nil,
+        guard let recordVersion = buffer.readInteger(as: UInt8.self), fixedSize(version: recordVersion) != nil,
+            buffer.readInteger(as: UInt16.self) != nil,
             let storedAt = buffer.readInteger(as: Int64.self), let expiresAt = buffer.readInteger(as: Int64.self)
         else { return nil }
         return (storedAt, expiresAt)

@@ -29,7 +29,7 @@ public enum StoreTransfer {
     /// What an import did.
     public struct ImportSummary: Sendable, Equatable {
         public var imported = 0
-        /// Entries left out because the scope salts differ.
+        /// Per-key entries (and entries of unknown scope) left out because the scope salts differ.
         public var skipped = 0
         /// Entries that did not fit in the store even after eviction.
         public var dropped = 0
@@ -69,8 +69,9 @@ public enum StoreTransfer {
     /// Reads an export from `input` into `store`.
     ///
     /// When the export's scope salt differs from the store's (see
-    /// ``CacheStore/reconcileScopeSalt(exported:fromEnvironment:)``) every entry is skipped, because
-    /// entries do not record whether they are per-key; `assumeShared` imports them anyway.
+    /// ``CacheStore/reconcileScopeSalt(exported:fromEnvironment:)``), per-key entries are skipped (their
+    /// keys hold the other salt's tags and would never be found) and shared ones imported. Entries
+    /// stored before entries recorded their scope are skipped too, unless `assumeShared`.
     /// - Parameters:
     ///   - saltFromEnvironment: The salt from the variable named by `cache.scope_salt_env`, if set.
     ///   - totalBytes: The size of the input, for progress.
@@ -91,7 +92,7 @@ public enum StoreTransfer {
         summary.salt = try await store.reconcileScopeSalt(
             exported: header.scopeSalt.flatMap { Data(base64Encoded: $0) }.map(Array.init), fromEnvironment: saltFromEnvironment
         )
-        let skipAll = summary.salt == .differs && !assumeShared
+        let saltDiffers = summary.salt == .differs
         var state = Progress(totalBytes: totalBytes)
         var batch: [(CacheKey, CacheEntry)] = []
         var batchBytes = 0
@@ -114,7 +115,7 @@ public enum StoreTransfer {
             }
             state.entries += 1
             state.bytes = reader.bytesRead
-            if skipAll {
+            if saltDiffers && record.1.scope != .shared && !(record.1.scope == nil && assumeShared) {
                 summary.skipped += 1
             } else {
                 batch.append(record)
@@ -167,9 +168,11 @@ public enum StoreTransfer {
         var headersBase64: String?
         var body: String?
         var bodyBase64: String?
+        /// `shared` or `per_key`; absent for entries stored before entries recorded their scope.
+        var scope: String?
 
         enum CodingKeys: String, CodingKey {
-            case key, status, storedAt = "stored_at", expiresAt = "expires_at", model, namespace, endpoint
+            case key, status, storedAt = "stored_at", expiresAt = "expires_at", model, namespace, endpoint, scope
             case promptTokens = "prompt_tokens", totalTokens = "total_tokens"
             case headers, headersBase64 = "headers_base64", body, bodyBase64 = "body_base64"
         }
@@ -184,16 +187,21 @@ public enum StoreTransfer {
             endpoint = entry.endpoint
             promptTokens = entry.promptTokens
             totalTokens = entry.totalTokens
+            scope = entry.scope?.rawValue
             (headers, headersBase64) = Self.text(entry.headerBlock)
             (body, bodyBase64) = Self.text(entry.body)
         }
 
         func record() throws(StoreTransferError) -> (CacheKey, CacheEntry) {
             guard let cacheKey = CacheKey(hex: key) else { throw StoreTransferError("key must be 64 hex digits") }
+            let entryScope = try scope.map { name throws(StoreTransferError) in
+                guard let known = CacheEntry.Scope(rawValue: name) else { throw StoreTransferError("scope must be shared or per_key") }
+                return known
+            }
             let entry = CacheEntry(
                 status: status, headerBlock: try Self.bytes(headers, headersBase64, "headers"), body: try Self.bytes(body, bodyBase64, "body"),
                 storedAt: storedAt, expiresAt: expiresAt, model: model, namespace: namespace, endpoint: endpoint,
-                promptTokens: promptTokens, totalTokens: totalTokens
+                promptTokens: promptTokens, totalTokens: totalTokens, scope: entryScope
             )
             return (cacheKey, entry)
         }
