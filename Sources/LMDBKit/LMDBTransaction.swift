@@ -48,17 +48,24 @@ public struct LMDBTransaction: ~Copyable {
         key: some Collection<UInt8>,
         _ body: (UnsafeRawBufferPointer) throws -> R
     ) throws -> R? {
-        let txn = handle
-        return try withBytes(key) { keyBytes -> R? in
-            var k = MDB_val(keyBytes)
-            var v = MDB_val()
-            // > Values returned from the database are valid only until a subsequent
-            // > update operation, or the end of the transaction.
-            let rc = mdb_get(txn, db.dbi, &k, &v)
-            if rc == MDB_NOTFOUND { return nil }
-            try check(rc, "mdb_get")
-            return try body(UnsafeRawBufferPointer(v))
-        }
+        try withBytes(key) { keyBytes -> R? in try value(db, key: keyBytes).map(body) }
+    }
+
+    /// The value stored under `key`, in place in the memory map, or nil if the key is absent.
+    ///
+    /// The bytes are valid only while this transaction lasts and `db` is not written in it; use them
+    /// inside the transaction's closure. Unlike ``withValue(_:key:_:)`` this is not generic, so a caller
+    /// in another module pays no generic-metadata lookups per read (they showed in profiles of the
+    /// cache-hit path).
+    public func value(_ db: LMDBDatabase, key: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer? {
+        var k = MDB_val(key)
+        var v = MDB_val()
+        // > Values returned from the database are valid only until a subsequent
+        // > update operation, or the end of the transaction.
+        let rc = mdb_get(handle, db.dbi, &k, &v)
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, "mdb_get")
+        return UnsafeRawBufferPointer(v)
     }
 
     /// Stores `value` under `key`, replacing any existing value unless `flags`

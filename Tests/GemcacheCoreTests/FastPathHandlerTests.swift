@@ -106,6 +106,17 @@ struct FastPathHandlerTests {
         }
     }
 
+    @Test func theHandlersBehindHearOnlyOfTheReadsPassedOn() async throws {
+        try await withFastPath { channel, fastPath, _, _ in
+            let behind = ReadCompleteCounter()
+            try channel.pipeline.syncOperations.addHandler(behind)
+            #expect(try send(Self.request(), to: channel).answer != nil)
+            #expect(fastPath.hits == 1 && behind.readCompletes == 0, "a read of hits alone stays in the fast path")
+            #expect(try send(Self.request(key: "another-key"), to: channel).passed != nil)
+            #expect(behind.readCompletes == 1)
+        }
+    }
+
     @Test func anExpiredEntryIsLeftToTheSlowPath() async throws {
         try await withFastPath { channel, fastPath, clock, _ in
             clock.milliseconds.withLock { $0 += 60_000 }
@@ -137,5 +148,16 @@ struct FastPathHandlerTests {
             #expect(second.answer == nil && second.passed == Self.request())
             #expect(fastPath.hits == 0)
         }
+    }
+}
+
+/// Counts the read-complete events that reach it.
+final class ReadCompleteCounter: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private(set) var readCompletes = 0
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        readCompletes += 1
+        context.fireChannelReadComplete()
     }
 }

@@ -18,10 +18,10 @@ extension CacheStore {
     ) -> R? {
         let (aliases, entries) = (self.aliases, self.entries)
         return try? environment.withReadTransaction { txn -> R? in
-            try txn.withValue(aliases, key: rawKey) { key -> R? in
-                guard key.count == Digest.sha256Length else { return nil }
-                return try txn.withValue(entries, key: key) { record in body(key, record) }
-            } ?? nil
+            guard let key = try txn.value(aliases, key: rawKey), key.count == Digest.sha256Length,
+                let record = try txn.value(entries, key: key)
+            else { return nil }
+            return body(key, record)
         } ?? nil
     }
 

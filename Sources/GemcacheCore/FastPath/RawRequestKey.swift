@@ -28,17 +28,17 @@ enum RawRequestKey {
     /// The model id's byte range in an eligible target, or nil when the target is not eligible.
     static func modelRange(target: UnsafeRawBufferPointer) -> Range<Int>? {
         let start: Int
-        if hasPrefix(target, "/v1beta/models/") {
+        if target[...].starts(withASCII: "/v1beta/models/") {
             start = 15
-        } else if hasPrefix(target, "/v1/models/") {
+        } else if target[...].starts(withASCII: "/v1/models/") {
             start = 11
         } else {
             return nil
         }
         let pathEnd = target[start...].firstIndex(of: UInt8(ascii: "?")) ?? target.count
-        let operation = ":generateContent".utf8
-        let modelEnd = pathEnd - operation.count
-        guard modelEnd > start, target[modelEnd..<pathEnd].elementsEqual(operation),
+        let operation: StaticString = ":generateContent"
+        let modelEnd = pathEnd - operation.utf8CodeUnitCount
+        guard modelEnd > start, target[modelEnd..<pathEnd].equals(ASCII: operation),
             !target[start..<modelEnd].contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "#") })
         else { return nil }
         if pathEnd < target.count, !isEligibleQuery(UnsafeRawBufferPointer(rebasing: target[(pathEnd + 1)...])) {
@@ -52,15 +52,11 @@ enum RawRequestKey {
         if query.contains(UInt8(ascii: "%")) || query.contains(UInt8(ascii: "#")) { return false }
         for pair in query.split(separator: UInt8(ascii: "&")) {
             let name = pair.prefix { $0 != UInt8(ascii: "=") }
-            for credential in ["key", "access_token", "oauth_token"] where name.count == credential.utf8.count {
-                if zip(name, credential.utf8).allSatisfy({ $0 | 0x20 == $1 }) { return false }
+            for credential: StaticString in ["key", "access_token", "oauth_token"] where name.equals(ASCII: credential, ignoringCase: true) {
+                return false
             }
         }
         return true
-    }
-
-    private static func hasPrefix(_ bytes: UnsafeRawBufferPointer, _ prefix: String) -> Bool {
-        bytes.starts(with: prefix.utf8)
     }
 
     /// The first field of every raw key: the settings under which a raw key means a cache key.

@@ -88,8 +88,8 @@ struct RequestHead {
         else { return nil }
         let method = bytes[line.lowerBound..<firstSpace]
         let version = bytes[(lastSpace + 1)..<line.upperBound]
-        guard version.starts(with: "HTTP/1.".utf8), version.count == 8, !method.elementsEqual("CONNECT".utf8) else { return nil }
-        return ((firstSpace + 1)..<lastSpace, method.elementsEqual("POST".utf8) && version.last == UInt8(ascii: "1"))
+        guard version.count == 8, version.starts(withASCII: "HTTP/1."), !method.equals(ASCII: "CONNECT") else { return nil }
+        return ((firstSpace + 1)..<lastSpace, method.equals(ASCII: "POST") && version.last == UInt8(ascii: "1"))
     }
 
     /// The header names the fast path looks at.
@@ -98,12 +98,7 @@ struct RequestHead {
 
         init(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) {
             let name = bytes[name]
-            func starts(with lowercase: String) -> Bool {
-                name.count >= lowercase.utf8.count && zip(name, lowercase.utf8).allSatisfy { $0 | 0x20 == $1 }
-            }
-            func `is`(_ lowercase: String) -> Bool {
-                name.count == lowercase.utf8.count && starts(with: lowercase)
-            }
+            func `is`(_ lowercase: StaticString) -> Bool { name.equals(ASCII: lowercase, ignoringCase: true) }
             switch name.count {
             case 14 where `is`("content-length"): self = .contentLength
             case 17 where `is`("transfer-encoding"): self = .transferEncoding
@@ -113,7 +108,7 @@ struct RequestHead {
             case 13 where `is`("cache-control"), 10 where `is`("connection"), 6 where `is`("expect"),
                 16 where `is`("content-encoding"):
                 self = .control
-            case 11... where starts(with: "x-gemcache-"): self = .control
+            case 11... where name.starts(withASCII: "x-gemcache-", ignoringCase: true): self = .control
             default: self = .other
             }
         }

@@ -1,0 +1,1 @@
+../../../../Sources/GemcacheCore/FastPath/ASCIIMatching.swift
