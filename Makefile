@@ -40,6 +40,7 @@ bench: build
 	benchmarks/misspath.py --bin $(BENCH_BIN)
 	benchmarks/callreduction.py --bin $(BENCH_BIN)
 	benchmarks/missstorm.py --bin $(BENCH_BIN)
+	benchmarks/missstorm.py --bin $(BENCH_BIN) --no-strace
 	benchmarks/scaling.py --bin $(BENCH_BIN)
 	benchmarks/sharedtier.py --bin $(BENCH_BIN)
 

@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Hit path side by side, in one run: gemcache vs nginx proxy_cache vs nginx `return 200`.
+"""Hit path side by side, in one run: gemcache vs nginx proxy_cache vs nginx `return 200` vs LiteLLM.
 
-Starts the mock upstream, gemcache and nginx on 127.0.0.1, warms both caches with the request in
-post.lua, then runs wrk against each target in alternating rounds (so that drift and other load hit
-every target alike) and prints a Markdown table of the medians with ratios to nginx proxy_cache.
+Starts the mock upstream, gemcache, nginx and the LiteLLM proxy (in-memory cache, Gemini provider
+pointed at the mock) on 127.0.0.1, warms every cache, then runs wrk against each target in
+alternating rounds (so that drift and other load hit every target alike) and prints a Markdown table
+of the medians with ratios to nginx proxy_cache. gemcache and nginx answer the generateContent
+request of post.lua; LiteLLM, which speaks the OpenAI API to clients, the chat completion of
+litellm.lua (the same prompt).
 
-Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--rounds 3] [--duration 8] [--connections 64,8]
-Needs: nginx, wrk (apt-get install -y nginx wrk), a release build of gemcache.
+Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm]
+Needs: nginx, wrk (apt-get install -y nginx wrk), a release build of gemcache; LiteLLM is installed
+from PyPI into --litellm-venv (default .venv-litellm) on first use.
 """
 import argparse
 import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -25,9 +30,18 @@ ROOT = os.path.dirname(HERE)
 PATH = "/v1beta/models/gemini-2.5-flash:generateContent"
 
 
-def lua_body():
-    text = open(os.path.join(HERE, "post.lua")).read()
+LITELLM_VERSION = "1.108.7"
+LITELLM_PATH = "/chat/completions"
+
+
+def lua_body(script="post.lua"):
+    text = open(os.path.join(HERE, script)).read()
     return re.search(r"wrk.body = '(.*)'", text).group(1)
+
+
+def lua_header(script, name):
+    text = open(os.path.join(HERE, script)).read()
+    return re.search(rf'wrk.headers\["{name}"\] = "(.*)"', text).group(1)
 
 
 def post(port, body, key="benchmark-key"):
@@ -52,10 +66,10 @@ def wait_for(port, timeout=20):
     sys.exit(f"nothing listens on {port}")
 
 
-def wrk(port, connections, duration):
+def wrk(port, connections, duration, script="post.lua", path=PATH):
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, "post.lua"),
-         f"http://127.0.0.1:{port}{PATH}"],
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, script),
+         f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True,
     ).stdout
     return parse_wrk(out)
@@ -80,6 +94,49 @@ def rss_mib(pid):
     return 0
 
 
+def process_tree(pid):
+    """A process and all of its descendants (LiteLLM's workers are child processes)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
+def tree_rss_mib(pid):
+    total = 0
+    for member in process_tree(pid):
+        try:
+            total += rss_mib(member)
+        except OSError:
+            pass
+    return total
+
+
+def pause(pids, paused):
+    """Stops (or continues) processes: LiteLLM's Python processes wake up on their own now and then,
+    which showed in the other targets' p99, so they are stopped while the others are measured."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def ratio(value, bar):
+    """`value / bar` to two decimals, or as 1/N when that would round to nothing."""
+    return f"{value / bar:.2f}" if value / bar >= 0.05 else f"1/{bar / value:,.0f}"
+
+
 def start_stack(binary, work, mock_port, gemcache_port, processes, log):
     """Starts the mock upstream and gemcache in front of it (from `work`, so that the repository's
     proxy.conf is not picked up), appends both to `processes`, waits until they listen.
@@ -93,6 +150,50 @@ def start_stack(binary, work, mock_port, gemcache_port, processes, log):
     processes.append(gemcache)
     wait_for(gemcache_port)
     return gemcache
+
+
+def start_litellm(venv, work, mock_port, port, processes, log):
+    """Starts the LiteLLM proxy with its in-memory cache in front of the mock upstream (installing it
+    from PyPI into `venv` first when it is not there) and checks that it answers repeats from its cache."""
+    binary = os.path.join(venv, "bin", "litellm")
+    if not os.path.exists(binary):
+        print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+    config = os.path.join(work, "litellm.yaml")
+    open(config, "w").write(
+        "model_list:\n"
+        "  - model_name: gemini-2.5-flash\n"
+        "    litellm_params:\n"
+        "      model: gemini/gemini-2.5-flash\n"
+        f"      api_base: http://127.0.0.1:{mock_port}/v1beta\n"
+        "      api_key: benchmark-key\n"
+        "litellm_settings:\n"
+        "  cache: true\n"
+        "  cache_params:\n"
+        "    type: local\n"
+    )
+    authorization = lua_header("litellm.lua", "Authorization")
+    processes.append(subprocess.Popen(
+        [binary, "--config", config, "--port", str(port), "--host", "127.0.0.1", "--num_workers", "2"], cwd=work, stdout=log, stderr=log,
+        env={**os.environ, "LITELLM_MASTER_KEY": authorization.removeprefix("Bearer "), "LITELLM_LOG": "ERROR"},
+    ))
+    wait_for(port, timeout=180)
+    # Each of the two workers keeps its own cache: warm both, then require a run of hits.
+    body = lua_body("litellm.lua").encode()
+    hits = []
+    for _ in range(30):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{LITELLM_PATH}", data=body, method="POST",
+            headers={"Content-Type": "application/json", "Authorization": authorization},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = response.read().decode()
+            hits.append("x-litellm-cache-key" in {name.lower() for name in response.headers.keys()})
+        if "Mock answer to: Why is the sky blue?" not in answer:
+            sys.exit(f"LiteLLM does not pass on the upstream's answer: {answer[:200]}")
+    if not all(hits[-10:]):
+        sys.exit(f"LiteLLM's cache is not warm: {hits}")
 
 
 def stop_all(processes, work):
@@ -115,12 +216,15 @@ def main():
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", default="64,8")
     parser.add_argument("--base-port", type=int, default=18100)
+    parser.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
+    parser.add_argument("--litellm-venv", default=os.path.join(ROOT, ".venv-litellm"))
     args = parser.parse_args()
     args.bin = os.path.abspath(args.bin)
-    mock_port, gemcache_port, cache_port, return_port = (args.base_port + i for i in range(4))
+    mock_port, gemcache_port, cache_port, return_port, litellm_port = (args.base_port + i for i in range(5))
     work = tempfile.mkdtemp(prefix="gemcache-bench-")
     os.chmod(work, 0o755)  # nginx workers run as an unprivileged user when started by root
     processes = []
+    litellm_pids = []
     try:
         log = open(os.path.join(work, "servers.log"), "w")
         gemcache = start_stack(args.bin, work, mock_port, gemcache_port, processes, log)
@@ -146,31 +250,42 @@ def main():
         if g_answer != answer or n_answer != answer:
             sys.exit("the caches do not serve the upstream's answer")
 
-        targets = [("gemcache", gemcache_port), ("nginx proxy_cache", cache_port), ("nginx return 200", return_port)]
+        targets = [("gemcache", gemcache_port, "post.lua", PATH), ("nginx proxy_cache", cache_port, "post.lua", PATH),
+                   ("nginx return 200", return_port, "post.lua", PATH)]
+        if not args.no_litellm:
+            start_litellm(os.path.abspath(args.litellm_venv), work, mock_port, litellm_port, processes, log)
+            targets.append(("LiteLLM proxy, cache on", litellm_port, "litellm.lua", LITELLM_PATH))
+            litellm_pids = process_tree(processes[-1].pid)
+            pause(litellm_pids, True)
         connection_counts = [int(c) for c in args.connections.split(",")]
         load_before = open("/proc/loadavg").read().split()[:3]
-        results = {(name, c): [] for name, _ in targets for c in connection_counts}
+        results = {(name, c): [] for name, *_ in targets for c in connection_counts}
         for round_index in range(args.rounds):
             for c in connection_counts:
-                for name, port in targets:
-                    result = wrk(port, c, args.duration)
+                for name, port, script, path in targets:
+                    if port == litellm_port:
+                        pause(litellm_pids, False)
+                    result = wrk(port, c, args.duration, script, path)
+                    if port == litellm_port:
+                        pause(litellm_pids, True)
                     results[(name, c)].append(result)
                     print(f"round {round_index + 1} c={c} {name}: {result}", file=sys.stderr)
         load_after = open("/proc/loadavg").read().split()[:3]
         gemcache_rss = rss_mib(gemcache.pid)
+        litellm_rss = "" if args.no_litellm else f"; LiteLLM RSS (2 workers and their parent) {tree_rss_mib(processes[-1].pid):.0f} MiB"
 
         print(f"Run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before {' '.join(load_before)}, after {' '.join(load_after)}; "
-              f"{args.rounds} alternating rounds x {args.duration} s per target, wrk -t2; gemcache RSS after the run {gemcache_rss:.0f} MiB.")
+              f"{args.rounds} alternating rounds x {args.duration} s per target, wrk -t2; gemcache RSS after the run {gemcache_rss:.0f} MiB{litellm_rss}.")
         print()
         print("| connections | target | req/s (median) | ratio to nginx proxy_cache | p50 ms | p99 ms | p99 per round ms | non-2xx |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for c in connection_counts:
             bar = statistics.median(r["rps"] for r in results[("nginx proxy_cache", c)])
-            for name, _ in targets:
+            for name, *_ in targets:
                 rounds = results[(name, c)]
                 rps = statistics.median(r["rps"] for r in rounds)
                 per_round = " / ".join(f"{r['p99']:.2f}" for r in rounds)
-                print(f"| {c} | {name} | {rps:,.0f} | {rps / bar:.2f} | {statistics.median(r['p50'] for r in rounds):.2f} | "
+                print(f"| {c} | {name} | {rps:,.0f} | {ratio(rps, bar)} | {statistics.median(r['p50'] for r in rounds):.2f} | "
                       f"{statistics.median(r['p99'] for r in rounds):.2f} | {per_round} | "
                       f"{sum(r['non2xx'] for r in rounds)} |")
         stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gemcache_port}/_gemcache/stats"))
@@ -178,6 +293,7 @@ def main():
         print(f"gemcache stats after the run: requests {stats.get('requests')}, hits {stats.get('hits')}, misses {stats.get('misses')}, "
               f"upstream_requests {stats.get('upstream_requests')}.")
     finally:
+        pause(litellm_pids, False)  # so that it can stop when asked
         stop_all(processes, work)
 
 
