@@ -50,7 +50,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
         maxReaders: Int = 512,
         noSync: Bool = false
     ) throws {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        // Only the owner may read what is stored (a cache holds answers to other people's prompts):
+        // the folder is created 0700 and LMDB creates its files 0600 (modes of existing ones are kept).
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var created: OpaquePointer?
         try check(mdb_env_create(&created), "mdb_env_create")
         let env = created!
@@ -68,7 +70,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             // MDB_WRITEMAP is deliberately never used.
             var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NOMETASYNC)
             if noSync { flags |= UInt32(MDB_NOSYNC) }
-            try check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open")
+            try check(mdb_env_open(env, path, flags, 0o600), "mdb_env_open")
             // > Stale reader transactions left behind by an aborted program cause further writes
             // > to grow the database quickly ... Fix: Check for stale readers periodically.
             try check(mdb_reader_check(env, &dead), "mdb_reader_check")

@@ -54,6 +54,20 @@ struct CacheStoreTests {
         }
     }
 
+    @Test func onlyTheOwnerCanReadANewStore() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try await open(directory)
+            #expect(await store.store(entry("{}", at: 1), for: key("one")))
+            await store.close()
+            let permissions = { (name: String) in
+                (try FileManager.default.attributesOfItem(atPath: directory.path + "/store" + name)[.posixPermissions] as? Int) ?? -1
+            }
+            #expect(try permissions("") == 0o700)
+            #expect(try permissions("/data.mdb") == 0o600)
+            #expect(try permissions("/lock.mdb") == 0o600)
+        }
+    }
+
     @Test func countersAreSharedAndPersistent() async throws {
         try await withTemporaryDirectory { directory in
             let store = try await open(directory)
