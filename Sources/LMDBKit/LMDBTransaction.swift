@@ -48,24 +48,28 @@ public struct LMDBTransaction: ~Copyable {
         key: some Collection<UInt8>,
         _ body: (UnsafeRawBufferPointer) throws -> R
     ) throws -> R? {
-        try withBytes(key) { keyBytes -> R? in try value(db, key: keyBytes).map(body) }
+        try withBytes(key) { keyBytes -> R? in
+            var result: R?
+            try withRawValue(db, key: keyBytes) { value in result = try value.map(body) }
+            return result
+        }
     }
 
-    /// The value stored under `key`, in place in the memory map, or nil if the key is absent.
-    ///
-    /// The bytes are valid only while this transaction lasts and `db` is not written in it; use them
-    /// inside the transaction's closure. Unlike ``withValue(_:key:_:)`` this is not generic, so a caller
-    /// in another module pays no generic-metadata lookups per read (they showed in profiles of the
-    /// cache-hit path).
-    public func value(_ db: LMDBDatabase, key: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer? {
+    /// Calls `body` with the value stored under `key` in place, or with nil if the key is absent;
+    /// the buffer must not escape `body`. ``withValue(_:key:_:)`` without generics: a caller in
+    /// another module pays no generic-metadata lookups per read (they showed in profiles of the
+    /// cache-hit path), so the fast path reads through this.
+    public func withRawValue(
+        _ db: LMDBDatabase, key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> Void
+    ) throws {
         var k = MDB_val(key)
         var v = MDB_val()
         // > Values returned from the database are valid only until a subsequent
         // > update operation, or the end of the transaction.
         let rc = mdb_get(handle, db.dbi, &k, &v)
-        if rc == MDB_NOTFOUND { return nil }
+        if rc == MDB_NOTFOUND { return try body(nil) }
         try check(rc, "mdb_get")
-        return UnsafeRawBufferPointer(v)
+        try body(UnsafeRawBufferPointer(v))
     }
 
     /// Stores `value` under `key`, replacing any existing value unless `flags`

@@ -18,10 +18,12 @@ extension CacheStore {
     ) -> R? {
         let (aliases, entries) = (self.aliases, self.entries)
         return try? environment.withReadTransaction { txn -> R? in
-            guard let key = try txn.value(aliases, key: rawKey), key.count == Digest.sha256Length,
-                let record = try txn.value(entries, key: key)
-            else { return nil }
-            return body(key, record)
+            var result: R?
+            try txn.withRawValue(aliases, key: rawKey) { key in
+                guard let key, key.count == Digest.sha256Length else { return }
+                try txn.withRawValue(entries, key: key) { record in result = record.map { body(key, $0) } }
+            }
+            return result
         } ?? nil
     }
 
