@@ -55,6 +55,7 @@ def main():
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
+    args.bin = os.path.abspath(args.bin)
     work = tempfile.mkdtemp(prefix="gemcache-soak-")
     mock_port, proxy_port = 18391, 18390
     environment = dict(os.environ, GEMCACHE_STORE_MAX_SIZE="32MiB", LOG_LEVEL="warning")
