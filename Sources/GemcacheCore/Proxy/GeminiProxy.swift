@@ -58,6 +58,8 @@ public final class GeminiProxy: Sendable {
     struct Prepared: Sendable {
         let route: CachedRoute
         let key: CacheKey
+        /// The scope the key was made with, recorded in stored entries (for imports under another salt).
+        let scope: CacheEntry.Scope
         /// The scope as it entered the key, for keys of parts of this request (batch items).
         let scopeTag: String
         /// The credential's salted hash (for shared-scope verification).
@@ -70,9 +72,6 @@ public final class GeminiProxy: Sendable {
         let headers: [(name: String, value: String)]
         /// How the answer streams, for streaming requests.
         let framing: StreamFraming?
-
-        /// The scope the key was made with, recorded in stored entries (for imports under another salt).
-        var scope: CacheEntry.Scope { scopeTag == "shared" ? .shared : .perKey }
 
         /// The body parsed, for the storing rules; parsed only when an answer may be stored, so that a
         /// hit pays for one parse (the key's), not two.
@@ -129,7 +128,7 @@ public final class GeminiProxy: Sendable {
         default: nil
         }
         return Prepared(
-            route: route, key: keyed.key, scopeTag: keyed.scopeTag, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: keyed.controls, body: body,
+            route: route, key: keyed.key, scope: keyed.scope, scopeTag: keyed.scopeTag, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: keyed.controls, body: body,
             pathAndQuery: request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""),
             headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
         )

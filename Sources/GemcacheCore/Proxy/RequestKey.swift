@@ -7,8 +7,8 @@ struct RequestKey {
     let key: CacheKey
     /// The normalized body as it entered the key.
     let canonical: [UInt8]
-    /// `shared` or `per_key`.
-    let scope: String
+    /// The scope the key was made with.
+    let scope: CacheEntry.Scope
     /// The scope as it enters the key: `shared` or the credential's tag.
     let scopeTag: String
     /// The credential's salted hash, whatever the scope (for shared-scope verification).
@@ -43,7 +43,7 @@ struct RequestKey {
             openAIBody = route.isOpenAI ? StorePolicy.parse(body) as? [String: Any] : nil
         }
         let shared = configuration.effectiveScope == .shared
-        scope = shared ? "shared" : "per_key"
+        scope = shared ? .shared : .perKey
         credentialTag = GemcacheCore.scopeTag(credential: credential, salt: salt)
         scopeTag = shared ? "shared" : credentialTag
         namespace = controls.namespace

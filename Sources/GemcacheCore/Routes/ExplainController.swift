@@ -38,7 +38,7 @@ struct ExplainController<Context: RequestContext> {
         let answer: [String: Any] = [
             "key": keyed.key.hex,
             "canonical": String(decoding: keyed.canonical, as: UTF8.self),
-            "scope": keyed.scope,
+            "scope": keyed.scope.rawValue,
             "namespace": keyed.namespace ?? NSNull(),
             "scheme_version": CacheKeyComponents.schemeVersion,
         ]
