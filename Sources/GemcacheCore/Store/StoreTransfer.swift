@@ -115,7 +115,9 @@ public enum StoreTransfer {
             }
             state.entries += 1
             state.bytes = reader.bytesRead
-            if saltDiffers && record.1.scope != .shared && !(record.1.scope == nil && assumeShared) {
+            // Under another salt only shared entries can be found (and, if told so, those of unknown scope).
+            let findable = !saltDiffers || record.1.scope == .shared || (record.1.scope == nil && assumeShared)
+            if !findable {
                 summary.skipped += 1
             } else {
                 batch.append(record)
