@@ -19,7 +19,7 @@ public final class PostgresServer: Sendable {
         }
         self.binaries = binaries
         dataDirectory = "/tmp/gemcache-postgres-" + UUID().uuidString
-        port = try freeLoopbackPort()
+        port = try freePortBelowEphemeralRange()
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         if getuid() == 0 { try FileManager.default.setAttributes([.ownerAccountName: "postgres"], ofItemAtPath: dataDirectory) }
         try await run("initdb", ["-D", dataDirectory + "/data", "-U", "gemcache", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
@@ -29,7 +29,13 @@ public final class PostgresServer: Sendable {
     /// Starts (or restarts) the server and waits until it accepts connections.
     public func start() async throws {
         let options = "-p \(port) -c listen_addresses=127.0.0.1 -k \(dataDirectory) -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        try await run("pg_ctl", ["-D", dataDirectory + "/data", "-l", dataDirectory + "/server.log", "-o", options, "-w", "-t", "30", "start"])
+        let log = dataDirectory + "/server.log"
+        do {
+            try await run("pg_ctl", ["-D", dataDirectory + "/data", "-l", log, "-o", options, "-w", "-t", "30", "start"])
+        } catch {
+            let lines = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(5) ?? []
+            throw PostgresServerError("\(error); server.log ends: \(lines.joined(separator: " | "))")
+        }
     }
 
     /// Stops the server at once (fast shutdown: open connections are closed).
@@ -105,19 +111,29 @@ public func withPostgres<R>(_ body: (PostgresServer) async throws -> R) async th
     }
 }
 
-/// A loopback port that was free a moment ago (the kernel's pick for port 0).
-func freeLoopbackPort() throws -> Int {
+/// A loopback port that is free now and below the kernel's ephemeral range, so that no connection
+/// another test opens meanwhile (their local ports come from that range, as do listeners on port 0)
+/// can take it before PostgreSQL binds it, or while a test has stopped the server to restart it.
+func freePortBelowEphemeralRange() throws -> Int {
+    let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+        .split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+    let ephemeralLow = range?.first ?? 32768
+    for _ in 0..<100 {
+        let port = Int.random(in: 10000..<max(ephemeralLow, 10001))
+        if isFreeLoopbackPort(port) { return port }
+    }
+    throw PostgresServerError("no free loopback port below \(ephemeralLow)")
+}
+
+private func isFreeLoopbackPort(_ port: Int) -> Bool {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { throw PostgresServerError("socket() failed") }
+    guard descriptor >= 0 else { return false }
     defer { close(descriptor) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard bound else { throw PostgresServerError("could not bind a loopback port") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
