@@ -149,8 +149,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// Runs `body` in a read-only transaction on the calling thread.
     ///
-    /// The caller's thread may block on disk I/O (page faults in the memory map), so do not
-    /// call this on an event loop, except for tiny reads of pages known to be in memory.
+    /// The caller's thread waits for the disk when a page is not in memory (page faults in the map):
+    /// fine for a lookup of one key, as a cache's hot path does on its event loop; run scans and
+    /// counts with ``read(_:)`` instead.
     public func withReadTransaction<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
         try withTransaction(readOnly: true, body)
     }

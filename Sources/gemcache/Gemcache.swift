@@ -4,6 +4,8 @@ import GemcacheCore
 import GeminiMock
 import Hummingbird
 import Logging
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 
@@ -48,6 +50,9 @@ struct Serve: AsyncParsableCommand {
     var data: String?
 
     func run() async throws {
+        // Swift concurrency's jobs run on NIO's event loops, the threads that the server and
+        // AsyncHTTPClient use anyway: a miss no longer hops between two thread pools (benchmarks/RESULTS.md §2).
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         var overrides: [String: String] = [:]
         overrides["listen.host"] = host
         overrides["listen.port"] = port.map(String.init)

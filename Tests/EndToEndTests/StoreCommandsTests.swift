@@ -59,7 +59,7 @@ struct StoreCommandsTests {
         let store = try await CacheStore.openForCommand(configuration: configuration, create: false)
         var entries: [CacheKey: CacheEntry] = [:]
         for name in ["0", "1", "2", "3"].flatMap({ ["\($0)-old", "\($0)-new"] }) {
-            if let entry = try await store.lookup(key(name)) { entries[key(name)] = entry }
+            if let entry = try store.lookup(key(name)) { entries[key(name)] = entry }
         }
         #expect(try await store.entryCount() == entries.count)
         await store.close()

@@ -47,7 +47,7 @@ struct StoreReliabilityTests {
             clock.withLock { $0 += 2000 }
             func present(_ prefix: String) async throws -> Int {
                 var count = 0
-                for index in 0..<4 where try await store.lookup(Self.cacheKey("\(prefix)\(index)")) != nil { count += 1 }
+                for index in 0..<4 where try store.lookup(Self.cacheKey("\(prefix)\(index)")) != nil { count += 1 }
                 return count
             }
             var filler = 0
@@ -60,8 +60,8 @@ struct StoreReliabilityTests {
                 if old < 4 { break }
             }
             #expect(filler < 200, "the map never filled up")
-            #expect(try await store.lookup(Self.cacheKey("old0")) == nil)
-            #expect(try await store.lookup(Self.cacheKey("fill\(filler - 1)"))?.body == Self.bigEntry("fill\(filler - 1)", storedAt: 0, expiresAt: 0).body)
+            #expect(try store.lookup(Self.cacheKey("old0")) == nil)
+            #expect(try store.lookup(Self.cacheKey("fill\(filler - 1)"))?.body == Self.bigEntry("fill\(filler - 1)", storedAt: 0, expiresAt: 0).body)
             await store.close()
         }
     }
@@ -120,7 +120,7 @@ struct StoreReliabilityTests {
             }
             // The proxy's evictions took the oldest entries; every entry left reads back whole.
             let reopened = try await CacheStore.open(configuration: Self.storeSettings(dir), scopeSalt: nil, logger: quietLogger)
-            for index in 0..<8 { #expect(try await reopened.lookup(Self.cacheKey("old\(index)")) == nil) }
+            for index in 0..<8 { #expect(try reopened.lookup(Self.cacheKey("old\(index)")) == nil) }
             #expect(reopened.recoveredFrom == nil)
             await reopened.close()
         }

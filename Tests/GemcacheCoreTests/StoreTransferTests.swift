@@ -102,7 +102,7 @@ struct StoreTransferTests {
             // A proxy opening the imported store uses the adopted salt, so per-key entries keep working.
             let reopened = try await Self.proxyStore(dir.path + "/target")
             #expect(reopened.scopeSalt == salt)
-            #expect(try await reopened.lookup(Self.key("binary")) == samples[3].1)
+            #expect(try reopened.lookup(Self.key("binary")) == samples[3].1)
             await reopened.close()
         }
     }
@@ -147,13 +147,13 @@ struct StoreTransferTests {
             let skipped = try await Self.import(dir.path + "/cache.jsonl", into: target)
             #expect(skipped == .init(imported: 2, skipped: 3, dropped: 0, salt: .differs))
             #expect(try await target.entryCount() == 3)
-            #expect(try await target.lookup(Self.key("binary")) == samples[3].1)
-            #expect(try await target.lookup(Self.key("named")) == nil)
+            #expect(try target.lookup(Self.key("binary")) == samples[3].1)
+            #expect(try target.lookup(Self.key("named")) == nil)
             // --assume-shared takes the entry of unknown scope as shared; per-key ones still stay out.
             let forced = try await Self.import(dir.path + "/cache.jsonl", into: target, assumeShared: true)
             #expect(forced == .init(imported: 3, skipped: 2, dropped: 0, salt: .differs))
             #expect(try await target.entryCount() == 4)
-            #expect(try await target.lookup(Self.key("stream")) == samples[2].1)
+            #expect(try target.lookup(Self.key("stream")) == samples[2].1)
             await target.close()
         }
     }

@@ -197,7 +197,7 @@ public final class GeminiProxy: Sendable {
     /// An expired entry still within `cache.stale_if_error` of its expiry (SPEC §6).
     func staleEntry(_ key: CacheKey) async -> CacheEntry? {
         let window = configuration.cache.staleIfError.milliseconds
-        guard window > 0, let entry = try? await store.lookup(key) else { return nil }
+        guard window > 0, let entry = try? store.lookup(key) else { return nil }
         let now = now()
         return now >= entry.expiresAt && now < entry.expiresAt + window ? entry : nil
     }
@@ -206,7 +206,7 @@ public final class GeminiProxy: Sendable {
     /// that and when `askShared`, from the shared tier (copied into the store for the next time).
     func freshEntry(_ key: CacheKey, maxAge: Int64?, askShared: Bool = true, logger: Logger) async -> CacheEntry? {
         do {
-            if let entry = try await store.lookup(key), isFresh(entry, maxAge: maxAge) { return entry }
+            if let entry = try store.lookup(key), isFresh(entry, maxAge: maxAge) { return entry }
         } catch {
             logger.error("store lookup failed", metadata: ["store.error": "\(error)"])
         }

@@ -4,13 +4,14 @@ import Foundation
 enum StorePolicy {
     /// Only complete, successful answers: HTTP 200 and a JSON body, and for generation every candidate
     /// (OpenAI: every choice) finished normally — length-limited only when the request set the limit.
-    static func isStorable(_ operation: CachedRoute.Operation, status: Int, answer: Any?, request: Any?) -> Bool {
+    /// The request is parsed only for a length-limited answer.
+    static func isStorable(_ operation: CachedRoute.Operation, status: Int, answer: Any?, request: @autoclosure () -> Any?) -> Bool {
         guard status == 200, let answer else { return false }
         switch operation {
         case .generateContent, .streamGenerateContent:
-            return isCompleteGeneration(answer, request: request)
+            return isCompleteGeneration(answer, request: request())
         case .openAIChat:
-            return isCompleteChat(answer, request: request)
+            return isCompleteChat(answer, request: request())
         case .countTokens, .embedContent, .batchEmbedContents, .listModels, .getModel, .openAIEmbeddings:
             return true
         }
@@ -18,17 +19,16 @@ enum StorePolicy {
 
     /// Every candidate finished with STOP (MAX_TOKENS only when the request set `maxOutputTokens`);
     /// never a blocked prompt or an empty candidate list.
-    static func isCompleteGeneration(_ answer: Any, request: Any?) -> Bool {
+    static func isCompleteGeneration(_ answer: Any, request: @autoclosure () -> Any?) -> Bool {
         guard let object = answer as? [String: Any] else { return false }
         if let feedback = object["promptFeedback"] as? [String: Any], feedback["blockReason"] != nil {
             return false
         }
         guard let candidates = object["candidates"] as? [[String: Any]], !candidates.isEmpty else { return false }
-        let limited = setsLimit(request, section: ["generationConfig", "generation_config"], fields: ["maxOutputTokens", "max_output_tokens"])
         return candidates.allSatisfy { candidate in
             switch candidate["finishReason"] as? String {
             case "STOP": true
-            case "MAX_TOKENS": limited
+            case "MAX_TOKENS": setsLimit(request(), section: ["generationConfig", "generation_config"], fields: ["maxOutputTokens", "max_output_tokens"])
             default: false
             }
         }
@@ -36,13 +36,12 @@ enum StorePolicy {
 
     /// Every choice finished with `stop` (`length` only when the request set `max_tokens`), in a whole
     /// answer or in the last chunk of a stream.
-    static func isCompleteChat(_ answer: Any, request: Any?) -> Bool {
+    static func isCompleteChat(_ answer: Any, request: @autoclosure () -> Any?) -> Bool {
         guard let choices = (answer as? [String: Any])?["choices"] as? [[String: Any]], !choices.isEmpty else { return false }
-        let limited = setsLimit(request, section: [], fields: ["max_tokens", "max_completion_tokens"])
         return choices.allSatisfy { choice in
             switch choice["finish_reason"] as? String {
             case "stop": true
-            case "length": limited
+            case "length": setsLimit(request(), section: [], fields: ["max_tokens", "max_completion_tokens"])
             default: false
             }
         }

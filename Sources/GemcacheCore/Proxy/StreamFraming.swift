@@ -35,15 +35,15 @@ enum StreamFraming: Sendable {
     }
 
     /// Whether a recorded stream is complete and successful: its last answer finished normally.
-    func isComplete(_ answers: [Any], request: Any?) -> Bool {
+    func isComplete(_ answers: [Any], request: @autoclosure () -> Any?) -> Bool {
         switch self {
         case .sse, .jsonArray:
             guard let last = answers.last else { return false }
-            return StorePolicy.isCompleteGeneration(last, request: request)
+            return StorePolicy.isCompleteGeneration(last, request: request())
         case .openAI:
             // A trailing usage-only chunk may follow the last chunk with choices.
             guard let last = answers.last(where: { (($0 as? [String: Any])?["choices"] as? [Any])?.isEmpty == false }) else { return false }
-            return StorePolicy.isCompleteChat(last, request: request)
+            return StorePolicy.isCompleteChat(last, request: request())
         }
     }
 

@@ -34,6 +34,9 @@ public struct UpstreamClient: Sendable {
             client.connectionPool.retryConnectionEstablishment = false
             client.decompression = decompression
             client.httpVersion = .automatic
+            // No tracer: with none bootstrapped, AsyncHTTPClient would still build a no-op span's
+            // attributes (parsing the URL with Foundation) on every request.
+            client.tracing.tracer = nil
             return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: client)
         }
         self.decoding = make(.enabled(limit: .ratio(200)))

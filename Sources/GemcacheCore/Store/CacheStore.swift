@@ -181,9 +181,11 @@ public final class CacheStore: Sendable {
     // MARK: - Entries
 
     /// The entry under `key`, expired or not (the caller decides what an expired entry may still do).
-    public func lookup(_ key: CacheKey) async throws -> CacheEntry? {
-        let entries = self.entries
-        return try await environment.read { txn in
+    ///
+    /// Reads on the calling thread, as the fast path does: one key's pages, found in memory but for a
+    /// cold store, where the thread waits for the disk read.
+    public func lookup(_ key: CacheKey) throws -> CacheEntry? {
+        try environment.withReadTransaction { txn in
             try txn.withValue(entries, key: key.bytes) { EntryRecord.decode($0) } ?? nil
         }
     }
