@@ -5,7 +5,8 @@ import Synchronization
 
 /// An open LMDB environment: a directory holding `data.mdb` and `lock.mdb`.
 ///
-/// Reads run on `NIOThreadPool.singleton`, writes on a single dedicated writer thread,
+/// Reads run on `NIOThreadPool.singleton` (or, with ``withReadTransaction(_:)``, on the calling
+/// thread), writes on a single dedicated writer thread,
 /// and every transaction lives only for the duration of one synchronous closure.
 /// Open each path at most once per process, and call ``close()`` when done; `deinit`
 /// closes silently if ``close()`` was not called.
