@@ -138,17 +138,22 @@ def ratio(value, bar):
 
 
 def start_stack(binary, work, mock_port, gemcache_port, processes, log):
-    """Starts the mock upstream and gemcache in front of it (from `work`, so that the repository's
-    proxy.conf is not picked up), appends both to `processes`, waits until they listen.
-    Returns the gemcache process."""
+    """Starts the mock upstream and gemcache in front of it, appends both to `processes`, waits until
+    they listen. Returns the gemcache process."""
     processes.append(subprocess.Popen([binary, "mock-upstream", "--port", str(mock_port)], cwd=work, stdout=log, stderr=log))
     wait_for(mock_port)
+    return start_gemcache(binary, work, "data", mock_port, gemcache_port, processes, log)
+
+
+def start_gemcache(binary, work, data, mock_port, port, processes, log):
+    """Starts `gemcache serve` with its store in work/`data` (from `work`, so that the repository's
+    proxy.conf is not picked up), appends it to `processes`, waits until it listens. Returns it."""
     gemcache = subprocess.Popen(
-        [binary, "serve", "--port", str(gemcache_port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, "data")],
+        [binary, "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, data)],
         cwd=work, stdout=log, stderr=log, env={**os.environ, "LOG_LEVEL": "warning"},
     )
     processes.append(gemcache)
-    wait_for(gemcache_port)
+    wait_for(port)
     return gemcache
 
 

@@ -14,7 +14,6 @@ Usage: benchmarks/misspath.py [--bin .build/release/gemcache] [--compare OTHER_B
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hitpath import HERE, PATH, ROOT, rss_mib, start_stack, stop_all, wait_for  # noqa: E402
+from hitpath import HERE, PATH, ROOT, rss_mib, start_gemcache, start_stack, stop_all  # noqa: E402
 import hitpath  # noqa: E402
 
 
@@ -62,13 +61,8 @@ def main():
         targets = [("mock upstream, direct", mock_port, mock.pid), ("through gemcache (miss + store)", gemcache_port, gemcache.pid)]
         for index, other in enumerate(args.compare, start=1):
             port = gemcache_port + index
-            processes.append(subprocess.Popen(
-                [os.path.abspath(other), "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{mock_port}",
-                 "--data", os.path.join(work, f"data-{index}")],
-                cwd=work, stdout=log, stderr=log, env={**os.environ, "LOG_LEVEL": "warning"},
-            ))
-            wait_for(port)
-            targets.append((f"through {os.path.basename(other)} (miss + store)", port, processes[-1].pid))
+            process = start_gemcache(os.path.abspath(other), work, f"data-{index}", mock_port, port, processes, log)
+            targets.append((f"through {os.path.basename(other)} (miss + store)", port, process.pid))
         load_before = open("/proc/loadavg").read().split()[:3]
         results = {(name, c): [] for name, _, _ in targets for c in (1, 16)}
         for round_index in range(args.rounds):
