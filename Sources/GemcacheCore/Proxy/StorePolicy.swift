@@ -25,10 +25,11 @@ enum StorePolicy {
             return false
         }
         guard let candidates = object["candidates"] as? [[String: Any]], !candidates.isEmpty else { return false }
+        lazy var limited = setsLimit(request(), section: ["generationConfig", "generation_config"], fields: ["maxOutputTokens", "max_output_tokens"])
         return candidates.allSatisfy { candidate in
             switch candidate["finishReason"] as? String {
             case "STOP": true
-            case "MAX_TOKENS": setsLimit(request(), section: ["generationConfig", "generation_config"], fields: ["maxOutputTokens", "max_output_tokens"])
+            case "MAX_TOKENS": limited
             default: false
             }
         }
@@ -38,10 +39,11 @@ enum StorePolicy {
     /// answer or in the last chunk of a stream.
     static func isCompleteChat(_ answer: Any, request: @autoclosure () -> Any?) -> Bool {
         guard let choices = (answer as? [String: Any])?["choices"] as? [[String: Any]], !choices.isEmpty else { return false }
+        lazy var limited = setsLimit(request(), section: [], fields: ["max_tokens", "max_completion_tokens"])
         return choices.allSatisfy { choice in
             switch choice["finish_reason"] as? String {
             case "stop": true
-            case "length": setsLimit(request(), section: [], fields: ["max_tokens", "max_completion_tokens"])
+            case "length": limited
             default: false
             }
         }
