@@ -61,7 +61,10 @@ import Testing
                 #expect(shared.header("x-gemcache") == "HIT")
                 #expect(shared.body == miss.body)
                 #expect(recorder.totalRequests == 1)
-                // The second instance kept a local copy: its next answer does not ask PostgreSQL again.
+                // The second instance keeps a local copy (written in the background, so wait for it):
+                // its next answer does not ask PostgreSQL again.
+                let copied = try await statsDocument(port: second) { $0["entries"] as? Int == 1 }
+                #expect(copied["entries"] as? Int == 1)
                 let local = try await send(port: second, path: Self.path, body: body, headers: Self.key)
                 #expect(local.header("x-gemcache") == "HIT")
                 let secondStats = try await statsDocument(port: second)
