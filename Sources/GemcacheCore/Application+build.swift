@@ -61,7 +61,7 @@ public func buildApplication(
         logger: logger
     )
     // Services stop in reverse order: the server first, then the upstream clients, the shared tier, the store last.
-    app.addServices(StoreMaintenanceService(store: store, shared: shared, logger: logger))
+    app.addServices(StoreMaintenanceService(store: store, shared: shared, syncInterval: configuration.store.syncInterval, logger: logger))
     if let shared { app.addServices(SharedTierService(shared: shared, store: store)) }
     app.addServices(UpstreamClientService(client: upstream), LedgerService(ledger: ledger))
     return app

@@ -30,6 +30,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     private let env: OpaquePointer
     private let writerPool: NIOThreadPool
+    private let unsyncedMarker: UnsyncedMarker
+    /// Whether commits skip the sync (`MDB_NOSYNC`), under ``unsyncedMarker``.
+    private let defersSync: Bool
     private let state = Mutex(State())
 
     private struct State {
@@ -43,14 +46,20 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ///   - mapSize: maximum size of the database in bytes; `put` throws ``LMDBError/mapFull`` beyond it.
     ///   - maxDatabases: maximum number of named databases.
     ///   - maxReaders: size of the reader lock table (concurrent read transactions).
-    ///   - noSync: skip `fsync` on commit (`MDB_NOSYNC`): a crash may lose recent commits.
+    ///   - deferSync: commit without the disk sync (`MDB_NOSYNC`), leaving it to ``syncDeferredWrites()``.
+    ///     Commits still survive the process (`kill -9` included), not the machine: the ``UnsyncedMarker``
+    ///     then makes the next open throw ``UnsyncedCommitsLost``.
+    /// - Throws: ``UnsyncedCommitsLost`` when a process of an earlier boot left commits unsynced here
+    ///   (whatever `deferSync` is now); otherwise an ``LMDBError``.
     public init(
         path: String,
         mapSize: Int,
         maxDatabases: Int = 8,
         maxReaders: Int = 512,
-        noSync: Bool = false
+        deferSync: Bool = false
     ) throws {
+        let marker = UnsyncedMarker(directory: path)
+        if marker.wasLeftByEarlierBoot { throw UnsyncedCommitsLost(path: marker.path) }
         // Only the owner may read what is stored (a cache holds answers to other people's prompts):
         // the folder is created 0700 and LMDB creates its files 0600 (modes of existing ones are kept).
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -70,7 +79,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
             // > crash may undo the last committed transaction.
             // MDB_WRITEMAP is deliberately never used.
             var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NOMETASYNC)
-            if noSync { flags |= UInt32(MDB_NOSYNC) }
+            // > [MDB_NOSYNC] This optimization means a system crash can corrupt the database or lose
+            // > the last transactions if buffers are not yet flushed to disk.
+            if deferSync { flags |= UInt32(MDB_NOSYNC) }
             try check(mdb_env_open(env, path, flags, 0o600), "mdb_env_open")
             // > Stale reader transactions left behind by an aborted program cause further writes
             // > to grow the database quickly ... Fix: Check for stale readers periodically.
@@ -83,6 +94,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
         self.path = path
         self.env = env
         self.staleReadersClearedAtOpen = Int(dead)
+        self.unsyncedMarker = marker
+        self.defersSync = deferSync
         self.writerPool = NIOThreadPool(numberOfThreads: 1)
         self.writerPool.start()
     }
@@ -145,6 +158,31 @@ public final class LMDBEnvironment: @unchecked Sendable {
             }
         } catch is CancellationError where state.withLock({ $0.isClosed }) {
             throw LMDBError.environmentClosed
+        }
+    }
+
+    /// Makes every commit so far durable when some process (this one with `deferSync`, or one killed
+    /// before it synced) may have left commits unsynced; otherwise only checks the ``UnsyncedMarker``.
+    ///
+    /// The bulk of the data is flushed while commits go on; a second sync, of what those commits wrote,
+    /// holds LMDB's writer lock, so that the marker goes only once everything committed is on disk.
+    public func syncDeferredWrites() async throws {
+        let marker = unsyncedMarker
+        try ensureOpen()
+        guard marker.isPresent else { return }
+        try await NIOThreadPool.singleton.runIfActive {
+            try self.withOpenHandle { try check(mdb_env_sync(self.env, 1), "mdb_env_sync") }
+        }
+        try await writerPool.runIfActive {
+            try self.withOpenHandle {
+                var begun: OpaquePointer?
+                try check(mdb_txn_begin(self.env, nil, 0, &begun), "mdb_txn_begin")
+                let transaction = begun!
+                defer { mdb_txn_abort(transaction) }
+                // > Flush the data buffers to disk. ... [force:] If non-zero, force a synchronous flush.
+                try check(mdb_env_sync(self.env, 1), "mdb_env_sync")
+                try marker.remove()
+            }
         }
     }
 
@@ -237,6 +275,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
             let handle = begun!
             let result: T
             do {
+                // Holding the writer lock, before any page of this transaction can reach the file.
+                if defersSync && !readOnly { try unsyncedMarker.ensurePresent() }
                 result = try body(LMDBTransaction(handle: handle))
             } catch {
                 // > Abandon all the operations of the transaction instead of saving them.

@@ -78,3 +78,15 @@ public struct LMDBError: Error, Hashable, Sendable, CustomStringConvertible {
 func check(_ rc: Int32, _ operation: @autoclosure () -> String) throws(LMDBError) {
     if rc != 0 { throw LMDBError(code: rc, operation: operation()) }
 }
+
+/// An environment that a process of an earlier boot wrote without disk syncs and did not sync: the
+/// machine stopped with those commits in its page cache, so the data file may be corrupt. It is not
+/// opened; the caller decides what becomes of it (gemcache moves it aside).
+public struct UnsyncedCommitsLost: Error, Sendable, CustomStringConvertible {
+    /// The marker file that says so.
+    public let path: String
+
+    public var description: String {
+        "commits made without disk syncs were not synced before the machine restarted (\(path)); the store may be corrupt"
+    }
+}

@@ -30,6 +30,7 @@ struct ProxyConfigurationTests {
         #expect(configuration.listen.host == "127.0.0.1")
         #expect(configuration.listen.port == 8080)
         #expect(configuration.store.maxSize == 4 << 30)
+        #expect(configuration.store.syncInterval == .seconds(1))
         #expect(configuration.cache.normalize == .text)
         #expect(configuration.effectiveScope == .perKey)
         #expect(configuration.limits.maxBody == 100 << 20)
@@ -51,7 +52,7 @@ struct ProxyConfigurationTests {
             cache:
               default_ttl: 30m
               ttl: {embed: 7d}
-            store: {max_size: 256MiB}
+            store: {max_size: 256MiB, sync_interval: 0}
             """
         let configuration = try await load(
             file: file,
@@ -63,6 +64,7 @@ struct ProxyConfigurationTests {
         #expect(configuration.cache.defaultTTL == .seconds(90))
         #expect(configuration.cache.ttl.embed == .seconds(7 * 86400))
         #expect(configuration.store.maxSize == 256 << 20)
+        #expect(configuration.store.syncInterval == .zero)
     }
 
     @Test func tablesComeFromTheFile() async throws {
@@ -86,6 +88,7 @@ struct ProxyConfigurationTests {
         ("listen: {port: 70000}", "listen.port"),
         ("store: {max_size: 12 parsecs}", "store.max_size"),
         ("store: {on_corrupt: delete}", "store.on_corrupt"),
+        ("store: {sync_interval: -1s}", "store.sync_interval"),
         ("upstream: {url: ftp://example.com}", "upstream.url"),
         ("auth: {upstream_key_env: my key}", "auth.upstream_key_env"),
         ("limits: {models: {gemini-x: {rpm: lots}}}", "limits.models.gemini-x.rpm"),

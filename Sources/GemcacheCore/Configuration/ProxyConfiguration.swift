@@ -46,6 +46,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
         /// The LMDB map size in bytes.
         public var maxSize = 4 << 30
         public var onCorrupt = OnCorrupt.moveAside
+        /// How long a commit may stay in the page cache before the disk sync (zero: each commit is synced
+        /// before its answer leaves). Unsynced commits survive the process, not a machine crash.
+        public var syncInterval: Duration = .seconds(1)
         /// A shared second tier (`postgres://…`), or nil.
         public var shared: String? = nil
 

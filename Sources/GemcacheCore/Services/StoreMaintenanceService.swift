@@ -4,31 +4,45 @@ import LMDBKit
 public import ServiceLifecycle
 
 /// Keeps the store healthy while the proxy runs and closes it last: flushes counters every
-/// `flushInterval` (handing them on to the shared tier, when there is one), sweeps expired entries and
-/// clears stale reader slots every `sweepInterval`.
+/// `flushInterval` (handing them on to the shared tier, when there is one), syncs commits that skipped
+/// the disk sync every `syncInterval` (`store.sync_interval`; when zero, only what killed processes left),
+/// sweeps expired entries and clears stale reader slots every `sweepInterval`.
 public struct StoreMaintenanceService: Service {
     let store: CacheStore
     let shared: SharedTier?
     let flushInterval: Duration
+    let syncInterval: Duration
     let sweepInterval: Duration
     let logger: Logger
 
     public init(
-        store: CacheStore, shared: SharedTier? = nil, flushInterval: Duration = .seconds(1), sweepInterval: Duration = .seconds(60), logger: Logger
+        store: CacheStore, shared: SharedTier? = nil, flushInterval: Duration = .seconds(1), syncInterval: Duration = .seconds(1),
+        sweepInterval: Duration = .seconds(60), logger: Logger
     ) {
         self.store = store
         self.shared = shared
         self.flushInterval = flushInterval
+        self.syncInterval = syncInterval
         self.sweepInterval = sweepInterval
         self.logger = logger
     }
 
     public func run() async throws {
-        var sinceSweep = Duration.zero
-        for await _ in AsyncTimerSequence(interval: flushInterval, clock: .continuous).cancelOnGracefulShutdown() {
-            let flushed = await store.flushCounters()
-            shared?.enqueueCounters(flushed)
-            sinceSweep += flushInterval
+        let tick = syncInterval > .zero ? min(flushInterval, syncInterval) : flushInterval
+        var (sinceFlush, sinceSync, sinceSweep) = (Duration.zero, Duration.zero, Duration.zero)
+        for await _ in AsyncTimerSequence(interval: tick, clock: .continuous).cancelOnGracefulShutdown() {
+            sinceFlush += tick
+            sinceSync += tick
+            sinceSweep += tick
+            if sinceFlush >= flushInterval {
+                sinceFlush = .zero
+                let flushed = await store.flushCounters()
+                shared?.enqueueCounters(flushed)
+            }
+            if sinceSync >= syncInterval {
+                sinceSync = .zero
+                await store.syncDeferredWrites()
+            }
             guard sinceSweep >= sweepInterval else { continue }
             sinceSweep = .zero
             do {

@@ -99,7 +99,9 @@ public final class CacheStore: Sendable {
     ) async throws(OpenFailure) -> CacheStore {
         let environment: LMDBEnvironment
         do {
-            environment = try LMDBEnvironment(path: configuration.path, mapSize: configuration.maxSize, maxDatabases: 8)
+            environment = try LMDBEnvironment(
+                path: configuration.path, mapSize: configuration.maxSize, maxDatabases: 8, deferSync: configuration.syncInterval > .zero
+            )
         } catch {
             throw OpenFailure(reason: "\(error)")
         }
@@ -175,7 +177,17 @@ public final class CacheStore: Sendable {
     /// Closes the environment; call once, after the last request.
     public func close() async {
         await flushCounters()
+        await syncDeferredWrites()
         environment.close()
+    }
+
+    /// Syncs the commits that skipped the disk sync (`store.sync_interval`), if any process left some.
+    public func syncDeferredWrites() async {
+        do {
+            try await environment.syncDeferredWrites()
+        } catch {
+            logger.error("store sync failed", metadata: ["store.error": "\(error)"])
+        }
     }
 
     // MARK: - Entries
