@@ -7,13 +7,15 @@ upstream and commits the answer to LMDB before answering. One connection (the ov
 
 With --compare BIN (repeatable), other builds run beside the first, each with its own store,
 against the same mock and in the same alternating rounds: the way to measure a change to the miss
-path on a machine whose speed drifts between runs.
+path on a machine whose speed drifts between runs. A comparison may set settings through the
+environment, shell-style: --compare "GEMCACHE_STORE_SYNC_INTERVAL=0 .build/release/gemcache".
 
-Usage: benchmarks/misspath.py [--bin .build/release/gemcache] [--compare OTHER_BIN] [--rounds 3] [--duration 5]
+Usage: benchmarks/misspath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--rounds 3] [--duration 5]
 """
 import argparse
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -45,7 +47,7 @@ def wrk(port, connections, duration):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", default=os.path.join(ROOT, ".build/release/gemcache"))
-    parser.add_argument("--compare", action="append", default=[], help="another gemcache binary to measure in the same rounds")
+    parser.add_argument("--compare", action="append", default=[], help="another gemcache binary to measure in the same rounds, optionally after VAR=VALUE settings")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--base-port", type=int, default=18200)
@@ -60,9 +62,12 @@ def main():
         mock = processes[0]
         targets = [("mock upstream, direct", mock_port, mock.pid), ("through gemcache (miss + store)", gemcache_port, gemcache.pid)]
         for index, other in enumerate(args.compare, start=1):
+            *assignments, binary = shlex.split(other)
+            settings = dict(assignment.split("=", 1) for assignment in assignments)
             port = gemcache_port + index
-            process = start_gemcache(os.path.abspath(other), work, f"data-{index}", mock_port, port, processes, log)
-            targets.append((f"through {os.path.basename(other)} (miss + store)", port, process.pid))
+            process = start_gemcache(os.path.abspath(binary), work, f"data-{index}", mock_port, port, processes, log, settings)
+            label = " ".join(assignments + [os.path.basename(binary)])
+            targets.append((f"through {label} (miss + store)", port, process.pid))
         load_before = open("/proc/loadavg").read().split()[:3]
         results = {(name, c): [] for name, _, _ in targets for c in (1, 16)}
         for round_index in range(args.rounds):
