@@ -12,6 +12,15 @@ struct DeferredSyncTests {
     private static let bootID = try! String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)
         .trimmingCharacters(in: .whitespacesAndNewlines)
 
+    /// Writes `value` under "k" in "main" as a process that defers its syncs and ends without one
+    /// (as `kill -9` leaves it).
+    private static func writeWithoutSync(_ path: String, value: String) async throws {
+        let env = try LMDBEnvironment(path: path, mapSize: 1 << 20, deferSync: true)
+        defer { env.close() }
+        let db = try env.openDatabase("main", create: true)
+        try await env.write { try $0.put(db, key: bytes("k"), value: bytes(value)) }
+    }
+
     @Test func deferredCommitsAreMarkedWithTheBootUntilTheSync() async throws {
         let path = makeTemporaryPath()
         defer { removeDirectory(path) }
@@ -43,19 +52,15 @@ struct DeferredSyncTests {
     @Test func aMarkerOfThisBootOpensAndAnySyncClearsIt() async throws {
         let path = makeTemporaryPath()
         defer { removeDirectory(path) }
-        // A process that deferred its syncs and ended without one, as `kill -9` leaves it.
-        let unsynced = try LMDBEnvironment(path: path, mapSize: 1 << 20, deferSync: true)
-        let db = try unsynced.openDatabase("main", create: true)
-        try await unsynced.write { try $0.put(db, key: bytes("k"), value: bytes("kept")) }
-        unsynced.close()
+        try await Self.writeWithoutSync(path, value: "kept")
         #expect(Self.marker(path) == Self.bootID)
 
         // The page cache still holds those commits: the store opens, and a process that syncs every
         // commit clears the marker too.
         let env = try LMDBEnvironment(path: path, mapSize: 1 << 20)
         defer { env.close() }
-        let reopened = try env.openDatabase("main", create: false)
-        #expect(try await env.read { try $0.get(reopened, key: bytes("k")) } == bytes("kept"))
+        let db = try env.openDatabase("main", create: false)
+        #expect(try await env.read { try $0.get(db, key: bytes("k")) } == bytes("kept"))
         try await env.syncDeferredWrites()
         #expect(Self.marker(path) == nil)
     }
@@ -63,10 +68,7 @@ struct DeferredSyncTests {
     @Test func aMarkerOfAnEarlierBootStopsEveryOpen() async throws {
         let path = makeTemporaryPath()
         defer { removeDirectory(path) }
-        let env = try LMDBEnvironment(path: path, mapSize: 1 << 20, deferSync: true)
-        let db = try env.openDatabase("main", create: true)
-        try await env.write { try $0.put(db, key: bytes("k"), value: bytes("v")) }
-        env.close()
+        try await Self.writeWithoutSync(path, value: "v")
         // The machine restarted before the sync.
         try Data("00000000-0000-0000-0000-000000000000\n".utf8).write(to: URL(fileURLWithPath: path + "/unsynced"))
         let data = FileManager.default.contents(atPath: path + "/data.mdb")
