@@ -180,7 +180,8 @@ struct StoreReliabilityTests {
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
     }
 
-    /// Runs the executable to its exit; returns its status and everything it wrote.
+    /// Runs the executable to its exit; returns its status and everything it wrote. One that still runs
+    /// after 30 s (a proxy that started when it should have stopped) is terminated.
     static func runToExit(_ arguments: [String], directory: String, environment: [String: String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: GemcacheProcess.executablePath)
@@ -191,8 +192,11 @@ struct StoreReliabilityTests {
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
+        let deadline = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: deadline)
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        deadline.cancel()
         return (process.terminationStatus, output)
     }
 
