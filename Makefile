@@ -37,6 +37,7 @@ BENCH_BIN ?= .build/release/gemcache
 bench: build
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "bench needs nginx and wrk: apt-get install -y nginx wrk"; exit 1; }
 	benchmarks/hitpath.py --bin $(BENCH_BIN)
+	benchmarks/hitpath.py --bin $(BENCH_BIN) --pace-ms 2 --rounds 9
 	benchmarks/misspath.py --bin $(BENCH_BIN)
 	benchmarks/callreduction.py --bin $(BENCH_BIN)
 	benchmarks/missstorm.py --bin $(BENCH_BIN)

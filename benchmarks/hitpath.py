@@ -8,7 +8,7 @@ of the medians with ratios to nginx proxy_cache. gemcache and nginx answer the g
 request of post.lua; LiteLLM, which speaks the OpenAI API to clients, the chat completion of
 litellm.lua (the same prompt).
 
-Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm]
+Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2]
 Needs: nginx, wrk (apt-get install -y nginx wrk), a release build of gemcache; LiteLLM is installed
 from PyPI into --litellm-venv (default .venv-litellm) on first use.
 """
@@ -66,10 +66,10 @@ def wait_for(port, timeout=20):
     sys.exit(f"nothing listens on {port}")
 
 
-def wrk(port, connections, duration, script="post.lua", path=PATH):
+def wrk(port, connections, duration, script="post.lua", path=PATH, script_args=()):
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, script),
-         f"http://127.0.0.1:{port}{path}"],
+         f"http://127.0.0.1:{port}{path}"] + (["--", *script_args] if script_args else []),
         capture_output=True, text=True, check=True,
     ).stdout
     return parse_wrk(out)
@@ -224,7 +224,11 @@ def main():
     parser.add_argument("--base-port", type=int, default=18100)
     parser.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
     parser.add_argument("--litellm-venv", default=os.path.join(ROOT, ".venv-litellm"))
+    parser.add_argument("--pace-ms", type=int, help="each connection waits this long before every request (paced.lua): "
+                        "the same offered load for every server, so that tails compare at equal throughput; leaves LiteLLM out")
     args = parser.parse_args()
+    if args.pace_ms:
+        args.no_litellm = True
     args.bin = os.path.abspath(args.bin)
     mock_port, gemcache_port, cache_port, return_port, litellm_port = (args.base_port + i for i in range(5))
     work = tempfile.mkdtemp(prefix="gemcache-bench-")
@@ -256,8 +260,9 @@ def main():
         if g_answer != answer or n_answer != answer:
             sys.exit("the caches do not serve the upstream's answer")
 
-        targets = [("gemcache", gemcache_port, "post.lua", PATH), ("nginx proxy_cache", cache_port, "post.lua", PATH),
-                   ("nginx return 200", return_port, "post.lua", PATH)]
+        script = "paced.lua" if args.pace_ms else "post.lua"
+        targets = [("gemcache", gemcache_port, script, PATH), ("nginx proxy_cache", cache_port, script, PATH),
+                   ("nginx return 200", return_port, script, PATH)]
         if not args.no_litellm:
             start_litellm(os.path.abspath(args.litellm_venv), work, mock_port, litellm_port, processes, log)
             targets.append(("LiteLLM proxy, cache on", litellm_port, "litellm.lua", LITELLM_PATH))
@@ -271,7 +276,7 @@ def main():
                 for name, port, script, path in targets:
                     if port == litellm_port:
                         pause(litellm_pids, False)
-                    result = wrk(port, c, args.duration, script, path)
+                    result = wrk(port, c, args.duration, script, path, [str(args.pace_ms)] if script == "paced.lua" else ())
                     if port == litellm_port:
                         pause(litellm_pids, True)
                     results[(name, c)].append(result)
@@ -281,7 +286,8 @@ def main():
         litellm_rss = "" if args.no_litellm else f"; LiteLLM RSS (2 workers and their parent) {tree_rss_mib(processes[-1].pid):.0f} MiB"
 
         print(f"Run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before {' '.join(load_before)}, after {' '.join(load_after)}; "
-              f"{args.rounds} alternating rounds x {args.duration} s per target, wrk -t2; gemcache RSS after the run {gemcache_rss:.0f} MiB{litellm_rss}.")
+              f"{args.rounds} alternating rounds x {args.duration} s per target, wrk -t2"
+              f"{f', each connection pausing {args.pace_ms} ms before every request' if args.pace_ms else ''}; gemcache RSS after the run {gemcache_rss:.0f} MiB{litellm_rss}.")
         print()
         print("| connections | target | req/s (median) | ratio to nginx proxy_cache | p50 ms | p99 ms | p99 per round ms | non-2xx |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
