@@ -29,7 +29,7 @@ struct UnsyncedMarker: Sendable {
 
     /// Creates the marker durably unless it is there. Call inside a write transaction.
     func ensurePresent() throws(LMDBError) {
-        if access(path, F_OK) == 0 { return }
+        if isPresent { return }
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw LMDBError(code: errno, operation: "open(\(Self.fileName))") }
         let bytes = Array((Self.currentBootID ?? "unknown").utf8)

@@ -16,7 +16,7 @@ public struct StoreMaintenanceService: Service {
     let logger: Logger
 
     public init(
-        store: CacheStore, shared: SharedTier? = nil, flushInterval: Duration = .seconds(1), syncInterval: Duration = .seconds(1),
+        store: CacheStore, shared: SharedTier? = nil, flushInterval: Duration = .seconds(1), syncInterval: Duration,
         sweepInterval: Duration = .seconds(60), logger: Logger
     ) {
         self.store = store
