@@ -79,7 +79,7 @@ struct BadInputTests {
                 ("/v1beta/models/gemini 2.5:generateContent", false),
                 ("/v1beta/models/gemini-2.5-flash%00:generateContent", false),
                 ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=xml", true),
-                ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&alt=media", false),
+                ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&alt=media", true),  // the last alt decides the form
                 ("/v1beta/models/gemini-2.5-flash:generateContent?$alt=proto", false),
             ]
             for (path, wrapped) in paths {

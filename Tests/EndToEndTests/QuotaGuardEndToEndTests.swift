@@ -90,4 +90,29 @@ struct QuotaGuardEndToEndTests {
             #expect(stream.body.hasPrefix("data: "))
         }
     }
+
+    @Test func madeUpKeysAndOneClients429NeverSpendAnotherClientsQuota() async throws {
+        try await withProxyBehindMock(.init(validKeys: [testKey, "second-key"]), configure: { configuration in
+            configuration.limits.enforce = true
+            configuration.limits.maxWait = .zero
+            configuration.upstream.retry.attempts = 1
+            configuration.limits.models["gemini-2.5-flash"] = .init(rpm: 2, rpd: 3)
+        }) { port, recorder, _ in
+            for index in 0..<5 {
+                let refused = try await send(port: port, path: path, body: generateBody("made up \(index)"), headers: ["x-goog-api-key": "made-up-\(index % 2)"])
+                #expect(refused.status == 400, "Google refuses the key; the guard does not count the call")
+            }
+            let limited = try await send(port: port, path: path, body: generateBody("quota [[fault:429]]"), headers: ["x-goog-api-key": "second-key"])
+            #expect(limited.status == 429)
+            let paused = try await send(port: port, path: path, body: generateBody("after the 429"), headers: ["x-goog-api-key": "second-key"])
+            #expect(paused.body.contains("paused"), "the client whose key was answered 429 waits")
+            for index in 0..<2 {
+                let answer = try await send(port: port, path: path, body: generateBody("mine \(index)"), headers: key)
+                #expect(answer.status == 200, "another client's refused calls and 429 do not spend this key's quota")
+            }
+            let third = try await send(port: port, path: path, body: generateBody("mine 3"), headers: key)
+            #expect(third.status == 429, "this key's own limit still holds")
+            #expect(recorder.totalRequests == 8)
+        }
+    }
 }

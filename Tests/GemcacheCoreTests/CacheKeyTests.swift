@@ -102,19 +102,32 @@ import Testing
         (name: "access_token", value: "ya29"), (name: "oauth_token", value: "t"), (name: "KEY", value: "x"),
         (name: "fields", value: "candidates"), (name: "$.xgafv", value: "2"), (name: "prettyPrint", value: "false"),
         (name: "$alt", value: "json;enum-encoding=int"), (name: "pageToken", value: "abc"), (name: "quotaUser", value: "u"),
+        (name: "$fields", value: "candidates.finishReason"), (name: "$outputDefaults", value: "true"), (name: "$trace", value: "1"),
     ]
 
     @Test func postKeepsOnlyAnswerChangingParameters() {
         #expect(Self.names(keyQuery(Self.sent, isGET: false)) == [
-            "$.xgafv=2", "$alt=json;enum-encoding=int", "alt=sse", "fields=candidates", "prettyPrint=false",
+            "$.xgafv=2", "$fields=candidates.finishReason", "$outputDefaults=true", "$trace=1",
+            "alt=json;enum-encoding=int", "alt=sse", "fields=candidates", "prettyPrint=false",
         ])
     }
 
     @Test func getKeepsEverythingButCredentials() {
         #expect(Self.names(keyQuery(Self.sent, isGET: true)) == [
-            "$.xgafv=2", "$alt=json;enum-encoding=int", "alt=sse", "fields=candidates",
+            "$.xgafv=2", "$fields=candidates.finishReason", "$outputDefaults=true", "$trace=1",
+            "alt=json;enum-encoding=int", "alt=sse", "fields=candidates",
             "pageSize=50", "pageToken=abc", "prettyPrint=false", "quotaUser=u",
         ])
+    }
+
+    @Test func oneRuleSaysWhatEachParameterIsToTheCache() {
+        #expect(QueryParameter.role(of: "KEY", isGET: false) == .credential)
+        #expect(QueryParameter.role(of: "$fields", isGET: false) == .keyed)
+        #expect(QueryParameter.role(of: "$Alt", isGET: false) == .keyed)
+        #expect(QueryParameter.role(of: "$trace", isGET: true) == .unknownSystem, "answered, never stored")
+        #expect(QueryParameter.role(of: "quotaUser", isGET: false) == .ignored)
+        #expect(QueryParameter.role(of: "quotaUser", isGET: true) == .keyed)
+        #expect(QueryParameter.alt(in: [(name: "alt", value: "json"), (name: "$alt", value: "sse")]) == "sse", "alt and $alt are one parameter")
     }
 
     @Test(arguments: [true, false])

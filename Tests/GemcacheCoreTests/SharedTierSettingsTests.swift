@@ -23,4 +23,21 @@ import Testing
             #expect(error?.key == "store.shared", "\(url)")
         }
     }
+
+    @Test func aDatabaseOnAnotherHostMustProveItsNameUnlessTheURLSaysOtherwise() throws {
+        let expectations: [(String, SharedTierSettings.SSLMode)] = [
+            ("postgres://db.internal/cache", .verifyFull),
+            ("postgres://10.1.2.3/cache", .verifyFull),
+            ("postgres://127.0.0.1.attacker.example/cache", .verifyFull),
+            ("postgres://127.0.0.1/cache", .prefer),
+            ("postgres://localhost:5433/cache", .prefer),
+            ("postgres://[::1]/cache", .prefer),
+            ("postgres://db.internal/cache?sslmode=require", .require),
+            ("postgres://db.internal/cache?sslmode=verify-ca", .verifyCA),
+            ("postgres://db.internal/cache?sslmode=disable", .disable),
+        ]
+        for (url, mode) in expectations {
+            #expect(try SharedTierSettings(url: url, environment: [:]).sslMode == mode, "\(url)")
+        }
+    }
 }

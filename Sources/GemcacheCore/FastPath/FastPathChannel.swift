@@ -5,8 +5,9 @@ import NIOCore
 import NIOHTTP1
 
 /// Hummingbird's HTTP/1.1 child channel with the fast path in front of it: ``FastPathHandler`` first
-/// in the pipeline (raw bytes), then Hummingbird's own handlers as `HTTP1Channel` sets them up, and
-/// ``FastPathResponseCounter`` behind NIO's response encoder.
+/// in the pipeline (raw bytes), then Hummingbird's own handlers as `HTTP1Channel` sets them up,
+/// ``FastPathResponseCounter`` behind NIO's response encoder and ``FastPathRequestObserver`` behind
+/// its request decoder.
 ///
 /// Why inside Hummingbird's server rather than a second NIO server: one port, one listener and one
 /// graceful shutdown, and every request the fast path does not answer reaches the unchanged
@@ -25,6 +26,8 @@ struct FastPathChannel: ServerChildChannel {
             let value = http1.setup(channel: channel, logger: logger)
             let encoder = try channel.pipeline.syncOperations.handler(type: HTTPResponseEncoder.self)
             try channel.pipeline.syncOperations.addHandler(FastPathResponseCounter(handler), position: .after(encoder))
+            let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(FastPathRequestObserver(handler), position: .after(decoder))
             return value
         } catch {
             return channel.eventLoop.makeFailedFuture(error)

@@ -16,7 +16,8 @@ import NIOHTTP1
 ///
 /// Slow clients: a connection whose client sent nothing for `limits.client_timeout` while the proxy
 /// waits for it (an unfinished head or body, or idle between requests) is closed; one whose answer is
-/// still being produced is not. Connections handed to NIO's decoder for good are left to it.
+/// still being produced is not. That holds too for connections handed to NIO's decoder for good,
+/// whose requests ``FastPathRequestObserver`` follows behind the decoder.
 final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -38,6 +39,10 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var pending: ByteBuffer?
     /// Passed-on requests whose answer has not been fully written yet.
     var slowRequestsPending = 0
+    /// Requests NIO's decoder has begun whose answer has not been fully written yet, and whether the
+    /// body of the last one is still arriving (what the stall check needs once in `passthrough` mode).
+    var decodedRequestsInFlight = 0
+    var decodingRequest = false
     private var wroteAnswer = false
     /// Whether bytes were passed on since the last `channelReadComplete`: only then do the handlers
     /// behind this one hear of the read (for a read of hits alone, telling NIO's decoder and
@@ -113,7 +118,7 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
             let waitingForClient = switch self.mode {
             case .parsing: self.slowRequestsPending == 0
             case .forwardingBody: true
-            case .passthrough: false
+            case .passthrough: self.decodingRequest || self.decodedRequestsInFlight == 0
             }
             let due = self.lastActivity + self.fastPath.clientTimeout
             if waitingForClient && due <= .now() {
@@ -289,8 +294,35 @@ final class FastPathResponseCounter: ChannelOutboundHandler, RemovableChannelHan
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
             handler.slowRequestsPending = max(0, handler.slowRequestsPending - 1)
+            handler.decodedRequestsInFlight = max(0, handler.decodedRequestsInFlight - 1)
             handler.lastActivity = .now()
         }
         context.write(data, promise: promise)
+    }
+}
+
+/// Sits behind NIO's request decoder and tells ``FastPathHandler`` which decoded request is still
+/// arriving, so that its stall check also covers connections the decoder has for good.
+final class FastPathRequestObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    private let handler: FastPathHandler
+
+    init(_ handler: FastPathHandler) {
+        self.handler = handler
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            handler.decodedRequestsInFlight += 1
+            handler.decodingRequest = true
+        case .body:
+            break
+        case .end:
+            handler.decodingRequest = false
+        }
+        context.fireChannelRead(data)
     }
 }

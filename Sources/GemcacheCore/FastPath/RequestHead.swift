@@ -15,8 +15,9 @@ struct RequestHead {
     /// The value of the one `X-Gemcache-Namespace` header, if any.
     let namespace: Range<Int>?
     /// A `POST` over HTTP/1.1 without headers that the slow path must see: `Cache-Control`,
-    /// `X-Gemcache-*` other than the namespace, `Connection`, `Expect`, `Content-Encoding`, or a
-    /// repeated credential or namespace.
+    /// `X-Gemcache-*` other than the namespace, `Connection`, `Expect`, `Content-Encoding`,
+    /// `Authorization` (a second credential: the slow path's 400), `X-Goog-FieldMask` (it enters the
+    /// key), or a repeated credential or namespace.
     let answerable: Bool
 
     enum Parse {
@@ -106,7 +107,7 @@ struct RequestHead {
             case 14 where `is`("x-goog-api-key"): self = .apiKey
             case 20 where `is`("x-gemcache-namespace"): self = .namespace
             case 13 where `is`("cache-control"), 10 where `is`("connection"), 6 where `is`("expect"),
-                16 where `is`("content-encoding"):
+                16 where `is`("content-encoding"), 13 where `is`("authorization"), 16 where `is`("x-goog-fieldmask"):
                 self = .control
             case 11... where name.starts(withASCII: "x-gemcache-", ignoringCase: true): self = .control
             default: self = .other

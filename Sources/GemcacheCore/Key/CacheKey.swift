@@ -60,6 +60,8 @@ public struct CacheKeyComponents: Sendable {
     public var namespace: String?
     /// Output of `BodyNormalizer.normalize` (empty for GET routes).
     public var normalizedBody: [UInt8]
+    /// The `X-Goog-FieldMask` header, which selects the answer's fields; nil without one.
+    public var fieldMask: String?
 
     /// Creates the components; a leading `models/` is stripped from `model`.
     public init(
@@ -69,7 +71,8 @@ public struct CacheKeyComponents: Sendable {
         query: [(name: String, value: String)] = [],
         scope: String,
         namespace: String? = nil,
-        normalizedBody: [UInt8] = []
+        normalizedBody: [UInt8] = [],
+        fieldMask: String? = nil
     ) {
         self.apiVersion = apiVersion
         self.endpoint = endpoint
@@ -78,12 +81,14 @@ public struct CacheKeyComponents: Sendable {
         self.scope = scope
         self.namespace = namespace
         self.normalizedBody = normalizedBody
+        self.fieldMask = fieldMask
     }
 
     /// SHA-256 over an unambiguous encoding, in this order: scheme version (UInt32 big-endian),
     /// apiVersion, endpoint, model, query count (UInt64 BE) then each name and value sorted by
     /// name then value bytes, scope, namespace (byte 0 if nil, else byte 1 and the string),
-    /// normalizedBody. Every string/byte field is its length as UInt64 BE followed by its bytes.
+    /// normalizedBody, and the field mask only when there is one (so keys without one are unchanged).
+    /// Every string/byte field is its length as UInt64 BE followed by its bytes.
     public var key: CacheKey {
         var encoding: [UInt8] = []
         encoding.reserveCapacity(normalizedBody.count + 256)
@@ -105,6 +110,9 @@ public struct CacheKeyComponents: Sendable {
             encoding.append(0)
         }
         Self.appendField(normalizedBody, to: &encoding)
+        if let fieldMask {
+            Self.appendField(fieldMask.utf8, to: &encoding)
+        }
         return CacheKey(bytes: Digest.sha256(encoding))!
     }
 
@@ -126,20 +134,47 @@ private func queryOrder(_ a: (name: String, value: String), _ b: (name: String, 
     return a.value.utf8.lexicographicallyPrecedes(b.value.utf8)
 }
 
-/// The query parameters that enter the key (SPEC §3), sorted by name then value (UTF-8 bytes).
-///
-/// Credentials (`key`, `access_token`, `oauth_token`, matched case-insensitively) never enter.
-/// GET routes keep every other parameter. POST routes keep only those that change the answer:
-/// `alt`, `$alt`, `fields`, `prettyPrint`, `$.xgafv` (matched case-insensitively, kept as spelled).
-/// Pass percent-decoded names and values (`%24alt` must arrive as `$alt`).
+/// What a query parameter is to the cache (SPEC §3): the one rule that the key, `/_gemcache/explain`
+/// and, through the aliases the slow path records, the fast path follow.
+public enum QueryParameter: Equatable, Sendable {
+    /// `key`, `access_token`, `oauth_token`: never in a key.
+    case credential
+    /// Changes the answer: enters the key.
+    case keyed
+    /// A `$` system parameter the proxy does not know: it may change the answer, so the request is
+    /// answered but not stored.
+    case unknownSystem
+    /// Does not change the answer (a POST route's other parameters): left out of the key.
+    case ignored
+
+    /// Names matched case-insensitively (gemini-api.md §8).
+    static let credentials: Set<String> = ["key", "access_token", "oauth_token"]
+    /// Parameters that change the answer on every route; `alt` and `$alt` are one parameter.
+    static let answerChanging: Set<String> = ["alt", "$alt", "fields", "$fields", "prettyprint", "$prettyprint", "$outputdefaults", "$.xgafv"]
+
+    /// The role of the parameter `name` (percent-decoded) on a GET or POST route.
+    public static func role(of name: String, isGET: Bool) -> QueryParameter {
+        let name = name.lowercased()
+        if credentials.contains(name) { return .credential }
+        if answerChanging.contains(name) { return .keyed }
+        if name.hasPrefix("$") { return .unknownSystem }
+        return isGET ? .keyed : .ignored
+    }
+
+    /// The response format asked for: the last `alt` or `$alt` value (`json`, `json;enum-encoding=int`,
+    /// `sse`), nil when neither is given.
+    public static func alt(in items: [(name: String, value: String)]) -> String? {
+        items.last { $0.name == "alt" || $0.name == "$alt" }?.value
+    }
+}
+
+/// The query parameters that enter the key (SPEC §3, ``QueryParameter``), sorted by name then value
+/// (UTF-8 bytes); `$alt` enters as `alt`, other names as spelled. Pass percent-decoded names and values
+/// (`%24alt` must arrive as `$alt`).
 public func keyQuery(_ items: [(name: String, value: String)], isGET: Bool) -> [(name: String, value: String)] {
-    let credentials: Set<String> = ["key", "access_token", "oauth_token"]
-    let answerChanging: Set<String> = ["alt", "$alt", "fields", "prettyprint", "$.xgafv"]
-    return items
-        .filter { item in
-            let name = item.name.lowercased()
-            return !credentials.contains(name) && (isGET || answerChanging.contains(name))
-        }
+    items
+        .filter { [.keyed, .unknownSystem].contains(QueryParameter.role(of: $0.name, isGET: isGET)) }
+        .map { $0.name == "$alt" ? (name: "alt", value: $0.value) : $0 }
         .sorted(by: queryOrder)
 }
 

@@ -22,10 +22,10 @@ final class AccessControl: Sendable {
         verifyTTL = configuration.auth.verifyTTL
     }
 
-    /// Managed mode: 401 unless the request carries a proxy token.
-    func admit(headers: HTTPFields, query: [(name: String, value: String)]) throws(ProxyError) {
+    /// Managed mode: 401 unless the request's credential is a proxy token.
+    func admit(credential: String?) throws(ProxyError) {
         guard mode == .managed else { return }
-        guard let token = ForwardedRequest.credential(headers: headers, query: query), isProxyToken(token) else {
+        guard let token = credential, isProxyToken(token) else {
             throw ProxyError(.unauthorized, "UNAUTHENTICATED", "Request had invalid authentication credentials. Present a gemcache proxy token as x-goog-api-key, ?key= or Authorization: Bearer.")
         }
     }

@@ -16,15 +16,28 @@ struct ForwardedRequest {
         "x-gemcache", "x-gemcache-key", "x-gemcache-items", "cache-status", "via",
     ])
 
-    /// The client's Gemini credential: `x-goog-api-key`, `?key=` or `Authorization: Bearer` (SPEC §8).
-    static func credential(headers: HTTPFields, query: [(name: String, value: String)]) -> String? {
-        if let key = headers[.googAPIKey], !key.isEmpty { return key }
-        if let key = query.first(where: { $0.name == "key" })?.value, !key.isEmpty { return key }
-        if let authorization = headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
-            let token = authorization.dropFirst(7).trimmingCharacters(in: .whitespaces)
-            return token.isEmpty ? nil : token
+    /// The client's one Gemini credential (SPEC §8): an `x-goog-api-key` header, a `key`,
+    /// `access_token` or `oauth_token` query parameter, or `Authorization: Bearer`; nil without one.
+    ///
+    /// - Throws: 400 when the request carries more than one (two kinds, or one kind twice with
+    ///   different values): the proxy must never vouch for one credential while Google reads another.
+    static func credential(headers: HTTPFields, query: [(name: String, value: String)]) throws(ProxyError) -> String? {
+        var found: [(kind: String, value: String)] = []
+        for value in headers[values: .googAPIKey] where !value.isEmpty {
+            found.append(("x-goog-api-key", value))
         }
-        return nil
+        for item in query where QueryParameter.role(of: item.name, isGET: false) == .credential && !item.value.isEmpty {
+            found.append((item.name.lowercased(), item.value))
+        }
+        for authorization in headers[values: .authorization] where authorization.lowercased().hasPrefix("bearer ") {
+            let token = authorization.dropFirst(7).trimmingCharacters(in: .whitespaces)
+            if !token.isEmpty { found.append(("bearer", token)) }
+        }
+        guard let first = found.first else { return nil }
+        guard found.allSatisfy({ $0.kind == first.kind && $0.value == first.value }) else {
+            throw .invalidArgument("The request carries more than one credential (x-goog-api-key, ?key=, access_token, Authorization: Bearer): send exactly one.")
+        }
+        return first.value
     }
 
     /// Decoded `name=value` pairs of a raw query string, in order.
@@ -38,19 +51,6 @@ struct ForwardedRequest {
             }
             return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
         }
-    }
-
-    /// Query parameters that carry a credential (gemini-api.md §8).
-    static let credentialParameters: Set<String> = ["key", "access_token", "oauth_token"]
-
-    /// `path?query` without the credential parameters, the rest of the query as sent.
-    static func removingCredentials(_ pathAndQuery: String) -> String {
-        guard let mark = pathAndQuery.firstIndex(of: "?") else { return pathAndQuery }
-        let kept = pathAndQuery[pathAndQuery.index(after: mark)...].split(separator: "&").filter { pair in
-            let name = String(pair.prefix { $0 != "=" })
-            return !credentialParameters.contains((name.removingPercentEncoding ?? name).lowercased())
-        }
-        return String(pathAndQuery[..<mark]) + (kept.isEmpty ? "" : "?" + kept.joined(separator: "&"))
     }
 
     /// The client's headers that go upstream: all but hop-by-hop ones, those named in `Connection`,

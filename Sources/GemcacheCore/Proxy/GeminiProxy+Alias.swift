@@ -1,10 +1,14 @@
 /// The slow path's part in the fast path: recording which raw request leads to which cache key.
 extension GeminiProxy {
     /// The raw key of a generateContent request (``RawRequestKey``), or nil when the fast path would
-    /// never look it up (another operation, a target it does not key raw, no `x-goog-api-key`).
+    /// never look it up (another operation, a target it does not key raw, no `x-goog-api-key`) or when
+    /// a header outside the raw key entered the cache key (`X-Goog-FieldMask`): the same raw bytes
+    /// without that header must not lead to this entry.
     func rawKey(_ prepared: Prepared) -> [UInt8]? {
-        guard prepared.route.operation == .generateContent else { return nil }
-        let target = Array(prepared.pathAndQuery.utf8)
+        guard prepared.route.operation == .generateContent,
+            !prepared.headers.contains(where: { $0.name.lowercased() == "x-goog-fieldmask" })
+        else { return nil }
+        let target = Array(prepared.target.pathAndQuery.utf8)
         guard target.withUnsafeBytes({ RawRequestKey.isEligible(target: $0) }),
             let credential = prepared.headers.first(where: { $0.name.lowercased() == "x-goog-api-key" })?.value, !credential.isEmpty
         else { return nil }

@@ -15,16 +15,22 @@ extension GeminiProxy {
         guard let items = batch?["requests"] as? [Any], !items.isEmpty else {
             return try await answer(prepared, logger: logger)  // not a batch this proxy can split: cache it whole
         }
+        guard items.count <= Self.maxBatchItems else {
+            throw ProxyError.invalidArgument("* BatchEmbedContentsRequest.requests: at most \(Self.maxBatchItems) requests are allowed per batch, got \(items.count).")
+        }
         let controls = prepared.controls
         let keys = try items.map { item throws(ProxyError) in try itemKey(item, prepared: prepared) }
         var embeddings: [Any?] = Array(repeating: nil, count: items.count)
         if !controls.noCache && !controls.noStore && access.mayServeCached(credentialTag: prepared.credentialTag) {
-            // All items at once: their lookups (and, with a shared tier, their round trips) overlap.
+            // Lookups overlap (with a shared tier, their round trips), at most `lookupConcurrency` at once.
             let found = await withTaskGroup(of: (Int, CacheEntry?).self) { group in
+                var found: [Int: CacheEntry] = [:]
                 for (index, key) in keys.enumerated() {
+                    if index >= Self.lookupConcurrency, let (done, entry) = await group.next() { found[done] = entry }
                     group.addTask { (index, await self.freshEntry(key, maxAge: controls.maxAge, logger: logger)) }
                 }
-                return await group.reduce(into: [Int: CacheEntry]()) { found, item in found[item.0] = item.1 }
+                for await (done, entry) in group { found[done] = entry }
+                return found
             }
             for (index, entry) in found { embeddings[index] = StorePolicy.parse(entry.body) }
         }
@@ -40,7 +46,7 @@ extension GeminiProxy {
             var request = batch ?? [:]
             request["requests"] = missing.map { items[$0] }
             let body = Array((try? JSONSerialization.data(withJSONObject: request)) ?? Data())
-            let response = try await callUpstream(prepared, body: body)
+            let (response, _) = try await callUpstream(prepared, body: body)
             let answer = try await response.collect(upTo: configuration.limits.maxBody)
             status = response.status
             upstreamHeaders = response.replayableHeaders
@@ -58,7 +64,7 @@ extension GeminiProxy {
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
                     let item = Prepared(
                         route: prepared.route, key: keys[index], scope: prepared.scope, scopeTag: prepared.scopeTag, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
-                        controls: controls, body: [], pathAndQuery: prepared.pathAndQuery, headers: [], framing: nil
+                        controls: controls, body: [], target: prepared.target, headers: [], framing: nil
                     )
                     saves.append((item, Array(bytes)))
                 }
@@ -83,6 +89,12 @@ extension GeminiProxy {
         headers[.gemcacheItems] = "hits=\(hits), misses=\(missing.count)"
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: merged)))
     }
+
+    /// Google's limit on the items of one batch (gemini-api.md): a larger batch is refused before any
+    /// item is keyed.
+    static let maxBatchItems = 100
+    /// Item lookups in flight at once for one batch.
+    static let lookupConcurrency = 16
 
     /// The key of one batch item: the item's canonical form under the batch's model, scope and namespace.
     private func itemKey(_ item: Any, prepared: Prepared) throws(ProxyError) -> CacheKey {

@@ -78,7 +78,7 @@ extension GeminiProxy {
 
     private func read(_ prepared: Prepared, into recording: StreamRecording, store shouldStore: Bool, logger: Logger) async throws -> TokenUsage {
         guard let framing = prepared.framing else { return .zero }
-        let (response, model, fallback) = try await callUpstreamOrFallback(prepared)
+        let (response, ticket, fallback) = try await callUpstreamOrFallback(prepared)
         let status = response.status
         let headers = response.replayableHeaders
         if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
@@ -101,8 +101,8 @@ extension GeminiProxy {
         }
         let answers = framing.answers(recorded)
         let usage = answers.map(framing.usage) ?? .zero
-        ledger.recordUpstreamCall(model: model, status: status, tokens: usage)
-        quota.recordTokens(model: model, tokens: usage.prompt)
+        ledger.recordUpstreamCall(model: ticket.model, status: status, tokens: usage)
+        quota.recordTokens(ticket, tokens: usage.prompt)
         var stored = false
         // A fallback model's answer is never stored under the first model's key.
         if shouldStore, !abandoned, fallback == nil, status == 200, let answers, framing.isComplete(answers, request: prepared.request) {

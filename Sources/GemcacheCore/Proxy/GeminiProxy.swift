@@ -68,7 +68,7 @@ public final class GeminiProxy: Sendable {
         let model: String
         let controls: RequestControls
         let body: [UInt8]
-        let pathAndQuery: String
+        let target: UpstreamTarget
         let headers: [(name: String, value: String)]
         /// How the answer streams, for streaming requests.
         let framing: StreamFraming?
@@ -81,35 +81,55 @@ public final class GeminiProxy: Sendable {
     // MARK: - Cached routes
 
     /// Handles a request on a cached route (SPEC §2–§5).
-    public func cached(_ request: Request, context: some RequestContext, route: CachedRoute) async throws -> Response {
-        let query = ForwardedRequest.queryItems(request.uri.query)
-        ledger.recordRequest(model: route.model)
+    func cached(_ request: Request, target: UpstreamTarget, context: some RequestContext, route: CachedRoute) async throws -> Response {
+        let query = ForwardedRequest.queryItems(target.query)
+        let alt = QueryParameter.alt(in: query)
         do {
-            // Only the two response forms the proxy can frame and record; anything else never reaches Google.
-            if let alt = query.last(where: { $0.name == "alt" || $0.name == "$alt" })?.value, alt != "json", alt != "sse" {
-                throw ProxyError.invalidArgument("Invalid value at 'alt' (\(alt)): gemcache serves alt=json and alt=sse.")
+            // Admission comes before accounting: a refused request is only counted as rejected (SPEC §7).
+            let credential: String
+            do {
+                credential = try admit(request.headers, query: query)
+            } catch {
+                ledger.recordRejected()
+                throw error
             }
-            try access.admit(headers: request.headers, query: query)
-            let prepared = try await prepare(request, route: route, query: query)
-            if prepared.framing != nil {
-                return try await stream(prepared, logger: context.logger)
+            ledger.recordRequest(model: route.model)
+            do {
+                // Only the response forms the proxy can frame and record; anything else never reaches Google.
+                if let alt, !["json", "json;enum-encoding=int", "sse"].contains(alt) {
+                    throw ProxyError.invalidArgument("Invalid value at 'alt' (\(alt)): gemcache serves alt=json and alt=sse.")
+                }
+                let prepared = try await prepare(request, target: target, route: route, query: query, credential: credential)
+                if prepared.framing != nil {
+                    return try await stream(prepared, logger: context.logger)
+                }
+                if route.operation == .batchEmbedContents {
+                    return try await batchEmbed(prepared, logger: context.logger)
+                }
+                return try await answer(prepared, logger: context.logger)
+            } catch {
+                ledger.recordError(model: route.model)
+                throw error
             }
-            if route.operation == .batchEmbedContents {
-                return try await batchEmbed(prepared, logger: context.logger)
-            }
-            return try await answer(prepared, logger: context.logger)
         } catch var error as ProxyError {
             // Google wraps its errors in an array on the OpenAI surface and on JSON-array streams.
-            error.wrapped = route.isOpenAI || (route.operation == .streamGenerateContent && !query.contains { $0 == ("alt", "sse") })
-            ledger.recordError(model: route.model)
-            throw error
-        } catch {
-            ledger.recordError(model: route.model)
+            error.wrapped = route.isOpenAI || (route.operation == .streamGenerateContent && alt != "sse")
             throw error
         }
     }
 
-    private func prepare(_ request: Request, route: CachedRoute, query: [(name: String, value: String)]) async throws(ProxyError) -> Prepared {
+    /// The request's one credential, admitted (SPEC §8): more than one is a 400; in managed mode it
+    /// must be a proxy token (401); in passthrough mode a cached route needs one (Google's 403).
+    private func admit(_ headers: HTTPFields, query: [(name: String, value: String)]) throws(ProxyError) -> String {
+        let credential = try ForwardedRequest.credential(headers: headers, query: query)
+        try access.admit(credential: credential)
+        guard let credential else { throw .missingCredential }
+        return credential
+    }
+
+    private func prepare(
+        _ request: Request, target: UpstreamTarget, route: CachedRoute, query: [(name: String, value: String)], credential: String
+    ) async throws(ProxyError) -> Prepared {
         let body: [UInt8]
         do {
             var buffer = try await request.body.collect(upTo: configuration.limits.maxBody)
@@ -120,17 +140,16 @@ public final class GeminiProxy: Sendable {
             throw ProxyError(.badRequest, "INVALID_ARGUMENT", "The request body could not be read.")
         }
         let keyed = try RequestKey(
-            route: route, query: query, headers: request.headers, body: body, configuration: configuration, salt: store.scopeSalt
+            route: route, query: query, headers: request.headers, body: body, credential: credential, configuration: configuration, salt: store.scopeSalt
         )
         let framing: StreamFraming? = switch route.operation {
-        case .streamGenerateContent: query.contains { $0 == ("alt", "sse") } ? .sse : .jsonArray
+        case .streamGenerateContent: QueryParameter.alt(in: query) == "sse" ? .sse : .jsonArray
         case .openAIChat: keyed.openAIBody?["stream"] as? Bool == true ? .openAI : nil
         default: nil
         }
         return Prepared(
             route: route, key: keyed.key, scope: keyed.scope, scopeTag: keyed.scopeTag, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: keyed.controls, body: body,
-            pathAndQuery: request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""),
-            headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
+            target: target, headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
         )
     }
 
@@ -182,10 +201,10 @@ public final class GeminiProxy: Sendable {
                 outcome = led ? .miss : .coalesced
             }
         } catch {
-            if let stale = await staleEntry(prepared.key) { return hit(stale, prepared: prepared, outcome: .stale) }
+            if trusted, let stale = await staleEntry(prepared.key) { return hit(stale, prepared: prepared, outcome: .stale) }
             throw error
         }
-        if Self.isUpstreamFailure(upstreamAnswer.status), let stale = await staleEntry(prepared.key) {
+        if trusted, Self.isUpstreamFailure(upstreamAnswer.status), let stale = await staleEntry(prepared.key) {
             return hit(stale, prepared: prepared, outcome: .stale)
         }
         return respond(upstreamAnswer, outcome: outcome, prepared: prepared)
@@ -194,7 +213,8 @@ public final class GeminiProxy: Sendable {
     /// Failures that `cache.stale_if_error` may paper over: out of quota, upstream errors.
     static func isUpstreamFailure(_ status: Int) -> Bool { status == 429 || status >= 500 }
 
-    /// An expired entry still within `cache.stale_if_error` of its expiry (SPEC §6).
+    /// An expired entry still within `cache.stale_if_error` of its expiry (SPEC §6). Only for a client
+    /// that may be served a cached answer at all (SPEC §8: STALE follows the same verification as HIT).
     func staleEntry(_ key: CacheKey) async -> CacheEntry? {
         let window = configuration.cache.staleIfError.milliseconds
         guard window > 0, let entry = try? store.lookup(key) else { return nil }
@@ -255,14 +275,14 @@ public final class GeminiProxy: Sendable {
 
     /// Calls upstream once and, when allowed and the answer is complete, stores it before returning.
     private func fetch(_ prepared: Prepared, store shouldStore: Bool, logger: Logger) async throws(ProxyError) -> UpstreamAnswer {
-        let (response, model, fallback) = try await callUpstreamOrFallback(prepared)
+        let (response, ticket, fallback) = try await callUpstreamOrFallback(prepared)
         let body = try await response.collect(upTo: configuration.limits.maxBody)
         let headers = response.replayableHeaders
         let status = response.status
         let parsed = StorePolicy.parse(body)
         let usage = StorePolicy.usage(parsed)
-        ledger.recordUpstreamCall(model: model, status: status, tokens: usage)
-        quota.recordTokens(model: model, tokens: usage.prompt)
+        ledger.recordUpstreamCall(model: ticket.model, status: status, tokens: usage)
+        quota.recordTokens(ticket, tokens: usage.prompt)
         if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
         var stored = false
         // A fallback model's answer is never stored under the first model's key.
@@ -278,39 +298,49 @@ public final class GeminiProxy: Sendable {
 
     /// The upstream exchange of a cached route; when the model is out of quota (a 429 after the retries,
     /// or the quota guard's refusal) and `fallback` names another, that model answers instead.
-    /// - Returns: The answer, the model that gave it, and that model's id when it was the fallback.
-    func callUpstreamOrFallback(_ prepared: Prepared) async throws(ProxyError) -> (UpstreamResponse, model: String, fallback: String?) {
+    /// - Returns: The answer, the quota ticket of the model that gave it, and that model's id when it was the fallback.
+    func callUpstreamOrFallback(_ prepared: Prepared) async throws(ProxyError) -> (UpstreamResponse, ticket: QuotaGuard.Ticket, fallback: String?) {
         let next = prepared.route.model.isEmpty ? nil : configuration.fallback[prepared.model]
         var response: UpstreamResponse?
         do {
-            response = try await callUpstream(prepared, body: prepared.route.isGET ? nil : prepared.body)
+            let (answer, ticket) = try await callUpstream(prepared, body: prepared.route.isGET ? nil : prepared.body)
+            if answer.status != 429 || next == nil { return (answer, ticket, nil) }
+            response = answer
         } catch where error.status == .tooManyRequests && next != nil {
             response = nil  // the quota guard refused: the fallback model may still have room
         }
-        if let response, response.status != 429 || next == nil {
-            return (response, prepared.model, nil)
-        }
         guard let next else { throw ProxyError(.tooManyRequests, "RESOURCE_EXHAUSTED", "Out of quota.") }
         if response != nil { ledger.recordUpstreamCall(model: prepared.model, status: 429, tokens: .zero) }
-        let path = prepared.pathAndQuery.replacingOccurrences(of: "/models/\(prepared.route.model):", with: "/models/\(next):")
-        return (try await callUpstream(prepared, body: prepared.body, pathAndQuery: path, model: next), next, next)
+        let target = try prepared.target.replacingPath(
+            prepared.target.path.replacingOccurrences(of: "/models/\(prepared.route.model):", with: "/models/\(next):")
+        )
+        let (answer, ticket) = try await callUpstream(prepared, body: prepared.body, target: target, model: next)
+        return (answer, ticket, next)
     }
 
-    /// One upstream exchange for a cached route, with retries (SPEC §6).
-    func callUpstream(_ prepared: Prepared, body: [UInt8]?, pathAndQuery: String? = nil, model: String? = nil) async throws(ProxyError) -> UpstreamResponse {
-        let model = model ?? prepared.model
-        try await quota.admit(model: model)
-        return try await upstream.exchange(
-            method: prepared.route.isGET ? .get : .post, pathAndQuery: pathAndQuery ?? prepared.pathAndQuery, headers: prepared.headers,
-            body: body, maxBody: configuration.limits.maxBody
-        ) { [quota] status, body in quota.learn(model: model, status: status, body: body) }
+    /// One upstream exchange for a cached route, with retries (SPEC §6), admitted by the quota guard
+    /// for the partition whose quota it uses: the upstream key it goes out with (managed mode) or the
+    /// client's credential (passthrough). A call the upstream refused for the credential is given back.
+    func callUpstream(
+        _ prepared: Prepared, body: [UInt8]?, target: UpstreamTarget? = nil, model: String? = nil
+    ) async throws(ProxyError) -> (UpstreamResponse, QuotaGuard.Ticket) {
+        let lease = upstream.keys?.lease()
+        let ticket = QuotaGuard.Ticket(model: model ?? prepared.model, partition: lease?.fingerprint ?? prepared.credentialTag)
+        try await quota.admit(ticket)
+        let response = try await upstream.exchange(
+            method: prepared.route.isGET ? .get : .post, target: target ?? prepared.target, headers: prepared.headers,
+            body: body, lease: lease, maxBody: configuration.limits.maxBody
+        ) { [quota] status, body in quota.learn(ticket, status: status, body: body) }
+        if [400, 401, 403].contains(response.status) { quota.refund(ticket) }
+        return (response, ticket)
     }
 
-    /// Stores an answer under the request's key with its TTL, unless it is larger than `max_entry_size`.
+    /// Stores an answer under the request's key with its TTL, unless it is larger than `max_entry_size`
+    /// or the TTL is 0 (`X-Gemcache-TTL: 0`).
     func save(status: Int, headers: [(name: String, value: String)], body: [UInt8], usage: TokenUsage, prepared: Prepared) async -> Bool {
-        guard body.count <= configuration.cache.maxEntrySize else { return false }
-        let storedAt = now()
         let ttl = prepared.controls.ttlSeconds.map { $0 * 1000 } ?? configuration.cache.ttl(for: prepared.route.operation).milliseconds
+        guard body.count <= configuration.cache.maxEntrySize, ttl > 0 else { return false }
+        let storedAt = now()
         let entry = CacheEntry(
             status: status, headerBlock: CacheEntry.headerBlock(headers), body: body, storedAt: storedAt,
             expiresAt: storedAt + ttl, model: prepared.model, namespace: prepared.controls.namespace,
@@ -365,13 +395,17 @@ public final class GeminiProxy: Sendable {
     // MARK: - Everything else
 
     /// Streams a request that is not cached to the upstream and its answer back, both ways unbuffered.
-    public func passThrough(_ request: Request, context: some RequestContext) async throws -> Response {
-        try access.admit(headers: request.headers, query: ForwardedRequest.queryItems(request.uri.query))
+    func passThrough(_ request: Request, target: UpstreamTarget, context: some RequestContext) async throws -> Response {
+        do {
+            try access.admit(credential: ForwardedRequest.credential(headers: request.headers, query: ForwardedRequest.queryItems(target.query)))
+        } catch {
+            ledger.recordRejected()
+            throw error
+        }
         let length = request.headers[.contentLength].flatMap { Int64($0) }
         let hasBody = length.map { $0 > 0 } ?? (request.headers[.transferEncoding] != nil)
-        let pathAndQuery = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
         let response = try await upstream.send(
-            method: request.method, pathAndQuery: pathAndQuery,
+            method: request.method, target: target,
             headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: false),
             body: hasBody ? .stream(request.body, length: length.map { .known($0) } ?? .unknown) : nil,
             decode: false

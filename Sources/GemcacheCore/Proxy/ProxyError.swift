@@ -57,4 +57,5 @@ extension HTTPField.Name {
     static let cacheStatus = Self("Cache-Status")!
     static let gemcacheFallback = Self("X-Gemcache-Fallback")!
     static let googAPIKey = Self("x-goog-api-key")!
+    static let googFieldMask = Self("X-Goog-FieldMask")!
 }

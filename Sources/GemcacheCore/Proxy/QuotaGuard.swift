@@ -8,8 +8,20 @@ import Synchronization
 /// upstream: a 429's `RetryInfo` pauses the model until the delay has passed, and a `QuotaFailure`'s
 /// limit value replaces the configured one. Hits never pass through here.
 ///
+/// Quota is per Google project (SPEC §6), so counts, pauses and learned limits are kept per
+/// ``Ticket/partition``: the upstream key in managed mode, the credential's salted tag in passthrough
+/// mode. One client's traffic or 429 never pauses another's key, calls the upstream refused for the
+/// credential (400, 401, 403) are given back, and learned limits end with the quota day.
+///
 /// Counts are this process's (several processes on one store each guard their own calls).
 final class QuotaGuard: Sendable {
+    /// Whose quota a call counts against: a model within a partition.
+    struct Ticket: Hashable, Sendable {
+        let model: String
+        /// The upstream key's fingerprint (managed) or the credential's salted tag (passthrough).
+        let partition: String
+    }
+
     private struct ModelState {
         /// Upstream calls and their tokens in the last minute, oldest first.
         var recent: [(at: ContinuousClock.Instant, tokens: Int)] = []
@@ -22,7 +34,9 @@ final class QuotaGuard: Sendable {
     private let enforce: Bool
     private let maxWait: Duration
     private let limits: [String: ProxyConfiguration.ModelLimits]
-    private let models = Mutex<[String: ModelState]>([:])
+    private let states = Mutex<[Ticket: ModelState]>([:])
+    /// Past this many partitions and models, idle ones are forgotten (made-up keys cannot grow the map).
+    static let maxStates = 10_000
 
     init(configuration: ProxyConfiguration.Limits) {
         enforce = configuration.enforce
@@ -30,18 +44,19 @@ final class QuotaGuard: Sendable {
         limits = configuration.models
     }
 
-    /// Waits until a call to `model` fits the limits and counts it.
+    /// Waits until a call fits the ticket's limits and counts it.
     /// - Throws: 429 in Google's envelope, with `RetryInfo` and `Retry-After`, when it would not fit in time.
-    func admit(model: String) async throws(ProxyError) {
+    func admit(_ ticket: Ticket) async throws(ProxyError) {
         guard enforce else { return }
         let deadline = ContinuousClock.now + maxWait
         while true {
             let now = ContinuousClock.now
             let day = QuotaDay(containing: Date())
-            let verdict: Verdict = models.withLock { models in
-                var state = models[model, default: ModelState()]
-                defer { models[model] = state }
-                return decide(&state, model: model, now: now, day: day)
+            let verdict: Verdict = states.withLock { states in
+                if states[ticket] == nil && states.count >= Self.maxStates { Self.forgetIdle(&states, now: now) }
+                var state = states[ticket, default: ModelState()]
+                defer { states[ticket] = state }
+                return decide(&state, model: ticket.model, now: now, day: day)
             }
             switch verdict {
             case .go: return
@@ -70,6 +85,7 @@ final class QuotaGuard: Sendable {
         if state.day != day.id {
             state.day = day.id
             state.today = 0
+            state.learned = .init()
         }
         state.recent.removeAll { now - $0.at >= .seconds(60) }
         if let paused = state.pausedUntil, paused > now {
@@ -90,30 +106,49 @@ final class QuotaGuard: Sendable {
         return .go
     }
 
+    /// Drops states that hold nothing to remember: no call this minute or day, no pause.
+    private static func forgetIdle(_ states: inout [Ticket: ModelState], now: ContinuousClock.Instant) {
+        states = states.filter { _, state in
+            state.today > 0 || state.recent.contains { now - $0.at < .seconds(60) } || state.pausedUntil.map { $0 > now } == true
+        }
+    }
+
+    /// Gives back an admitted call that the upstream refused for its credential (400, 401, 403):
+    /// it used no quota of the project.
+    func refund(_ ticket: Ticket) {
+        guard enforce else { return }
+        states.withLock { states in
+            guard var state = states[ticket], state.today > 0 else { return }
+            state.today -= 1
+            if !state.recent.isEmpty { state.recent.removeLast() }
+            states[ticket] = state
+        }
+    }
+
     /// Adds an answered call's tokens to the minute's count (for TPM).
-    func recordTokens(model: String, tokens: Int) {
+    func recordTokens(_ ticket: Ticket, tokens: Int) {
         guard enforce, tokens > 0 else { return }
-        models.withLock { models in
-            guard let index = models[model]?.recent.indices.last else { return }
-            models[model]?.recent[index].tokens += tokens
+        states.withLock { states in
+            guard let index = states[ticket]?.recent.indices.last else { return }
+            states[ticket]?.recent[index].tokens += min(tokens, Int(Int32.max))
         }
     }
 
     /// Learns from an upstream 429: pauses the model for its `RetryInfo` delay and takes the limit
     /// values of its `QuotaFailure` violations.
-    func learn(model: String, status: Int, body: [UInt8]) {
-        guard status == 429 else { return }
+    func learn(_ ticket: Ticket, status: Int, body: [UInt8]) {
+        guard enforce, status == 429 else { return }
         let delay = UpstreamErrorDetails.retryDelay(in: body)
         let violations = UpstreamErrorDetails.quotaViolations(in: body)
-        models.withLock { models in
-            var state = models[model, default: ModelState()]
+        states.withLock { states in
+            var state = states[ticket, default: ModelState()]
             if let delay { state.pausedUntil = max(state.pausedUntil ?? .now, .now + delay) }
             for (quotaID, value) in violations {
                 if quotaID.contains("PerDay") && quotaID.contains("Requests") { state.learned.rpd = value }
                 if quotaID.contains("PerMinute") && quotaID.contains("Requests") { state.learned.rpm = value }
                 if quotaID.contains("PerMinute") && quotaID.contains("Tokens") { state.learned.tpm = value }
             }
-            models[model] = state
+            states[ticket] = state
         }
     }
 }

@@ -16,27 +16,33 @@ struct RequestControls: Equatable {
     /// `X-Gemcache-Namespace: NAME`.
     var namespace: String?
 
-    /// Parses the controls; a malformed value is a 400 rather than a silent default.
+    /// The largest `X-Gemcache-TTL`: ten years (SPEC §4).
+    static let maxTTLSeconds: Int64 = 315_360_000
+    /// Delta-seconds above this are read as this (RFC 9111 §1.2.2).
+    static let maxDeltaSeconds: Int64 = 2_147_483_648
+
+    /// Parses the controls (SPEC §4). `X-Gemcache-TTL` is the proxy's own header: a value outside
+    /// 0...315360000 is a 400. `Cache-Control` follows RFC 9111: a malformed `max-age` is ignored and
+    /// a huge one read as 2^31.
     init(headers: HTTPFields) throws(ProxyError) {
         for value in headers[values: .cacheControl] {
             for directive in value.split(separator: ",") {
                 let parts = directive.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                switch parts[0].lowercased() {
+                switch parts.first?.lowercased() {
                 case "no-cache": noCache = true
                 case "no-store": noStore = true
                 case "only-if-cached": onlyIfCached = true
                 case "max-age":
-                    guard parts.count == 2, let seconds = Int64(parts[1].trimmingCharacters(in: ["\""])), seconds >= 0 else {
-                        throw .invalidArgument("Cache-Control max-age must be a whole number of seconds")
-                    }
-                    maxAge = seconds
+                    if parts.count == 2, let seconds = Self.deltaSeconds(parts[1]) { maxAge = seconds }
                 default: continue
                 }
             }
         }
         if let ttl = headers[.gemcacheTTL] {
-            guard let seconds = Int64(ttl.trimmingCharacters(in: .whitespaces)), seconds > 0 else {
-                throw .invalidArgument("X-Gemcache-TTL must be a whole number of seconds greater than 0")
+            let digits = ttl.trimmingCharacters(in: .whitespaces)
+            guard Self.isDigits(digits), digits.count <= 9, let seconds = Int64(digits), seconds <= Self.maxTTLSeconds
+            else {
+                throw .invalidArgument("X-Gemcache-TTL must be a whole number of seconds from 0 to \(Self.maxTTLSeconds)")
             }
             ttlSeconds = seconds
         }
@@ -48,5 +54,16 @@ struct RequestControls: Equatable {
             }
             self.namespace = namespace
         }
+    }
+
+    /// RFC 9111 delta-seconds (digits, optionally quoted), capped at 2^31; nil when malformed.
+    private static func deltaSeconds(_ raw: String) -> Int64? {
+        let digits = raw.trimmingCharacters(in: ["\""])
+        guard isDigits(digits) else { return nil }
+        return digits.count > 10 ? maxDeltaSeconds : min(Int64(digits)!, maxDeltaSeconds)
+    }
+
+    private static func isDigits(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
     }
 }

@@ -22,15 +22,18 @@ struct RequestKey {
     /// where the key needs only the canonical form.
     let openAIBody: [String: Any]?
 
-    /// - Throws: 403 without a credential, 400 for malformed JSON or controls.
+    /// - Parameter credential: The request's one credential (``ForwardedRequest/credential(headers:query:)``).
+    /// - Throws: 400 for malformed JSON or controls.
     init(
-        route: CachedRoute, query: [(name: String, value: String)], headers: HTTPFields, body: [UInt8],
+        route: CachedRoute, query: [(name: String, value: String)], headers: HTTPFields, body: [UInt8], credential: String,
         configuration: ProxyConfiguration, salt: [UInt8]
     ) throws(ProxyError) {
-        guard let credential = ForwardedRequest.credential(headers: headers, query: query) else {
-            throw .missingCredential
+        var controls = try RequestControls(headers: headers)
+        // A system parameter the proxy does not know may change the answer: answered, never stored (SPEC §3).
+        if query.contains(where: { QueryParameter.role(of: $0.name, isGET: route.isGET) == .unknownSystem }) {
+            controls.noStore = true
         }
-        controls = try RequestControls(headers: headers)
+        self.controls = controls
         if route.isGET {
             canonical = []
             openAIBody = nil
@@ -55,7 +58,14 @@ struct RequestKey {
         key = CacheKeyComponents(
             apiVersion: route.apiVersion, endpoint: route.endpoint, model: route.model,
             query: keyQuery(query, isGET: route.isGET), scope: scopeTag,
-            namespace: controls.namespace, normalizedBody: canonical
+            namespace: controls.namespace, normalizedBody: canonical, fieldMask: Self.fieldMask(headers)
         ).key
+    }
+
+    /// `X-Goog-FieldMask`, which selects the answer's fields like `$fields` (SPEC §3); repeated
+    /// headers joined with commas.
+    static func fieldMask(_ headers: HTTPFields) -> String? {
+        let values = headers[values: .googFieldMask]
+        return values.isEmpty ? nil : values.joined(separator: ",")
     }
 }

@@ -11,7 +11,7 @@ import NIOPosix
 /// Two AsyncHTTPClients share the event loops: one decodes gzip (answers that are stored must be
 /// stored decoded), the other passes bytes through untouched for routes that are not cached.
 public struct UpstreamClient: Sendable {
-    let baseURL: String
+    let upstream: UpstreamOrigin
     let timeout: Duration
     let retry: ProxyConfiguration.Upstream.Retry
     /// The first backoff step; each retry doubles it (full jitter), and a `RetryInfo` delay wins if longer.
@@ -23,7 +23,7 @@ public struct UpstreamClient: Sendable {
 
     init(configuration: ProxyConfiguration.Upstream, keys: UpstreamKeyPool? = nil, backoff: Duration = .milliseconds(250)) {
         self.keys = keys
-        self.baseURL = configuration.url
+        self.upstream = UpstreamOrigin(configuration.url)
         self.timeout = configuration.timeout
         self.retry = configuration.retry
         self.backoff = backoff
@@ -33,6 +33,9 @@ public struct UpstreamClient: Sendable {
             client.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
             client.connectionPool.retryConnectionEstablishment = false
             client.decompression = decompression
+            // A 3xx goes back to the client as it is: following it would carry the credential to
+            // whatever host its Location names (SPEC §2).
+            client.redirectConfiguration = .disallow
             client.httpVersion = .automatic
             // No tracer: with none bootstrapped, AsyncHTTPClient would still build a no-op span's
             // attributes (parsing the URL with Foundation) on every request.
@@ -45,15 +48,15 @@ public struct UpstreamClient: Sendable {
 
     /// Sends a request; `decode` picks the client that decodes gzip.
     func send(
-        method: HTTPRequest.Method, pathAndQuery: String, headers: [(name: String, value: String)],
+        method: HTTPRequest.Method, target: UpstreamTarget, headers: [(name: String, value: String)],
         body: HTTPClientRequest.Body?, decode: Bool
     ) async throws(ProxyError) -> HTTPClientResponse {
-        var request = HTTPClientRequest(url: baseURL + pathAndQuery)
+        var request = HTTPClientRequest(url: try upstream.url(for: target))
         request.method = HTTPMethod(rawValue: method.rawValue)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if decode { request.headers.replaceOrAdd(name: "accept-encoding", value: "gzip") }
         request.body = body
-        _ = authorize(&request, pathAndQuery: pathAndQuery)
+        _ = try authorize(&request, target: target)
         do {
             return try await (decode ? decoding : passing).execute(request, deadline: .now() + .milliseconds(timeout.milliseconds))
         } catch {
@@ -68,13 +71,14 @@ public struct UpstreamClient: Sendable {
     /// exponential backoff and full jitter, honouring `RetryInfo`, within `upstream.retry.attempts` and
     /// `upstream.retry.budget`. When the tries are spent, the upstream's own last answer is returned.
     /// - Parameters:
-    ///   - authorize: Adds the credential for one attempt (managed mode picks a key per attempt).
+    ///   - lease: Managed mode: the upstream key of the first attempt (the quota guard admitted the call
+    ///     for it); later attempts take the pool's next key.
     ///   - onRetryableFailure: Told about every retryable answer (status and body), e.g. to learn quota.
     func exchange(
-        method: HTTPRequest.Method, pathAndQuery: String, headers: [(name: String, value: String)], body: [UInt8]?,
-        maxBody: Int, onRetryableFailure: @Sendable (Int, [UInt8]) -> Void = { _, _ in }
+        method: HTTPRequest.Method, target: UpstreamTarget, headers: [(name: String, value: String)], body: [UInt8]?,
+        lease firstLease: UpstreamKeyPool.Lease? = nil, maxBody: Int, onRetryableFailure: @Sendable (Int, [UInt8]) -> Void = { _, _ in }
     ) async throws(ProxyError) -> UpstreamResponse {
-        var request = HTTPClientRequest(url: baseURL + pathAndQuery)
+        var request = HTTPClientRequest(url: try upstream.url(for: target))
         request.method = HTTPMethod(rawValue: method.rawValue)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.headers.replaceOrAdd(name: "accept-encoding", value: "gzip")
@@ -83,7 +87,7 @@ public struct UpstreamClient: Sendable {
         var attempt = 1
         while true {
             let canRetry = attempt < retry.attempts
-            let lease = authorize(&request, pathAndQuery: pathAndQuery)
+            let lease = try authorize(&request, target: target, lease: attempt == 1 ? firstLease : nil)
             do {
                 let response = try await decoding.execute(request, deadline: .now() + .milliseconds(timeout.milliseconds))
                 let status = Int(response.status.code)
@@ -114,15 +118,18 @@ public struct UpstreamClient: Sendable {
         }
     }
 
-    /// Managed mode: replaces any client credential with the next upstream key (the OpenAI surface
-    /// takes it as a bearer token, the native API as `x-goog-api-key`).
-    private func authorize(_ request: inout HTTPClientRequest, pathAndQuery: String) -> UpstreamKeyPool.Lease? {
+    /// Managed mode: replaces any client credential with `lease`'s upstream key, or the pool's next
+    /// one (the OpenAI surface takes it as a bearer token, the native API as `x-goog-api-key`).
+    private func authorize(
+        _ request: inout HTTPClientRequest, target: UpstreamTarget, lease: UpstreamKeyPool.Lease? = nil
+    ) throws(ProxyError) -> UpstreamKeyPool.Lease? {
         guard let keys else { return nil }
-        let lease = keys.lease()
-        request.url = baseURL + ForwardedRequest.removingCredentials(pathAndQuery)
+        let lease = lease ?? keys.lease()
+        keys.recordUse(lease)
+        request.url = try upstream.url(for: target.removingCredentials)
         request.headers.remove(name: "x-goog-api-key")
         request.headers.remove(name: "authorization")
-        if pathAndQuery.hasPrefix("/v1beta/openai/") {
+        if target.path.hasPrefix("/v1beta/openai/") {
             request.headers.add(name: "authorization", value: "Bearer \(lease.key)")
         } else {
             request.headers.add(name: "x-goog-api-key", value: lease.key)

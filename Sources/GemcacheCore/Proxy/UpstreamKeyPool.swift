@@ -40,8 +40,12 @@ final class UpstreamKeyPool: Sendable {
             state.next = (chosen + 1) % keys.count
             return chosen
         }
-        onUse(fingerprints[index])
         return Lease(index: index, key: keys[index], fingerprint: fingerprints[index])
+    }
+
+    /// Counts one upstream call made with `lease`.
+    func recordUse(_ lease: Lease) {
+        onUse(lease.fingerprint)
     }
 
     /// Rests a key that was answered 429 for `delay`.

@@ -34,7 +34,10 @@ struct ExplainController<Context: RequestContext> {
         for case let (name, value as String) in (input["headers"] as? [String: Any]) ?? [:] {
             if let name = HTTPField.Name(name) { headers[name] = value }
         }
-        let keyed = try RequestKey(route: route, query: query, headers: headers, body: body, configuration: configuration, salt: salt)
+        guard let credential = try ForwardedRequest.credential(headers: headers, query: query) else { throw ProxyError.missingCredential }
+        let keyed = try RequestKey(
+            route: route, query: query, headers: headers, body: body, credential: credential, configuration: configuration, salt: salt
+        )
         let answer: [String: Any] = [
             "key": keyed.key.hex,
             "canonical": String(decoding: keyed.canonical, as: UTF8.self),

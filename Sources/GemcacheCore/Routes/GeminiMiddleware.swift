@@ -14,21 +14,18 @@ struct GeminiMiddleware<Context: RequestContext>: RouterMiddleware {
         if path == "/_gemcache" || path.hasPrefix("/_gemcache/") || path == "/healthz" {
             return try await next(request, context)
         }
-        if Self.hasPathTricks(path) {
-            var error = ProxyError.invalidArgument("Invalid request path: dot segments and encoded separators are not allowed.")
+        // The raw target, not Hummingbird's parse of it: what goes upstream is what was checked.
+        let target: UpstreamTarget
+        do {
+            target = try UpstreamTarget(request.uri.string)
+        } catch {
+            var error = error
             error.wrapped = path.hasPrefix("/v1beta/openai/")
             throw error
         }
-        if let route = try CachedRoute(method: request.method, path: path) {
-            return try await proxy.cached(request, context: context, route: route)
+        if let route = try CachedRoute(method: request.method, path: target.path) {
+            return try await proxy.cached(request, target: target, context: context, route: route)
         }
-        return try await proxy.passThrough(request, context: context)
-    }
-
-    /// Whether the raw path has a `.` or `..` segment or a percent-encoded `.`, `/` or `\`: no Gemini
-    /// API path does, and such a path must not reach Google resolved differently than it was routed here.
-    static func hasPathTricks(_ path: String) -> Bool {
-        let lowercased = path.lowercased()
-        return path.split(separator: "/").contains { $0 == "." || $0 == ".." } || ["%2e", "%2f", "%5c"].contains { lowercased.contains($0) }
+        return try await proxy.passThrough(request, target: target, context: context)
     }
 }

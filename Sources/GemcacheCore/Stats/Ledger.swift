@@ -121,6 +121,11 @@ public final class Ledger: Sendable {
         if let model { store.increment(Counter.model(model, Counter.errors)) }
     }
 
+    /// A request refused for its credential (SPEC §7): counted here only, with no per-model state.
+    func recordRejected() {
+        store.increment(Counter.rejected)
+    }
+
     /// How long a request on a cached route took to answer, by outcome: `HIT` feeds the hit
     /// histogram; `MISS`, `REFRESH` and `BYPASS` the upstream one (the others are not timed).
     func recordLatency(outcome: CacheOutcome, duration: Duration) {
@@ -215,6 +220,7 @@ enum Counter {
     static let bypassed = "bypassed"
     static let stale = "stale"
     static let errors = "errors"
+    static let rejected = "rejected"
     static let upstreamRequests = "upstream_requests"
     static let upstreamTokens = "upstream_tokens"
     static let savedRequests = "saved_requests"
@@ -225,7 +231,7 @@ enum Counter {
     static let keyPrefix = "key/"
 
     /// The totals, in the order reports list them.
-    static let totals = [requests, hits, coalesced, misses, refreshed, bypassed, stale, errors, upstreamRequests, savedTokens, savedItems]
+    static let totals = [requests, hits, coalesced, misses, refreshed, bypassed, stale, errors, rejected, upstreamRequests, savedTokens, savedItems]
 
     static let modelPrefix = "model/"
     static let dayPrefix = "day/"
