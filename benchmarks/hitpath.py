@@ -8,7 +8,10 @@ of the medians with ratios to nginx proxy_cache. gemcache and nginx answer the g
 request of post.lua; LiteLLM, which speaks the OpenAI API to clients, the chat completion of
 litellm.lua (the same prompt).
 
-Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2]
+With --compare BIN (repeatable), other gemcache builds run beside the first in the same rounds, each
+with its own store, optionally after VAR=VALUE settings: a before/after of a change in one run.
+
+Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2]
 Needs: nginx, wrk (apt-get install -y nginx wrk), a release build of gemcache; LiteLLM is installed
 from PyPI into --litellm-venv (default .venv-litellm) on first use.
 """
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -218,6 +222,7 @@ def stop_all(processes, work):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", default=os.path.join(ROOT, ".build/release/gemcache"))
+    parser.add_argument("--compare", action="append", default=[], help="another gemcache binary to measure in the same rounds, optionally after VAR=VALUE settings")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", default="64,8")
@@ -249,20 +254,25 @@ def main():
         processes.append(subprocess.Popen(["nginx", "-c", os.path.join(work, "nginx.conf"), "-p", work, "-g", "daemon off;"], stdout=log, stderr=log))
         wait_for(cache_port)
 
-        # Warm: gemcache stores the answer (and the raw-key alias), nginx caches it.
-        checks = []
-        for _ in range(3):
-            checks.append(post(gemcache_port, body)[0].get("X-Gemcache"))
-            checks.append(post(cache_port, body)[0].get("X-Cache-Status"))
-        if checks[-2:] != ["HIT", "HIT"]:
-            sys.exit(f"caches not warm: {checks}")
-        g_answer, n_answer = post(gemcache_port, body)[1], post(cache_port, body)[1]
-        if g_answer != answer or n_answer != answer:
-            sys.exit("the caches do not serve the upstream's answer")
-
         script = "paced.lua" if args.pace_ms else "post.lua"
-        targets = [("gemcache", gemcache_port, script, PATH), ("nginx proxy_cache", cache_port, script, PATH),
-                   ("nginx return 200", return_port, script, PATH)]
+        targets = [("gemcache", gemcache_port, script, PATH)]
+        for index, other in enumerate(args.compare, start=1):
+            *assignments, binary = shlex.split(other)
+            settings = dict(assignment.split("=", 1) for assignment in assignments)
+            port = args.base_port + 10 + index
+            start_gemcache(os.path.abspath(binary), work, f"data-{index}", mock_port, port, processes, log, settings)
+            targets.append((" ".join(assignments + [binary]), port, script, PATH))
+        gemcache_ports = [port for _, port, *_ in targets]
+        targets += [("nginx proxy_cache", cache_port, script, PATH), ("nginx return 200", return_port, script, PATH)]
+
+        # Warm: every gemcache stores the answer (and the raw-key alias), nginx caches it.
+        for port, header in [(port, "X-Gemcache") for port in gemcache_ports] + [(cache_port, "X-Cache-Status")]:
+            checks = [post(port, body)[0].get(header) for _ in range(3)]
+            if checks[-1] != "HIT":
+                sys.exit(f"cache on port {port} not warm: {checks}")
+            if post(port, body)[1] != answer:
+                sys.exit(f"the cache on port {port} does not serve the upstream's answer")
+
         if not args.no_litellm:
             start_litellm(os.path.abspath(args.litellm_venv), work, mock_port, litellm_port, processes, log)
             targets.append(("LiteLLM proxy, cache on", litellm_port, "litellm.lua", LITELLM_PATH))
