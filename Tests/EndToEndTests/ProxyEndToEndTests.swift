@@ -209,6 +209,7 @@ struct ProxyEndToEndTests {
                     let upload = try await send(port: port, path: "/upload/v1beta/files", body: payload, headers: ["x-goog-api-key": testKey])
                     #expect(upload.status == 200)
                     #expect(upload.header("x-gemcache") == "PASS")
+                    #expect(upload.header("cache-status") == "gemcache; fwd=bypass", "every proxied answer says what the cache did (SPEC §4)")
                     let file = try JSONSerialization.jsonObject(with: Data(upload.body.utf8)) as? [String: [String: String]]
                     #expect(file?["file"]?["sizeBytes"] == "3000000")
                     let missing = try await send("GET", port: port, path: "/v1beta/cachedContents/abc", headers: ["x-goog-api-key": testKey])

@@ -415,6 +415,7 @@ public final class GeminiProxy: Sendable {
             if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
         }
         headers[.gemcache] = "PASS"
+        headers[.cacheStatus] = "gemcache; fwd=bypass"
         return Response(status: .init(code: Int(response.status.code)), headers: headers, body: ResponseBody(asyncSequence: response.body))
     }
 }
