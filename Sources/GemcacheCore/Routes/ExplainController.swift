@@ -34,7 +34,7 @@ struct ExplainController<Context: RequestContext> {
         for case let (name, value as String) in (input["headers"] as? [String: Any]) ?? [:] {
             if let name = HTTPField.Name(name) { headers[name] = value }
         }
-        let keyed = try RequestKey(route: route, query: query, headers: headers, body: body, configuration: configuration, salt: salt)
+        let keyed = try await KeyingPool.run(bodySize: body.count) { [headers] () throws(ProxyError) in try RequestKey(route: route, query: query, headers: headers, body: body, configuration: configuration, salt: salt) }
         let answer: [String: Any] = [
             "key": keyed.key.hex,
             "canonical": String(decoding: keyed.canonical, as: UTF8.self),
