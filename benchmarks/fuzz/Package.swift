@@ -8,7 +8,8 @@ let package = Package(
     name: "GemcacheFuzz",
     targets: [
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .target(name: "GemcacheKey", dependencies: ["CLibCrypto"]),
+        // libm: the key code rounds Doubles, and no Foundation import brings libm along any more.
+        .target(name: "GemcacheKey", dependencies: ["CLibCrypto"], linkerSettings: [.linkedLibrary("m")]),
         .executableTarget(name: "GemcacheFuzz", dependencies: ["GemcacheKey"]),
     ]
 )

@@ -139,9 +139,9 @@ public final class GeminiProxy: Sendable {
         } catch {
             throw ProxyError(.badRequest, "INVALID_ARGUMENT", "The request body could not be read.")
         }
-        let keyed = try RequestKey(
+        let keyed = try await KeyingPool.run(bodySize: body.count) { [self] () throws(ProxyError) in try RequestKey(
             route: route, query: query, headers: request.headers, body: body, credential: credential, configuration: configuration, salt: store.scopeSalt
-        )
+        ) }
         let framing: StreamFraming? = switch route.operation {
         case .streamGenerateContent: QueryParameter.alt(in: query) == "sse" ? .sse : .jsonArray
         case .openAIChat: keyed.openAIBody?["stream"] as? Bool == true ? .openAI : nil

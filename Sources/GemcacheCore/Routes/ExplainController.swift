@@ -35,9 +35,9 @@ struct ExplainController<Context: RequestContext> {
             if let name = HTTPField.Name(name) { headers[name] = value }
         }
         guard let credential = try ForwardedRequest.credential(headers: headers, query: query) else { throw ProxyError.missingCredential }
-        let keyed = try RequestKey(
-            route: route, query: query, headers: headers, body: body, credential: credential, configuration: configuration, salt: salt
-        )
+        let keyed = try await KeyingPool.run(bodySize: body.count) { [headers] () throws(ProxyError) in
+            try RequestKey(route: route, query: query, headers: headers, body: body, credential: credential, configuration: configuration, salt: salt)
+        }
         let answer: [String: Any] = [
             "key": keyed.key.hex,
             "canonical": String(decoding: keyed.canonical, as: UTF8.self),
