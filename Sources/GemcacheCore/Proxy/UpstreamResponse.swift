@@ -43,21 +43,39 @@ struct UpstreamResponse: Sendable {
 
 /// What Google's error envelope says about retrying (gemini-api.md §6): the `RetryInfo` delay.
 enum UpstreamErrorDetails {
-    /// `RetryInfo.retryDelay` (e.g. `"26s"`, `"1.5s"`) of an error body, plain or wrapped in an array.
+    /// The longest `RetryInfo` delay honoured (an hour); a longer one counts as this long.
+    static let maxRetryDelay = Duration.seconds(3600)
+
+    /// `RetryInfo.retryDelay` of an error body, plain or wrapped in an array, at most ``maxRetryDelay``.
+    /// Only the protobuf JSON form of a duration counts (`"26s"`, `"1.5s"`: digits, up to nine decimals,
+    /// `s`); anything else (`"-5s"`, `"infs"`, `"nan"`, `"1e300s"`, no unit) is ignored, as if absent.
     static func retryDelay(in body: [UInt8]) -> Duration? {
         for detail in details(body) where (detail["@type"] as? String)?.hasSuffix("google.rpc.RetryInfo") == true {
-            if let text = detail["retryDelay"] as? String, text.hasSuffix("s"), let seconds = Double(text.dropLast()), seconds >= 0 {
-                return .milliseconds(Int64(seconds * 1000))
-            }
+            if let delay = (detail["retryDelay"] as? String).flatMap(duration) { return delay }
         }
         return nil
     }
 
-    /// `QuotaFailure` violations as (quota id, limit value), e.g. `("GenerateRequestsPerDayPerProjectPerModel-FreeTier", 250)`.
+    /// A protobuf JSON duration of zero or more seconds, capped at ``maxRetryDelay``; nil if malformed.
+    static func duration(_ text: String) -> Duration? {
+        guard text.hasSuffix("s") else { return nil }
+        let parts = text.dropLast().split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let isDigits = { (part: Substring) in !part.isEmpty && part.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } }
+        guard parts.allSatisfy(isDigits), parts.count == 1 || parts[1].count <= 9 else { return nil }
+        // Digits only: a number too large for Int64 is past the cap anyway.
+        let seconds = min(Int64(parts[0]) ?? .max, maxRetryDelay.components.seconds)
+        let nanoseconds = parts.count == 2 ? Int64(parts[1] + String(repeating: "0", count: 9 - parts[1].count)) ?? 0 : 0
+        return min(.seconds(seconds) + .nanoseconds(nanoseconds), maxRetryDelay)
+    }
+
+    /// `QuotaFailure` violations as (quota id, limit value), e.g. `("GenerateRequestsPerDayPerProjectPerModel-FreeTier", 250)`;
+    /// a limit value that is not a whole number from 0 to `Int.max` is left out.
     static func quotaViolations(in body: [UInt8]) -> [(String, Int)] {
         details(body).filter { ($0["@type"] as? String)?.hasSuffix("google.rpc.QuotaFailure") == true }.flatMap { detail in
             ((detail["violations"] as? [[String: Any]]) ?? []).compactMap { violation -> (String, Int)? in
-                guard let id = violation["quotaId"] as? String, let value = (violation["quotaValue"] as? String).flatMap(Int.init) else { return nil }
+                guard let id = violation["quotaId"] as? String, let value = (violation["quotaValue"] as? String).flatMap(Int.init), value >= 0 else {
+                    return nil
+                }
                 return (id, value)
             }
         }
