@@ -17,6 +17,157 @@ struct HostileUpstreamTests {
     let key = ["x-goog-api-key": testKey]
     let onlyIfCached = ["x-goog-api-key": testKey, "cache-control": "only-if-cached"]
 
+    // MARK: - A stream larger than cache.max_entry_size, or endless
+
+    @Test func aStreamPastTheEntrySizeIsRelayedWholeAndNotKeptInMemory() async throws {
+        let events = 640  // 40 MiB: 40 times cache.max_entry_size
+        let upstream = try HostileUpstream { connection in
+            connection.write(SSE.head)
+            for index in 0..<events where !connection.writeChunk(SSE.event(index)) { return }
+            connection.writeChunk(SSE.last)
+            connection.write("0\r\n\r\n")
+        }
+        try await withTemporaryDirectory { dir in
+            let proxy = try await GemcacheProcess(
+                arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"], directory: dir.path,
+                environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "1MiB"]
+            )
+            let warm = try await send("GET", port: proxy.port, path: "/_gemcache/stats")
+            #expect(warm.status == 200)
+            let before = Memory(pid: proxy.processIdentifier)
+            let (status, cache, received) = try await readStream(port: proxy.port, path: ssePath, body: generateBody("a long story"))
+            let after = Memory(pid: proxy.processIdentifier)
+            #expect(status == 200)
+            #expect(cache == "MISS")
+            var expected = Checksum()
+            for index in 0..<events { expected.add(SSE.event(index)) }
+            expected.add(SSE.last)
+            #expect(received == expected, "the client got every byte, in order")
+            // Recording the whole stream, as before, kept it at least twice (the chunks and the bytes to
+            // store): 80 MiB or more (290 MiB measured). Bounded: 1 MiB kept, 1 MiB of lag, buffers (5 MiB).
+            let growth = after.peak - before.resident
+            #expect(growth < 24 << 20, "peak memory grew by \(growth >> 20) MiB while relaying 40 MiB")
+            let stored = try await send(port: proxy.port, path: ssePath, body: generateBody("a long story"), headers: onlyIfCached)
+            #expect(stored.status == 504, "nothing was stored")
+            #expect(upstream.requests == 1)
+            #expect(proxy.isRunning)
+            await proxy.stop()
+        }
+    }
+
+    @Test func aClientThatStopsReadingHoldsAnEndlessStreamBackAndLeavingEndsIt() async throws {
+        let upstream = try HostileUpstream { connection in
+            connection.write(SSE.head)
+            var index = 0
+            while connection.writeChunk(SSE.event(index)) { index += 1 }
+        }
+        try await withTemporaryDirectory { dir in
+            let proxy = try await GemcacheProcess(
+                arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"], directory: dir.path,
+                environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "1MiB"]
+            )
+            let warm = try await send("GET", port: proxy.port, path: "/_gemcache/stats")
+            #expect(warm.status == 200)
+            let before = Memory(pid: proxy.processIdentifier)
+            var client: RawConnection? = try RawConnection(port: proxy.port)
+            let body = generateBody("never ending")
+            client?.send("POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            #expect(try await HostileUpstream.eventually(within: .seconds(10)) { upstream.requests == 1 })
+            // The client reads nothing for 5 s. Unbounded, the proxy went on reading the upstream: 45 MiB
+            // even in a debug build on a loaded machine; bounded, it holds 1 MiB kept plus 1 MiB of lag.
+            try await Task.sleep(for: .seconds(5))
+            let after = Memory(pid: proxy.processIdentifier)
+            let growth = after.peak - before.resident
+            #expect(growth < 16 << 20, "peak memory grew by \(growth >> 20) MiB while the client did not read")
+            #expect(upstream.finished == 0, "the stream is held back, not dropped, while its client is connected")
+            client = nil
+            // Nobody listens and nothing past cache.max_entry_size can be stored: the proxy hangs up.
+            #expect(try await HostileUpstream.eventually(within: .seconds(10)) { upstream.finished == 1 }, "the upstream stream was dropped")
+            #expect(proxy.isRunning)
+            await proxy.stop()
+        }
+    }
+
+    @Test func aStreamPastTheEntrySizeCannotBeJoinedSoALateIdenticalRequestMakesItsOwnCall() async throws {
+        let release = Counter()
+        let upstream = try HostileUpstream { connection in
+            connection.write(SSE.head)
+            if connection.number == 1 {
+                // 2 MiB, past the 1 MiB limit, then a pause until the second request has been answered.
+                for index in 0..<32 { connection.writeChunk(SSE.event(index)) }
+                while release.value == 0 { usleep(10_000) }
+            }
+            connection.writeChunk(SSE.last)
+            connection.write("0\r\n\r\n")
+        }
+        try await withTemporaryDirectory { dir in
+            var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstream.port)", dataDirectory: dir.path)
+            configuration.cache.maxEntrySize = 1 << 20
+            try await withProxy(configuration) { port in
+                let body = generateBody("join me late")
+                let progress = Counter()
+                defer { release.add(1) }
+                async let first = readStream(port: port, path: ssePath, body: body, progress: progress)
+                #expect(try await HostileUpstream.eventually(within: .seconds(20)) { progress.value >= 32 * SSE.eventSize })
+                let second = try await readStream(port: port, path: ssePath, body: body)
+                #expect(second.cache == "MISS", "not COALESCED: the first stream's beginning is no longer kept")
+                #expect(upstream.requests == 2)
+                var short = Checksum()
+                short.add(SSE.last)
+                #expect(second.received == short)
+                release.add(1)
+                let (status, cache, received) = try await first
+                var long = Checksum()
+                for index in 0..<32 { long.add(SSE.event(index)) }
+                long.add(SSE.last)
+                #expect(status == 200 && cache == "MISS")
+                #expect(received == long)
+                let third = try await send(port: port, path: ssePath, body: body, headers: onlyIfCached)
+                #expect(third.header("x-gemcache") == "HIT", "the second, complete and small, stream was stored")
+                #expect(Array(third.body.utf8) == SSE.last)
+                #expect(upstream.requests == 2)
+            }
+        }
+    }
+
+    @Test func aCoalescedClientThatStopsReadingIsCutOffAndHoldsNoOneBack() async throws {
+        let release = Counter()
+        let events = 160  // 10 MiB: past the 1 MiB limit, and past the 4 MiB a client may lag behind another
+        let upstream = try HostileUpstream { connection in
+            connection.write(SSE.head)
+            while release.value == 0 { usleep(10_000) }
+            for index in 0..<events where !connection.writeChunk(SSE.event(index)) { return }
+            connection.writeChunk(SSE.last)
+            connection.write("0\r\n\r\n")
+        }
+        try await withTemporaryDirectory { dir in
+            var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstream.port)", dataDirectory: dir.path)
+            configuration.cache.maxEntrySize = 1 << 20
+            try await withProxy(configuration) { port in
+                defer { release.add(1) }
+                let body = generateBody("share me")
+                async let reader = readStream(port: port, path: ssePath, body: body)
+                #expect(try await HostileUpstream.eventually(within: .seconds(20)) { upstream.requests == 1 })
+                // A second client joins the same stream (its head says so), then reads nothing more.
+                let stalled = try RawConnection(port: port)
+                stalled.send("POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+                let head = await stalled.readToEnd(timeout: .seconds(2)).text
+                #expect(head.contains("X-Gemcache: COALESCED"))
+                release.add(1)
+                let started = ContinuousClock.now
+                let (status, cache, received) = try await reader
+                var expected = Checksum()
+                for index in 0..<events { expected.add(SSE.event(index)) }
+                expected.add(SSE.last)
+                #expect(status == 200 && cache == "MISS")
+                #expect(received == expected, "the reading client got the whole stream")
+                // Held back by the stalled client, it would wait for upstream.timeout (20 s) and then be cut.
+                #expect(ContinuousClock.now - started < .seconds(15))
+                #expect(upstream.requests == 1)
+            }
+        }
+    }
+
     // MARK: - Numbers from the upstream
 
     @Test func absurdRetryDelaysAreIgnoredOrCappedAndNeverStopTheProxy() async throws {
