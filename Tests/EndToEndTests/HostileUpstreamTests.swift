@@ -168,6 +168,122 @@ struct HostileUpstreamTests {
         }
     }
 
+    // MARK: - upstream.timeout bounds the whole exchange
+
+    /// How an upstream misbehaves once its head is sent.
+    enum Misbehaviour: String, CaseIterable, Sendable {
+        /// One byte a second, for far longer than `upstream.timeout`.
+        case trickle
+        /// Fewer bytes than its `Content-Length`, then silence with the connection open.
+        case stall
+        /// A complete-looking answer shorter than its `Content-Length`, then the connection closed.
+        case lie
+
+        /// Plays it with `body`, announced as `announced` bytes (a `Content-Length`, or chunked when nil).
+        func play(_ connection: HostileUpstream.Connection, contentType: String, body: [UInt8], chunked: Bool) {
+            let announced = body.count + 500
+            connection.write(
+                "HTTP/1.1 200 OK\r\nContent-Type: \(contentType)\r\n"
+                    + (chunked ? "Transfer-Encoding: chunked\r\n" : "Content-Length: \(announced)\r\n") + "\r\n"
+            )
+            let send = { (bytes: [UInt8]) in chunked ? connection.writeChunk(bytes) : connection.write(bytes) }
+            switch self {
+            case .trickle:
+                for byte in body where send([byte]) { sleep(1) }
+            case .stall:
+                _ = send(Array(body.prefix(body.count / 2)))
+                _ = connection.awaitClose(timeout: .seconds(100))
+            case .lie:
+                _ = send(body)
+            }
+        }
+    }
+
+    private func withTimeoutStack<R: Sendable>(
+        _ upstream: HostileUpstream, _ body: @Sendable (_ port: Int) async throws -> R
+    ) async throws -> R {
+        try await withTemporaryDirectory { dir in
+            var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstream.port)", dataDirectory: dir.path)
+            configuration.upstream.timeout = .seconds(2)
+            configuration.upstream.retry.attempts = 1
+            return try await withProxy(configuration) { port in try await body(port) }
+        }
+    }
+
+    @Test(arguments: Misbehaviour.allCases)
+    func aCachedAnswerThatDoesNotArriveWholeIsAnErrorInGooglesEnvelope(_ misbehaviour: Misbehaviour) async throws {
+        let answer = Array(#"{"candidates":[{"content":{"parts":[{"text":"complete-looking"}],"role":"model"},"finishReason":"STOP","index":0}]}"#.utf8)
+        let upstream = try HostileUpstream { misbehaviour.play($0, contentType: "application/json; charset=UTF-8", body: answer, chunked: false) }
+        try await withTimeoutStack(upstream) { port in
+            let started = ContinuousClock.now
+            let response = try await send(port: port, path: generatePath, body: generateBody("hurry"), headers: key)
+            let elapsed = ContinuousClock.now - started
+            let envelope = try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: [String: Any]]
+            if misbehaviour == .lie {
+                #expect(response.status == 502, "never the shorter answer, presented as complete")
+                #expect(envelope?["error"]?["status"] as? String == "UNAVAILABLE")
+            } else {
+                #expect(response.status == 504)
+                #expect(envelope?["error"]?["status"] as? String == "DEADLINE_EXCEEDED")
+                #expect(envelope?["error"]?["code"] as? Int == 504)
+            }
+            // upstream.timeout is 2 s; the upstream would go on for minutes. The bound tells the two apart.
+            #expect(elapsed < .seconds(8), "answered after \(elapsed)")
+            let stored = try await send(port: port, path: generatePath, body: generateBody("hurry"), headers: onlyIfCached)
+            #expect(stored.status == 504, "nothing was stored")
+            #expect(try await HostileUpstream.eventually(within: .seconds(10)) { upstream.finished == 1 }, "the upstream connection was closed")
+        }
+    }
+
+    @Test(arguments: Misbehaviour.allCases)
+    func aStreamThatDoesNotArriveWholeIsCutForItsClient(_ misbehaviour: Misbehaviour) async throws {
+        let upstream = try HostileUpstream { misbehaviour.play($0, contentType: "text/event-stream", body: SSE.last, chunked: misbehaviour != .lie) }
+        try await withTimeoutStack(upstream) { port in
+            let client = try RawConnection(port: port)
+            let body = generateBody("stream, hurry")
+            let started = ContinuousClock.now
+            client.send("POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            let (text, closed) = await client.readToEnd(timeout: .seconds(20))
+            let elapsed = ContinuousClock.now - started
+            #expect(text.hasPrefix("HTTP/1.1 200"), "the stream had started")
+            #expect(closed, "the connection was closed")
+            #expect(!text.hasSuffix("\r\n0\r\n\r\n"), "the chunked body was not terminated: the client sees an error, not an end")
+            #expect(elapsed < .seconds(8), "cut after \(elapsed), upstream.timeout being 2 s")
+            let stored = try await send(port: port, path: ssePath, body: body, headers: onlyIfCached)
+            #expect(stored.status == 504, "nothing was stored")
+        }
+    }
+
+    @Test func aPassThroughAnswerIsCutAfterSilenceNotAfterTheTimeout() async throws {
+        let upstream = try HostileUpstream { connection in
+            if connection.request.hasPrefix("GET /v1beta/files/short ") {
+                connection.write("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\nnot 1000 bytes")
+                return
+            }
+            connection.write("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            if connection.request.hasPrefix("GET /v1beta/files/slow ") {
+                // Longer than upstream.timeout in all, but never silent for that long.
+                for _ in 0..<8 where connection.writeChunk(Array("tick\n".utf8)) { usleep(500_000) }
+                connection.write("0\r\n\r\n")
+            } else {
+                connection.writeChunk(Array("and then nothing".utf8))
+                _ = connection.awaitClose(timeout: .seconds(100))
+            }
+        }
+        try await withTimeoutStack(upstream) { port in
+            let slow = try await send("GET", port: port, path: "/v1beta/files/slow", headers: key)
+            #expect(slow.status == 200)
+            #expect(slow.header("x-gemcache") == "PASS")
+            #expect(slow.body == String(repeating: "tick\n", count: 8), "4 s of answer, with a 2 s upstream.timeout: the whole of it")
+            let started = ContinuousClock.now
+            await #expect(throws: (any Error).self) { try await send("GET", port: port, path: "/v1beta/files/silent", headers: key) }
+            #expect(ContinuousClock.now - started < .seconds(8), "cut after 2 s of silence")
+            await #expect(throws: (any Error).self, "a body shorter than its Content-Length is an error, not an answer") {
+                try await send("GET", port: port, path: "/v1beta/files/short", headers: key)
+            }
+        }
+    }
+
     // MARK: - Numbers from the upstream
 
     @Test func absurdRetryDelaysAreIgnoredOrCappedAndNeverStopTheProxy() async throws {

@@ -55,9 +55,9 @@ extension GeminiProxy {
         })
     }
 
-    /// Reads the upstream stream into `recording` to its end (unless every client left and it cannot be
-    /// stored: `cache.finish_aborted_streams` is off, or the stream grew past `cache.max_entry_size`),
-    /// then stores it if it is complete. The stream ends for its clients
+    /// Reads the upstream stream into `recording` to its end, within `upstream.timeout` (unless every
+    /// client left and it cannot be stored: `cache.finish_aborted_streams` is off, or the stream grew
+    /// past `cache.max_entry_size`), then stores it if it is complete. The stream ends for its clients
     /// only once the entry is committed, so a request that follows finds it.
     private func record(_ prepared: Prepared, into recording: StreamRecording, store shouldStore: Bool, shared: Bool, logger: Logger) async {
         var failure: ProxyError?
@@ -86,18 +86,9 @@ extension GeminiProxy {
         recording.begin(.init(status: status, headers: headers + (fallback.map { [("X-Gemcache-Fallback", $0)] } ?? [])))
         // Once every client left, the stream is read on only to store it, if that is still possible.
         let finishAborted = configuration.cache.finishAbortedStreams
-        var finished = true
-        switch response.body {
-        case .read(let bytes):
-            await recording.append(ByteBuffer(bytes: bytes))
-        case .streaming(let chunks):
-            for try await chunk in chunks {
-                await recording.append(chunk)
-                if recording.isAbandoned && !(finishAborted && recording.isWhole) {
-                    finished = false
-                    break
-                }
-            }
+        let finished = try await response.relay { chunk in
+            await recording.append(chunk)
+            return !recording.isAbandoned || (finishAborted && recording.isWhole)
         }
         let recorded = finished ? recording.recorded : nil
         let answers = recorded.flatMap(framing.answers)

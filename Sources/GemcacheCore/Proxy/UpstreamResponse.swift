@@ -6,6 +6,9 @@ import NIOHTTP1
 
 /// An upstream answer on a cached route: status, headers, and a body that is either still streaming or
 /// was read already (to decide on a retry, then passed on as it came).
+///
+/// Every read of the body ends by ``deadline``: `upstream.timeout` bounds the whole exchange, body
+/// included (SPEC §1), so an upstream that trickles or stalls after its head cannot hold a client longer.
 struct UpstreamResponse: Sendable {
     enum Body: Sendable {
         case streaming(HTTPClientResponse.Body)
@@ -15,6 +18,8 @@ struct UpstreamResponse: Sendable {
     let status: Int
     let headers: HTTPHeaders
     let body: Body
+    /// When the exchange must be over: `upstream.timeout` after the attempt that answered began.
+    let deadline: ContinuousClock.Instant
 
     /// The headers worth keeping with a stored answer or passing on.
     var replayableHeaders: [(name: String, value: String)] {
@@ -22,19 +27,57 @@ struct UpstreamResponse: Sendable {
     }
 
     /// The whole body, bounded by `limit`.
+    /// - Throws: 502 when it is larger, or the upstream broke off (fewer bytes than its `Content-Length`);
+    ///   504 DEADLINE_EXCEEDED when it did not arrive by ``deadline``.
     func collect(upTo limit: Int) async throws(ProxyError) -> [UInt8] {
         switch body {
-        case .read(let bytes): return bytes
-        case .streaming(let stream): return try await Self.collect(stream, upTo: limit)
+        case .read(let bytes):
+            return bytes
+        case .streaming(let stream):
+            return try await withinDeadline {
+                do {
+                    var buffer = try await stream.collect(upTo: limit)
+                    return buffer.readBytes(length: buffer.readableBytes) ?? []
+                } catch is NIOTooManyBytesError {
+                    throw ProxyError(.badGateway, "UNAVAILABLE", "The upstream answer is larger than limits.max_body.")
+                }
+            }
         }
     }
 
-    static func collect(_ stream: HTTPClientResponse.Body, upTo limit: Int) async throws(ProxyError) -> [UInt8] {
+    /// Passes the body on chunk by chunk as it arrives, until it ends or `each` answers false.
+    /// - Returns: Whether the body was read to its end.
+    /// - Throws: What ``collect(upTo:)`` throws, once the body breaks off or ``deadline`` passes.
+    func relay(_ each: @escaping @Sendable (ByteBuffer) async -> Bool) async throws(ProxyError) -> Bool {
+        try await withinDeadline { [body] in
+            switch body {
+            case .read(let bytes):
+                return await each(ByteBuffer(bytes: bytes))
+            case .streaming(let stream):
+                for try await chunk in stream {
+                    guard await each(chunk) else { return false }
+                }
+                return true
+            }
+        }
+    }
+
+    /// Runs `read` in a child task that is cancelled (which ends the upstream request) at ``deadline``.
+    private func withinDeadline<T: Sendable>(_ read: @escaping @Sendable () async throws -> T) async throws(ProxyError) -> T {
+        let deadline = self.deadline
         do {
-            var buffer = try await stream.collect(upTo: limit)
-            return buffer.readBytes(length: buffer.readableBytes) ?? []
-        } catch is NIOTooManyBytesError {
-            throw ProxyError(.badGateway, "UNAVAILABLE", "The upstream answer is larger than limits.max_body.")
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await read() }
+                group.addTask {
+                    try await Task.sleep(until: deadline, clock: .continuous)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let value = try await group.next() ?? nil else { throw HTTPClientError.deadlineExceeded }
+                return value
+            }
+        } catch let error as ProxyError {
+            throw error
         } catch {
             throw UpstreamClient.mapError(error)
         }
