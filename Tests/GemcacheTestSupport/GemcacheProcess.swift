@@ -50,6 +50,12 @@ public final class GemcacheProcess: Sendable {
         try? FileManager.default.removeItem(atPath: logPath)
     }
 
+    /// The process id (to read its memory use from `/proc`).
+    public var processIdentifier: Int32 { process.processIdentifier }
+
+    /// Whether the process has not exited.
+    public var isRunning: Bool { process.isRunning }
+
     /// Everything the process wrote so far.
     public var log: String { Self.read(logPath) }
 

@@ -9,7 +9,9 @@ import Synchronization
 extension GeminiProxy {
     /// Answers a streaming request: a hit replays the recorded stream with its framing; a miss relays
     /// the upstream stream chunk by chunk as it arrives while recording it, and stores it if it
-    /// completed. Identical concurrent misses share one upstream stream (COALESCED).
+    /// completed. Identical concurrent misses share one upstream stream (COALESCED) while it is still
+    /// recorded whole; one that grew past `cache.max_entry_size` cannot be joined, and a request that
+    /// comes then makes its own upstream call (MISS).
     func stream(_ prepared: Prepared, logger: Logger) async throws -> Response {
         let controls = prepared.controls
         let trusted = access.mayServeCached(credentialTag: prepared.credentialTag)
@@ -17,17 +19,12 @@ extension GeminiProxy {
             return stored
         }
         let coalesce = trusted && !controls.noCache && !controls.noStore
-        var led = true
-        let recording: StreamRecording
-        if coalesce {
-            (recording, led) = recordings.withLock { recordings in
-                if let running = recordings[prepared.key] { return (running, false) }
-                let recording = StreamRecording()
-                recordings[prepared.key] = recording
-                return (recording, true)
-            }
-        } else {
-            recording = StreamRecording()
+        let limit = configuration.cache.maxEntrySize
+        let (recording, chunks, led) = recordings.withLock { recordings in
+            if coalesce, let running = recordings[prepared.key], let chunks = running.subscribe() { return (running, chunks, false) }
+            let (recording, chunks) = StreamRecording.started(limit: limit)
+            if coalesce { recordings[prepared.key] = recording }
+            return (recording, chunks, true)
         }
         if led {
             Task { await self.record(prepared, into: recording, store: !controls.noStore, shared: coalesce, logger: logger) }
@@ -44,7 +41,6 @@ extension GeminiProxy {
         }
         let outcome: CacheOutcome = controls.noStore ? .bypass : controls.noCache ? .refresh : led ? .miss : .coalesced
         let headers = forwardedHeaders(head.headers, outcome: outcome, status: head.status, stored: false, key: prepared.key)
-        let chunks = recording.subscribe()
         let ledger = self.ledger
         let model = prepared.model
         return Response(status: .init(code: head.status), headers: headers, body: ResponseBody { writer in
@@ -59,9 +55,10 @@ extension GeminiProxy {
         })
     }
 
-    /// Reads the upstream stream into `recording` to its end (unless every client left and
-    /// `cache.finish_aborted_streams` is off), then stores it if it is complete. The stream ends for
-    /// its clients only once the entry is committed, so a request that follows finds it.
+    /// Reads the upstream stream into `recording` to its end, within `upstream.timeout` (unless every
+    /// client left and it cannot be stored: `cache.finish_aborted_streams` is off, or the stream grew
+    /// past `cache.max_entry_size`), then stores it if it is complete. The stream ends for its clients
+    /// only once the entry is committed, so a request that follows finds it.
     private func record(_ prepared: Prepared, into recording: StreamRecording, store shouldStore: Bool, shared: Bool, logger: Logger) async {
         var failure: ProxyError?
         var usage = TokenUsage.zero
@@ -72,7 +69,11 @@ extension GeminiProxy {
         } catch {
             failure = UpstreamClient.mapError(error)
         }
-        if shared { _ = recordings.withLock { $0.removeValue(forKey: prepared.key) } }
+        if shared {
+            recordings.withLock { recordings in
+                if recordings[prepared.key] === recording { recordings.removeValue(forKey: prepared.key) }
+            }
+        }
         recording.end(failure: failure, usage: usage)
     }
 
@@ -83,29 +84,20 @@ extension GeminiProxy {
         let headers = response.replayableHeaders
         if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
         recording.begin(.init(status: status, headers: headers + (fallback.map { [("X-Gemcache-Fallback", $0)] } ?? [])))
-        var recorded: [UInt8] = []
-        var abandoned = false
-        switch response.body {
-        case .read(let bytes):
-            recorded = bytes
-            recording.append(ByteBuffer(bytes: bytes))
-        case .streaming(let chunks):
-            for try await chunk in chunks {
-                recorded.append(contentsOf: chunk.readableBytesView)
-                recording.append(chunk)
-                if !configuration.cache.finishAbortedStreams && recording.isAbandoned {
-                    abandoned = true
-                    break
-                }
-            }
+        // Once every client left, the stream is read on only to store it, if that is still possible.
+        let finishAborted = configuration.cache.finishAbortedStreams
+        let finished = try await response.relay { chunk in
+            await recording.append(chunk)
+            return !recording.isAbandoned || (finishAborted && recording.isWhole)
         }
-        let answers = framing.answers(recorded)
+        let recorded = finished ? recording.recorded : nil
+        let answers = recorded.flatMap(framing.answers)
         let usage = answers.map(framing.usage) ?? .zero
         ledger.recordUpstreamCall(model: ticket.model, status: status, tokens: usage)
         quota.recordTokens(ticket, tokens: usage.prompt)
         var stored = false
         // A fallback model's answer is never stored under the first model's key.
-        if shouldStore, !abandoned, fallback == nil, status == 200, let answers, framing.isComplete(answers, request: prepared.request) {
+        if shouldStore, fallback == nil, status == 200, let recorded, let answers, framing.isComplete(answers, request: prepared.request) {
             stored = await save(status: status, headers: headers, body: recorded, usage: usage, prepared: prepared)
         }
         logger.debug(

@@ -3,10 +3,18 @@ import NIOCore
 import Synchronization
 
 /// One upstream stream being read: every client of the same stream (the leader and coalesced waiters)
-/// subscribes and receives the chunks already read, then the rest as they arrive (SPEC §5).
+/// subscribes and receives the chunks from the first one on, as they arrive (SPEC §5).
 ///
 /// The upstream is read by its own task, not by any client, so a client that goes away neither stops
-/// the others nor (with `cache.finish_aborted_streams`) the recording.
+/// the others nor (with `cache.finish_aborted_streams`) the recording. What it holds is bounded (SPEC §8):
+/// - the stream is kept whole, for storing and for clients that join late, only up to `limit` bytes
+///   (`cache.max_entry_size`); past that it is no longer recorded: chunks every subscriber has received
+///   are released, and ``subscribe()`` refuses new clients, whose beginning is gone;
+/// - ``append(_:)`` waits while every subscriber is more than ``window`` bytes behind, so the clients set
+///   the pace instead of the proxy buffering the stream for them;
+/// - past the limit, a subscriber more than ``maxLag`` bytes behind the fastest one is cut off (its stream
+///   fails), so that a client that stops reading neither holds back the others sharing the stream nor
+///   keeps its chunks.
 final class StreamRecording: Sendable {
     /// Status and replayable headers of the upstream answer.
     struct Head: Sendable {
@@ -14,19 +22,74 @@ final class StreamRecording: Sendable {
         let headers: [(name: String, value: String)]
     }
 
+    /// How far the reading task may run ahead of the fastest subscriber.
+    static let window = 1 << 20
+    /// How far a subscriber may fall behind the fastest one once the stream is no longer kept whole.
+    static let maxLag = 4 << 20
+    /// What a subscriber that was cut off gets (never seen as such: its answer had started).
+    static let cutOff = ProxyError(.badGateway, "UNAVAILABLE", "The client fell too far behind a stream it shared with others.")
+
+    private struct Subscriber {
+        /// The index (from the stream's start) of the next chunk to receive.
+        var position = 0
+        var received = 0
+        var waiting: CheckedContinuation<ByteBuffer?, any Error>?
+    }
+
     private struct State {
         var head: Head?
         var headWaiters: [CheckedContinuation<Head, any Error>] = []
+        /// The chunks from index `released` on.
         var chunks: [ByteBuffer] = []
-        var subscribers: [Int: AsyncThrowingStream<ByteBuffer, any Error>.Continuation] = [:]
+        var released = 0
+        var bytes = 0
+        /// Set once `bytes` passed the limit: the stream is relayed, no longer recorded.
+        var overflowed = false
+        var subscribers: [Int: Subscriber] = [:]
         var nextSubscriber = 0
         var everSubscribed = false
+        /// The reading task, waiting for a subscriber to catch up.
+        var reader: CheckedContinuation<Void, Never>?
         var failure: ProxyError?
         var ended = false
         var usage = TokenUsage.zero
+
+        /// Whether every subscriber (there is one) is more than a window behind.
+        var readerMustWait: Bool {
+            !subscribers.isEmpty && subscribers.values.allSatisfy { bytes - $0.received > StreamRecording.window }
+        }
+
+        /// The waiting reading task, taken, once a subscriber has caught up (looked at only while it waits).
+        mutating func takeReaderIfCaughtUp() -> CheckedContinuation<Void, Never>? {
+            guard reader != nil, !readerMustWait else { return nil }
+            defer { reader = nil }
+            return reader
+        }
+
+        /// Cuts off the subscribers more than ``maxLag`` behind the fastest, then drops the chunks every
+        /// remaining subscriber has received.
+        mutating func releaseReceived() {
+            let fastest = subscribers.values.lazy.map(\.received).max() ?? 0
+            subscribers = subscribers.filter { fastest - $0.value.received <= StreamRecording.maxLag }
+            let end = released + chunks.count
+            let lowest = subscribers.values.lazy.map(\.position).min() ?? end
+            chunks.removeFirst(lowest - released)
+            released = lowest
+        }
     }
 
+    private let limit: Int
     private let state = Mutex(State())
+
+    /// A recording that keeps at most `limit` bytes, and its first subscriber (the client that leads it).
+    static func started(limit: Int) -> (StreamRecording, Subscription) {
+        let recording = StreamRecording(limit: limit)
+        return (recording, recording.join())
+    }
+
+    private init(limit: Int) {
+        self.limit = limit
+    }
 
     /// Waits for the upstream's status and headers.
     /// - Throws: The upstream failure, as a ``ProxyError``, if it failed before answering.
@@ -42,30 +105,33 @@ final class StreamRecording: Sendable {
         }
     }
 
-    /// The stream's chunks from the first one on; ends when the upstream stream ends.
-    func subscribe() -> AsyncThrowingStream<ByteBuffer, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
-        let finished: ProxyError?? = state.withLock { state in
-            // Yield under the lock so that replayed chunks cannot interleave with live ones.
-            for chunk in state.chunks { continuation.yield(chunk) }
-            if state.ended { return .some(state.failure) }
-            let id = state.nextSubscriber
-            state.nextSubscriber += 1
+    /// The stream's chunks from the first one on, or nil when its beginning is no longer kept.
+    func subscribe() -> Subscription? {
+        isWhole ? join() : nil
+    }
+
+    private func join() -> Subscription {
+        let id = state.withLock { state in
+            defer { state.nextSubscriber += 1 }
+            state.subscribers[state.nextSubscriber] = Subscriber()
             state.everSubscribed = true
-            state.subscribers[id] = continuation
-            continuation.onTermination = { [weak self] _ in
-                _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
-            }
-            return nil
+            return state.nextSubscriber
         }
-        if let finished {
-            continuation.finish(throwing: finished)
-        }
-        return stream
+        return Subscription(Token(recording: self, id: id))
     }
 
     /// True once every client that subscribed has gone away.
     var isAbandoned: Bool { state.withLock { $0.everSubscribed && $0.subscribers.isEmpty } }
+
+    /// Whether the stream is still recorded whole (it has not grown past the limit).
+    var isWhole: Bool { state.withLock { !$0.overflowed } }
+
+    /// The whole stream as read so far, or nil once it grew past the limit.
+    var recorded: [UInt8]? {
+        state.withLock { state in
+            state.overflowed ? nil : state.chunks.reduce(into: [UInt8]()) { $0.append(contentsOf: $1.readableBytesView) }
+        }
+    }
 
     /// The token usage of the finished stream (its last chunk's).
     var usage: TokenUsage { state.withLock { $0.usage } }
@@ -81,26 +147,139 @@ final class StreamRecording: Sendable {
         for waiter in waiters { waiter.resume(returning: head) }
     }
 
-    func append(_ chunk: ByteBuffer) {
-        state.withLock { state in
+    /// Passes `chunk` to every subscriber, then waits (unless the task is cancelled) until one is at most
+    /// ``window`` bytes behind.
+    func append(_ chunk: ByteBuffer) async {
+        let waiting = state.withLock { state in
             state.chunks.append(chunk)
-            for subscriber in state.subscribers.values { subscriber.yield(chunk) }
+            state.bytes += chunk.readableBytes
+            if state.bytes > limit { state.overflowed = true }
+            var waiting: [CheckedContinuation<ByteBuffer?, any Error>] = []
+            for (id, subscriber) in state.subscribers {
+                guard let continuation = subscriber.waiting else { continue }
+                state.subscribers[id] = Subscriber(position: subscriber.position + 1, received: subscriber.received + chunk.readableBytes)
+                waiting.append(continuation)
+            }
+            if state.overflowed { state.releaseReceived() }
+            return waiting
+        }
+        for continuation in waiting { continuation.resume(returning: chunk) }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let waits = state.withLock { state in
+                    guard state.readerMustWait, !Task.isCancelled else { return false }
+                    state.reader = continuation
+                    return true
+                }
+                if !waits { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { state in
+                defer { state.reader = nil }
+                return state.reader
+            }?.resume()
         }
     }
 
-    /// Ends the stream for every subscriber; a failure before the head reaches the head waiters instead.
+    /// Ends the stream for every subscriber once it has received what was read; a failure before the
+    /// head reaches the head waiters instead.
     func end(failure: ProxyError? = nil, usage: TokenUsage = .zero) {
-        let (waiters, subscribers) = state.withLock { state in
+        let (headWaiters, waiting) = state.withLock { state in
             state.ended = true
             state.failure = failure
             state.usage = usage
-            defer {
-                state.headWaiters = []
-                state.subscribers = [:]
+            var waiting: [CheckedContinuation<ByteBuffer?, any Error>] = []
+            for (id, subscriber) in state.subscribers {
+                guard let continuation = subscriber.waiting else { continue }
+                state.subscribers[id]?.waiting = nil
+                waiting.append(continuation)
             }
-            return (state.headWaiters, Array(state.subscribers.values))
+            defer { state.headWaiters = [] }
+            return (state.headWaiters, waiting)
         }
-        for waiter in waiters { waiter.resume(throwing: failure ?? ProxyError(.badGateway, "UNAVAILABLE", "The upstream stream ended without an answer.")) }
-        for subscriber in subscribers { subscriber.finish(throwing: failure) }
+        for waiter in headWaiters { waiter.resume(throwing: failure ?? ProxyError(.badGateway, "UNAVAILABLE", "The upstream stream ended without an answer.")) }
+        for continuation in waiting {
+            if let failure { continuation.resume(throwing: failure) } else { continuation.resume(returning: nil) }
+        }
+    }
+
+    // MARK: - The subscribers' side
+
+    /// The next chunk for subscriber `id`; nil at the end of the stream.
+    fileprivate func next(_ id: Int) async throws -> ByteBuffer? {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                enum Next { case chunk(ByteBuffer), end(ProxyError?), cancelled, wait }
+                let (next, reader): (Next, CheckedContinuation<Void, Never>?) = state.withLock { state in
+                    // A subscriber still reading that is gone was cut off.
+                    guard var subscriber = state.subscribers[id] else { return (.end(StreamRecording.cutOff), nil) }
+                    if subscriber.position < state.released + state.chunks.count {
+                        let chunk = state.chunks[subscriber.position - state.released]
+                        subscriber.position += 1
+                        subscriber.received += chunk.readableBytes
+                        state.subscribers[id] = subscriber
+                        return (.chunk(chunk), state.takeReaderIfCaughtUp())
+                    }
+                    if state.ended { return (.end(state.failure), nil) }
+                    // Checked under the lock, so that a cancellation either sees the waiter or is seen here.
+                    if Task.isCancelled { return (.cancelled, nil) }
+                    state.subscribers[id]?.waiting = continuation
+                    return (.wait, nil)
+                }
+                reader?.resume()
+                switch next {
+                case .chunk(let chunk): continuation.resume(returning: chunk)
+                case .end(let failure?): continuation.resume(throwing: failure)
+                case .end(nil): continuation.resume(returning: nil)
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                case .wait: break
+                }
+            }
+        } onCancel: {
+            state.withLock { state in
+                defer { state.subscribers[id]?.waiting = nil }
+                return state.subscribers[id]?.waiting
+            }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Removes subscriber `id`, which may let the reading task go on.
+    fileprivate func leave(_ id: Int) {
+        state.withLock { state in
+            state.subscribers.removeValue(forKey: id)
+            return state.takeReaderIfCaughtUp()
+        }?.resume()
+    }
+
+    /// One client's view of the stream; it leaves the recording when released.
+    struct Subscription: AsyncSequence, Sendable {
+        fileprivate let token: Token
+
+        fileprivate init(_ token: Token) {
+            self.token = token
+        }
+
+        func makeAsyncIterator() -> Iterator { Iterator(token: token) }
+
+        struct Iterator: AsyncIteratorProtocol {
+            fileprivate let token: Token
+
+            mutating func next() async throws -> ByteBuffer? {
+                try await token.recording.next(token.id)
+            }
+        }
+    }
+
+    /// Holds a subscriber's place in the recording for as long as its ``Subscription`` lives.
+    fileprivate final class Token: Sendable {
+        let recording: StreamRecording
+        let id: Int
+
+        init(recording: StreamRecording, id: Int) {
+            self.recording = recording
+            self.id = id
+        }
+
+        deinit { recording.leave(id) }
     }
 }

@@ -10,6 +10,9 @@ import NIOPosix
 ///
 /// Two AsyncHTTPClients share the event loops: one decodes gzip (answers that are stored must be
 /// stored decoded), the other passes bytes through untouched for routes that are not cached.
+/// `upstream.timeout` bounds a cached route's whole exchange (``UpstreamResponse/deadline``); a route
+/// that is not cached may stream for hours (uploads, downloads), so there it bounds the wait for the
+/// head and then every silence of the upstream (AsyncHTTPClient's read timeout).
 public struct UpstreamClient: Sendable {
     let upstream: UpstreamOrigin
     let timeout: Duration
@@ -27,9 +30,9 @@ public struct UpstreamClient: Sendable {
         self.timeout = configuration.timeout
         self.retry = configuration.retry
         self.backoff = backoff
-        func make(_ decompression: HTTPClient.Decompression) -> HTTPClient {
+        func make(_ decompression: HTTPClient.Decompression, read: TimeAmount? = nil) -> HTTPClient {
             var client = HTTPClient.Configuration()
-            client.timeout = .init(connect: .milliseconds(configuration.connectTimeout.milliseconds))
+            client.timeout = .init(connect: .milliseconds(configuration.connectTimeout.milliseconds), read: read)
             client.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
             client.connectionPool.retryConnectionEstablishment = false
             client.decompression = decompression
@@ -43,7 +46,7 @@ public struct UpstreamClient: Sendable {
             return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: client)
         }
         self.decoding = make(.enabled(limit: .ratio(200)))
-        self.passing = make(.disabled)
+        self.passing = make(.disabled, read: .milliseconds(configuration.timeout.milliseconds))
     }
 
     /// Sends a request; `decode` picks the client that decodes gzip.
@@ -58,10 +61,21 @@ public struct UpstreamClient: Sendable {
         request.body = body
         _ = try authorize(&request, target: target)
         do {
-            return try await (decode ? decoding : passing).execute(request, deadline: .now() + .milliseconds(timeout.milliseconds))
+            return try Self.checked(await (decode ? decoding : passing).execute(request, deadline: .now() + .milliseconds(timeout.milliseconds)))
+        } catch let error as ProxyError {
+            throw error
         } catch {
             throw Self.mapError(error)
         }
+    }
+
+    /// The response, if its status is one an HTTP answer can have (100...599): an HTTP/2 upstream may
+    /// send any number as `:status`, and building a response from one above 999 would trap.
+    private static func checked(_ response: HTTPClientResponse) throws(ProxyError) -> HTTPClientResponse {
+        guard (100...599).contains(response.status.code) else {
+            throw ProxyError(.badGateway, "UNAVAILABLE", "The upstream answered with an invalid status.")
+        }
+        return response
     }
 
     /// Statuses worth another try (SPEC §6).
@@ -88,13 +102,13 @@ public struct UpstreamClient: Sendable {
         while true {
             let canRetry = attempt < retry.attempts
             let lease = try authorize(&request, target: target, lease: attempt == 1 ? firstLease : nil)
+            let deadline = ContinuousClock.now + timeout
             do {
-                let response = try await decoding.execute(request, deadline: .now() + .milliseconds(timeout.milliseconds))
+                let response = try Self.checked(await decoding.execute(request, deadline: .now() + .milliseconds(timeout.milliseconds)))
                 let status = Int(response.status.code)
-                guard Self.retryableStatuses.contains(status) else {
-                    return UpstreamResponse(status: status, headers: response.headers, body: .streaming(response.body))
-                }
-                let bytes = try await UpstreamResponse.collect(response.body, upTo: maxBody)
+                let answer = UpstreamResponse(status: status, headers: response.headers, body: .streaming(response.body), deadline: deadline)
+                guard Self.retryableStatuses.contains(status) else { return answer }
+                let bytes = try await answer.collect(upTo: maxBody)
                 onRetryableFailure(status, bytes)
                 let retryDelay = UpstreamErrorDetails.retryDelay(in: bytes)
                 if status == 429, let lease {
@@ -102,7 +116,7 @@ public struct UpstreamClient: Sendable {
                 }
                 let delay = max(jitteredBackoff(attempt), retryDelay ?? .zero)
                 guard canRetry, ContinuousClock.now - started + delay <= retry.budget else {
-                    return UpstreamResponse(status: status, headers: response.headers, body: .read(bytes))
+                    return UpstreamResponse(status: status, headers: response.headers, body: .read(bytes), deadline: deadline)
                 }
                 try? await Task.sleep(for: delay)
             } catch let error as ProxyError {
