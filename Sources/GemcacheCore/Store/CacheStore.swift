@@ -251,7 +251,7 @@ public final class CacheStore: Sendable {
 
     /// Adds to a persistent counter. Cheap: it only touches memory; ``flushCounters()`` persists.
     public func increment(_ counter: String, by amount: Int64 = 1) {
-        counterBuffer.withLock { $0.pending[counter, default: 0] += amount }
+        counterBuffer.withLock { $0.pending[counter] = Counter.sum($0.pending[counter] ?? 0, amount) }
     }
 
     /// Counts of this process not in the store yet.
@@ -263,7 +263,7 @@ public final class CacheStore: Sendable {
         var generation = 0
 
         func unflushed(prefixes: [String]) -> [String: Int64] {
-            pending.merging(flushing, uniquingKeysWith: +).filter { name, _ in prefixes.contains { name.hasPrefix($0) } }
+            pending.merging(flushing, uniquingKeysWith: Counter.sum).filter { name, _ in prefixes.contains { name.hasPrefix($0) } }
         }
     }
 
@@ -281,7 +281,7 @@ public final class CacheStore: Sendable {
         guard !deltas.isEmpty else { return [:] }
         let committed = await submit(.addCounters(deltas))
         counterBuffer.withLock { buffer in
-            if !committed { buffer.pending.merge(buffer.flushing, uniquingKeysWith: +) }
+            if !committed { buffer.pending.merge(buffer.flushing, uniquingKeysWith: Counter.sum) }
             buffer.flushing = [:]
             buffer.generation += 1
         }
@@ -309,7 +309,7 @@ public final class CacheStore: Sendable {
                     let start = Array(prefix.utf8)
                     try txn.forEach(counters, startingAt: start.isEmpty ? nil : start) { key, value in
                         guard key.starts(with: start) else { return false }
-                        values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
+                        values[String(decoding: key, as: UTF8.self)] = Counter.sum(Self.int64(value), 0)  // never below 0
                         return true
                     }
                 }
@@ -325,11 +325,11 @@ public final class CacheStore: Sendable {
             let (generation, unflushed) = counterBuffer.withLock { ($0.generation, $0.unflushed(prefixes: prefixes)) }
             if generation % 2 == 0 {
                 let values = try await readStored()
-                if counterBuffer.withLock({ $0.generation }) == generation { return values.merging(unflushed, uniquingKeysWith: +) }
+                if counterBuffer.withLock({ $0.generation }) == generation { return values.merging(unflushed, uniquingKeysWith: Counter.sum) }
             }
             try await Task.sleep(for: .milliseconds(1))
         }
-        return try await readStored().merging(counterBuffer.withLock { $0.unflushed(prefixes: prefixes) }, uniquingKeysWith: +)
+        return try await readStored().merging(counterBuffer.withLock { $0.unflushed(prefixes: prefixes) }, uniquingKeysWith: Counter.sum)
     }
 
     /// Deletes the stored counters named from `start` up to (not including) `end`, e.g. the per-minute
@@ -455,7 +455,7 @@ public final class CacheStore: Sendable {
                     for (name, delta) in deltas {
                         let key = Array(name.utf8)
                         let current = try txn.get(counters, key: key).map { $0.withUnsafeBytes { Self.int64($0) } } ?? 0
-                        try txn.put(counters, key: key, value: Self.bigEndian(UInt64(bitPattern: current &+ delta)))
+                        try txn.put(counters, key: key, value: Self.bigEndian(UInt64(bitPattern: Counter.sum(current, delta))))
                     }
                 case .setMeta(let key, let value):
                     try txn.put(meta, key: key, value: value)
