@@ -55,7 +55,8 @@ public final class CacheStore: Sendable {
     ///
     /// A store that cannot be opened or is of another format is never deleted: with
     /// `on_corrupt: move_aside` it is renamed to `<path>.corrupt-<UTC time>` and an empty store is
-    /// created; with `fail` this throws.
+    /// created; with `fail` this throws. An existing store that other users may read or write is used,
+    /// with a warning naming its path and modes (``warnIfShared(_:logger:)``).
     /// - Parameters:
     ///   - scopeSalt: The salt from the environment, or nil to use (or create) the one kept in the store.
     ///   - now: Unix time in milliseconds; tests inject their own.
@@ -66,7 +67,9 @@ public final class CacheStore: Sendable {
         now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) async throws(StoreError) -> CacheStore {
         do {
-            return try await openChecked(configuration: configuration, scopeSalt: scopeSalt, recoveredFrom: nil, logger: logger, now: now)
+            let store = try await openChecked(configuration: configuration, scopeSalt: scopeSalt, recoveredFrom: nil, logger: logger, now: now)
+            warnIfShared(configuration.path, logger: logger)
+            return store
         } catch let failure {
             guard configuration.onCorrupt == .moveAside else {
                 throw StoreError("store at \(configuration.path) cannot be opened (\(failure.reason)); store.on_corrupt is fail")
@@ -88,6 +91,23 @@ public final class CacheStore: Sendable {
                 throw StoreError("store at \(configuration.path) cannot be created: \(error.reason)")
             }
         }
+    }
+
+    /// Logs a warning when the store's folder or files are open to other users (any group or other
+    /// permission bit): a store holds every client's answers (SPEC §8). A new store is created 0700/0600;
+    /// an existing one keeps the modes it has (made by hand, copied in, a loose umask elsewhere).
+    static func warnIfShared(_ path: String, logger: Logger) {
+        let loose = [path, path + "/data.mdb", path + "/lock.mdb"].compactMap { file -> String? in
+            guard let mode = (try? FileManager.default.attributesOfItem(atPath: file))?[.posixPermissions] as? Int,
+                mode & 0o077 != 0
+            else { return nil }
+            return "\(file) 0\(String(mode & 0o777, radix: 8))"
+        }
+        guard !loose.isEmpty else { return }
+        logger.warning(
+            "store is open to other users (it holds every client's answers): chmod 700 the folder and 600 its files",
+            metadata: ["store.path": "\(path)", "store.modes": "\(loose.joined(separator: ", "))"]
+        )
     }
 
     private struct OpenFailure: Error {
