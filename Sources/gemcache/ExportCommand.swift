@@ -19,13 +19,14 @@ struct ExportCommand: AsyncParsableCommand {
         let cache = await store.openStore(settings)
         var progress = ProgressLine("exported")
         let summary: StoreTransfer.ExportSummary
+        let output = file == "-" ? nil : PrivateFile(replacing: file)
         do {
-            let output = try Self.output(file)
             var salt = store.saltFromEnvironment(settings)
             if salt == nil { salt = try await cache.storedScopeSalt() }
-            summary = try await StoreTransfer.export(cache, salt: salt, to: output) { progress.update($0) }
-            try output.close()
+            summary = try await StoreTransfer.export(cache, salt: salt, to: output?.handle ?? .standardOutput) { progress.update($0) }
+            try output?.commit()
         } catch {
+            output?.discard()
             await cache.close()
             progress.finish()
             fail("export to \(file) failed: \(error)")
@@ -37,12 +38,43 @@ struct ExportCommand: AsyncParsableCommand {
         // With `-` the entries own standard output, so the result goes to standard error.
         (file == "-" ? FileHandle.standardError : FileHandle.standardOutput).write(Data((result + "\n").utf8))
     }
+}
 
-    private static func output(_ file: String) throws -> FileHandle {
-        if file == "-" { return .standardOutput }
-        guard FileManager.default.createFile(atPath: file, contents: nil) else {
-            fail("cannot create \(file)")
-        }
-        return try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+/// An export file as it is written: a new file that only its owner can read (0600: it holds the scope
+/// salt and every tenant's answers), created beside `path` and renamed over it once complete. Nobody
+/// else can have it open, whatever was at `path` before (a file of another mode or owner, a link),
+/// and a failed export leaves `path` as it was.
+struct PrivateFile {
+    let path: String
+    private let temporaryPath: String
+    let handle: FileHandle
+
+    /// Creates the file; exits with one line when it cannot.
+    init(replacing path: String) {
+        var template = Array((path + ".XXXXXX").utf8CString)
+        // mkstemp creates the file with O_EXCL and mode 0600 (POSIX.1-2008).
+        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard descriptor >= 0 else { fail("cannot create \(path): \(String(cString: strerror(errno)))") }
+        self.path = path
+        self.temporaryPath = String(cString: template)
+        self.handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+    }
+
+    /// Puts the complete file in place of `path`.
+    func commit() throws {
+        try handle.synchronize()
+        try handle.close()
+        guard rename(temporaryPath, path) == 0 else { throw RenameFailed(reason: String(cString: strerror(errno))) }
+    }
+
+    private struct RenameFailed: Error, CustomStringConvertible {
+        let reason: String
+        var description: String { "cannot put the file in place: \(reason)" }
+    }
+
+    /// Removes the incomplete file.
+    func discard() {
+        try? handle.close()
+        unlink(temporaryPath)
     }
 }

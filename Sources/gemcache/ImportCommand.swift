@@ -6,6 +6,10 @@ import GemcacheCore
 /// also while proxies run on it. An empty store adopts the export's scope salt; with another salt the
 /// per-key entries are skipped (their keys hold the other salt's tags), and so are entries of unknown
 /// scope (stored by a gemcache before entries recorded it) unless `--assume-shared`.
+///
+/// A line that is not an entry a proxy may serve (malformed, a record that does not validate, a body
+/// over `cache.max_entry_size`) is refused and named on standard error, the rest imported; the
+/// command then exits with status 1.
 struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
@@ -36,8 +40,14 @@ struct ImportCommand: AsyncParsableCommand {
         let summary: StoreTransfer.ImportSummary
         do {
             summary = try await StoreTransfer.import(
-                cache, from: input, totalBytes: size, saltFromEnvironment: store.saltFromEnvironment(settings), assumeShared: assumeShared
-            ) { progress.update($0) }
+                cache, from: input, totalBytes: size, maxEntrySize: settings.cache.maxEntrySize,
+                saltFromEnvironment: store.saltFromEnvironment(settings), assumeShared: assumeShared,
+                refused: { line, reason in
+                    progress.finish()
+                    FileHandle.standardError.write(Data("gemcache: line \(line) refused: \(reason)\n".utf8))
+                },
+                progress: { progress.update($0) }
+            )
         } catch {
             await cache.close()
             progress.finish()
@@ -46,12 +56,14 @@ struct ImportCommand: AsyncParsableCommand {
         await cache.close()
         progress.finish()
         print(Self.report(summary, path: settings.store.path))
+        if summary.refused > 0 { throw ExitCode.failure }
     }
 
     /// The result in a line or two.
     static func report(_ summary: StoreTransfer.ImportSummary, path: String) -> String {
         var lines = ["imported \(summary.imported) entries into \(path)"]
         if summary.dropped > 0 { lines[0] += "; \(summary.dropped) did not fit (store.max_size)" }
+        if summary.refused > 0 { lines[0] += "; refused \(summary.refused) lines (named above)" }
         switch summary.salt {
         case .matches: break
         case .adopted:

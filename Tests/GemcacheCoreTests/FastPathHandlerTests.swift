@@ -125,6 +125,19 @@ struct FastPathHandlerTests {
         }
     }
 
+    /// A record that does not validate (here: each damage of ``RecordValidationTests``) is never
+    /// written out: the request goes to the slow path, whose read misses it too.
+    @Test(arguments: RecordValidationTests.damaged.indices)
+    func aDamagedRecordIsLeftToTheSlowPath(index: Int) async throws {
+        try await withFastPath { channel, fastPath, _, key in
+            // The damaged entries are fresh at the handler's clock (stored at `start`, expiring a minute later).
+            #expect(await fastPath.store.store(RecordValidationTests.damaged[index].1, for: key))
+            let (answer, passed) = try send(Self.request(), to: channel)
+            #expect(answer == nil && passed == Self.request() && fastPath.hits == 0, "\(RecordValidationTests.damaged[index].0)")
+            #expect(try fastPath.store.lookup(key) == nil)
+        }
+    }
+
     @Test func answersNeverOvertakeAPassedOnRequest() async throws {
         try await withFastPath { channel, fastPath, _, _ in
             let slow = Self.request(key: "another-key")

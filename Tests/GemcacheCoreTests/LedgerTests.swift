@@ -1,6 +1,7 @@
 import Foundation
 @testable import GemcacheCore
 import GemcacheTestSupport
+import LMDBKit
 import Synchronization
 import Testing
 
@@ -172,6 +173,75 @@ struct LedgerTests {
             #expect(days.allSatisfy { $0.hasPrefix("day/2027-01-04/") })
             #expect(try await store.counterValues(prefixes: ["model/"])["model/\(Self.flash)/hits"] == 6)
             await store.close()
+        }
+    }
+
+    /// Issue #15, class 11: counters past Int64, stored by an older build (`Int64.max`, or wrapped below
+    /// zero), neither trap nor go negative: sums saturate, a negative stored value reads as 0, and the
+    /// document, the metrics and the chart still come out.
+    @Test func poisonedCountersSaturateAndNeverStopAReport() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock("2026-11-29T20:00:00Z")
+            let (store, ledger) = try await open(directory, clock: clock)
+            let minute = Counter.epochMinute(clock.now())
+            let poisoned: [(String, Int64)] = [
+                (Counter.savedTokens, .max), (Counter.hits, .max), (Counter.coalesced, .max),
+                (Counter.model(Self.flash, Counter.savedTokens), .max), (Counter.model(Self.flash, Counter.hits), -5),
+                (Counter.minute(minute, Counter.hits), .max), (Counter.misses, .min),
+            ]
+            // Written as an older build left them, around the saturating write path.
+            let counters = try store.environment.openDatabase("counters", create: false)
+            try await store.environment.write { txn in
+                for (name, value) in poisoned {
+                    try txn.put(counters, key: Array(name.utf8), value: (0..<8).reversed().map { UInt8(truncatingIfNeeded: UInt64(bitPattern: value) >> (UInt64($0) * 8)) })
+                }
+            }
+            let biggest = TokenUsage(prompt: TokenUsage.range.upperBound, total: TokenUsage.range.upperBound)
+            for _ in 0..<3 {
+                ledger.recordRequest(model: Self.flash)
+                ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: biggest)
+                ledger.recordAnswer(model: Self.flash, outcome: .coalesced, status: 200, tokens: biggest)
+            }
+            let before = try await ledger.document()  // unflushed deltas added to the stored values
+            await store.flushCounters()
+            let after = try await ledger.document()
+            for document in [before, after] {
+                #expect(document.totals[Counter.savedTokens] == .max && document.hits == .max && document.misses == 0)
+                #expect(document.savedRequests == .max && document.hitRatio == 1)
+                #expect(document.models[Self.flash]?.counts[Counter.hits] == 3)
+                #expect(document.models[Self.flash]?.counts[Counter.savedTokens] == .max)
+                #expect(document.models[Self.flash]?.savedRequests == 6)
+            }
+            let exposition = ledger.metrics.exposition(after)
+            #expect(exposition.contains("gemcache_saved_tokens_total 9223372036854775807"))
+            #expect(exposition.contains("gemcache_misses_total 0"))
+            #expect(try await ledger.history().hits.last == .max)
+            _ = try after.jsonData()
+            await store.close()
+        }
+    }
+
+    @Test func countsPastEitherEndSaturate() {
+        #expect(Counter.sum(.max, 1) == .max)
+        #expect(Counter.sum(.max, .max) == .max)
+        #expect(Counter.sum(.min, 3) == 3)
+        #expect(Counter.sum(-1, -1) == 0)
+        #expect(Counter.sum(40, 2) == 42)
+    }
+
+    /// Usage counts from the upstream's JSON are whole numbers clamped to 0...UInt32.max at parse.
+    @Test func usageFromAnAnswerIsClampedWhereItIsParsed() throws {
+        let cases: [(String, TokenUsage)] = [
+            (#"{"usageMetadata":{"promptTokenCount":9223372036854775807,"totalTokenCount":18446744073709551615}}"#, .init(prompt: 4_294_967_295, total: 4_294_967_295)),
+            (#"{"usageMetadata":{"promptTokenCount":-9223372036854775808,"totalTokenCount":-1}}"#, .zero),
+            (#"{"usageMetadata":{"promptTokenCount":1e300,"totalTokenCount":12.5}}"#, .init(prompt: 4_294_967_295, total: 0)),
+            (#"{"usageMetadata":{"promptTokenCount":"12","totalTokenCount":[1]}}"#, .zero),
+            (#"{"usageMetadata":{"promptTokenCount":7,"totalTokenCount":4294967296}}"#, .init(prompt: 7, total: 4_294_967_295)),
+            (#"{"usage":{"prompt_tokens":-0.5,"total_tokens":30.0}}"#, .init(prompt: 0, total: 30)),
+            (#"{"usageMetadata":{"promptTokenCount":3,"totalTokenCount":10}}"#, .init(prompt: 3, total: 10)),
+        ]
+        for (json, expected) in cases {
+            #expect(StorePolicy.usage(StorePolicy.parse(Array(json.utf8))) == expected, "\(json)")
         }
     }
 }

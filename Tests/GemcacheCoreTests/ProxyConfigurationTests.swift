@@ -124,4 +124,25 @@ struct ProxyConfigurationTests {
         #expect(try SettingValue.size("1048576", minimum: 1) == 1 << 20)
         #expect(try SettingValue.boolean("off") == false)
     }
+
+    /// Issue #15, class 13: every duration is a finite number of at most ten years (the bound of
+    /// X-Gemcache-TTL), read without trapping, whatever the text.
+    @Test func durationsAreBoundedToTenYears() throws {
+        #expect(try SettingValue.duration("315360000", positive: true) == .seconds(315_360_000))
+        #expect(try SettingValue.duration("3650d", positive: true) == .seconds(315_360_000))
+        for raw in ["315360001", "3651d", "1e300", "-1", "nan", "inf", "-inf", "99999999999999999999d", "9223372036854775807", "1e19ms", "0.0001"] {
+            #expect(throws: SettingProblem.self, "\(raw)") { try SettingValue.duration(raw, positive: true) }
+        }
+    }
+
+    @Test(arguments: [
+        "GEMCACHE_UPSTREAM_TIMEOUT", "GEMCACHE_UPSTREAM_CONNECT_TIMEOUT", "GEMCACHE_UPSTREAM_RETRY_BUDGET", "GEMCACHE_STORE_SYNC_INTERVAL",
+        "GEMCACHE_CACHE_DEFAULT_TTL", "GEMCACHE_CACHE_TTL_GENERATE", "GEMCACHE_CACHE_TTL_COUNT_TOKENS", "GEMCACHE_CACHE_TTL_EMBED",
+        "GEMCACHE_CACHE_TTL_MODELS", "GEMCACHE_CACHE_TTL_OPENAI", "GEMCACHE_CACHE_STALE_IF_ERROR", "GEMCACHE_AUTH_VERIFY_TTL",
+        "GEMCACHE_LIMITS_MAX_WAIT", "GEMCACHE_LIMITS_CLIENT_TIMEOUT",
+    ])
+    func everyDurationSettingRefusesAValueNearTwoToTheSixtyThree(variable: String) async throws {
+        let message = try #require(await problem(file: nil, environment: [variable: "9223372036854775807"]))
+        #expect(message.contains(variable) && message.contains("at most 10 years") && !message.contains("\n"))
+    }
 }

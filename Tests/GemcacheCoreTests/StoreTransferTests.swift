@@ -47,7 +47,7 @@ struct StoreTransferTests {
             (key("named"), entry(Array(#"{"text":"Grüße, 世界 🌍"}"#.utf8), namespace: "team-a")),
             (key("empty-namespace"), entry(Array("{}".utf8), namespace: "", scope: .shared)),
             (key("stream"), entry(Array("data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\r\n\r\n".utf8), headers: CacheEntry.headerBlock([("Content-Type", "text/event-stream")]), scope: nil)),
-            (key("binary"), entry([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3], headers: [0xFF, 0x3A, 0x20, 0x80, 0x0D, 0x0A], scope: .shared)),
+            (key("binary"), entry([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3], headers: Array("X-Raw: ".utf8) + [0xFF, 0x80, 0x0D, 0x0A], scope: .shared)),
             (key("expired"), entry(Array("{\"old\":true}".utf8), expires: now - 1000, model: "gemini-2.5-pro")),
         ]
         for index in 0..<1200 {
@@ -70,11 +70,15 @@ struct StoreTransferTests {
     }
 
     static func `import`(
-        _ file: String, into store: CacheStore, saltFromEnvironment: [UInt8]? = nil, assumeShared: Bool = false
+        _ file: String, into store: CacheStore, maxEntrySize: Int = 16 << 20, saltFromEnvironment: [UInt8]? = nil, assumeShared: Bool = false,
+        refused: (Int, String) -> Void = { line, reason in Issue.record("line \(line) refused: \(reason)") }
     ) async throws -> StoreTransfer.ImportSummary {
         let input = try #require(FileHandle(forReadingAtPath: file))
         defer { try? input.close() }
-        return try await StoreTransfer.import(store, from: input, totalBytes: nil, saltFromEnvironment: saltFromEnvironment, assumeShared: assumeShared)
+        return try await StoreTransfer.import(
+            store, from: input, totalBytes: nil, maxEntrySize: maxEntrySize, saltFromEnvironment: saltFromEnvironment, assumeShared: assumeShared,
+            refused: refused
+        )
     }
 
     @Test func anExportImportedIntoANewStoreGivesBackEveryEntryIdentically() async throws {
@@ -89,9 +93,10 @@ struct StoreTransferTests {
             let target = try await Self.commandStore(dir.path + "/target")
             var seen: [Int] = []
             let input = try #require(FileHandle(forReadingAtPath: dir.path + "/cache.jsonl"))
-            let summary = try await StoreTransfer.import(target, from: input, totalBytes: nil, saltFromEnvironment: nil, assumeShared: false) {
-                seen.append($0.entries)
-            }
+            let summary = try await StoreTransfer.import(
+                target, from: input, totalBytes: nil, maxEntrySize: 16 << 20, saltFromEnvironment: nil, assumeShared: false,
+                refused: { line, reason in Issue.record("line \(line) refused: \(reason)") }, progress: { seen.append($0.entries) }
+            )
             #expect(summary == .init(imported: samples.count, skipped: 0, dropped: 0, salt: .adopted))
             #expect(seen.last == samples.count && seen == seen.sorted())
             #expect(try await Self.allEntries(target) == Self.allEntries(source))
@@ -183,34 +188,97 @@ struct StoreTransferTests {
         }
     }
 
-    @Test func malformedInputFailsNamingTheLine() async throws {
+    @Test func anInputThatIsNoExportFailsAndMalformedLinesAreRefusedByNumber() async throws {
         try await withTemporaryDirectory { dir in
             let store = try await Self.commandStore(dir.path + "/store")
-            let cases: [(String, String)] = [
+            let file = dir.path + "/bad.jsonl"
+            for (text, message) in [
                 ("{\"not\":\"an export\"}\n", "not a gemcache export: the first line is not an export header"),
                 ("{\"gemcache_export\":9,\"store_format\":1}\n", "export file version 9, this gemcache reads 1"),
-                ("{\"gemcache_export\":1,\"store_format\":1}\n{\"key\":\"abc\"}\n", "line 2: not an exported entry (missing status)"),
-                (
-                    "{\"gemcache_export\":1,\"store_format\":1}\n\n{\"key\":\"zz\",\"status\":200,\"stored_at\":1,\"expires_at\":2,\"model\":\"m\",\"endpoint\":\"e\",\"prompt_tokens\":0,\"total_tokens\":0,\"body\":\"\",\"headers\":\"\"}\n",
-                    "line 3: not an exported entry (key must be 64 hex digits)"
-                ),
-                (
-                    "{\"gemcache_export\":1,\"store_format\":1}\n{\"key\":\"\(Self.key("k").hex)\",\"status\":200,\"stored_at\":1,\"expires_at\":2,\"model\":\"m\",\"endpoint\":\"e\",\"prompt_tokens\":0,\"total_tokens\":0,\"body\":\"\",\"headers\":\"\",\"scope\":\"everyone\"}\n",
-                    "line 2: not an exported entry (scope must be shared or per_key)"
-                ),
-            ]
-            for (text, message) in cases {
-                let file = dir.path + "/bad.jsonl"
+            ] {
                 try text.write(toFile: file, atomically: true, encoding: .utf8)
-                await #expect(throws: StoreTransferError.self) { try await Self.import(file, into: store) }
-                do {
-                    _ = try await Self.import(file, into: store)
-                } catch let error as StoreTransferError {
-                    #expect(error.description == message)
-                }
+                await #expect { try await Self.import(file, into: store) } throws: { ($0 as? StoreTransferError)?.description == message }
             }
-            #expect(try await store.entryCount() == 0)
+            let good = "{\"key\":\"\(Self.key("good").hex)\",\"status\":200,\"stored_at\":1,\"expires_at\":2,\"model\":\"m\",\"endpoint\":\"e\",\"prompt_tokens\":0,\"total_tokens\":0,\"body\":\"\",\"headers\":\"\",\"scope\":\"shared\"}"
+            let lines = [
+                "{\"gemcache_export\":1,\"store_format\":1}",
+                "{\"key\":\"abc\"}",
+                "",
+                good.replacingOccurrences(of: Self.key("good").hex, with: "zz"),
+                good.replacingOccurrences(of: "\"scope\":\"shared\"", with: "\"scope\":\"everyone\""),
+                "not json at all",
+                good,
+            ]
+            try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+            var refusals: [String] = []
+            let summary = try await Self.import(file, into: store) { refusals.append("line \($0): \($1)") }
+            #expect(refusals == [
+                "line 2: missing status", "line 4: key must be 64 hex digits", "line 5: scope must be shared or per_key", "line 6: malformed JSON",
+            ])
+            #expect(summary.imported == 1 && summary.refused == 4)
+            #expect(try store.lookup(Self.key("good")) != nil)
             await store.close()
+        }
+    }
+
+    /// Issue #15, class 12: edited export lines. Each is refused with its line and reason, the rest
+    /// imported, and none reaches the store.
+    @Test func editedLinesAreRefusedWithTheirReasonAndTheRestImported() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = try await Self.proxyStore(dir.path + "/source")
+            let samples = Array(Self.sampleEntries().prefix(5))
+            #expect(await source.storeAll(samples) == samples.count)
+            _ = try await Self.export(source, salt: try await source.storedScopeSalt(), to: dir.path + "/cache.jsonl")
+            await source.close()
+
+            var lines = try String(contentsOfFile: dir.path + "/cache.jsonl", encoding: .utf8).split(separator: "\n").map(String.init)
+            func edited(_ line: String, _ change: (inout [String: Any]) -> Void) throws -> String {
+                var object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                change(&object)
+                return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+            }
+            let template = lines[1]
+            let maxEntrySize = 1024
+            let edits: [(String, (inout [String: Any]) -> Void, String)] = [
+                ("split", { $0["headers"] = "x: y\r\nSet-Cookie: a=b" }, RecordProblem.unstoredHeader(line: 2).description),
+                ("split-2", { $0["headers"] = "x: y\r\n\r\nHTTP/1.1 200 OK\r\n" }, RecordProblem.header(line: 2).description),
+                ("lf", { $0["headers"] = "x: y\nSet-Cookie: a=b\r\n" }, RecordProblem.header(line: 1).description),
+                ("cookie", { $0["headers"] = "x: y\r\nSet-Cookie: a=b\r\n" }, RecordProblem.unstoredHeader(line: 2).description),
+                ("length", { $0["headers"] = "Content-Length: 0\r\n" }, RecordProblem.unstoredHeader(line: 1).description),
+                ("old", { $0["stored_at"] = Int64.min }, RecordProblem.times(storedAt: .min, expiresAt: Self.now + 86_400_000).description),
+                ("forever", { $0["expires_at"] = Int64.max }, RecordProblem.times(storedAt: Self.now - 5000, expiresAt: .max).description),
+                ("status", { $0["status"] = 1000 }, RecordProblem.status(1000).description),
+                ("huge-status", { $0["status"] = 70000 }, "status 70000 is not an HTTP status"),
+                ("big", { $0["body"] = String(repeating: "a", count: maxEntrySize + 1) }, "a body of 1025 bytes is over cache.max_entry_size (1024 bytes)"),
+                ("tokens", { $0["total_tokens"] = Int64.max }, "total_tokens 9223372036854775807 is outside 0...4294967295"),
+                ("negative", { $0["prompt_tokens"] = -1 }, "prompt_tokens -1 is outside 0...4294967295"),
+                ("model", { $0["model"] = String(repeating: "m", count: 70000) }, "model is longer than 65535 bytes"),
+                ("time-1e300", { $0["stored_at"] = 1e300 }, "malformed JSON"),  // Foundation's decoder names no field here
+            ]
+            var expected: [String] = []
+            for (name, change, reason) in edits {
+                lines.append(try edited(template) { object in
+                    object["key"] = Self.key("edited-\(name)").hex
+                    (object["stored_at"], object["expires_at"]) = (Self.now - 5000, Self.now + 86_400_000)
+                    (object["headers_base64"], object["body_base64"]) = (nil, nil)
+                    (object["headers"], object["body"]) = ("Content-Type: application/json\r\n", "{}")
+                    change(&object)
+                })
+                expected.append("line \(lines.count): \(reason)")
+            }
+            let longest = StoreTransfer.longestLine(maxEntrySize: maxEntrySize)
+            lines.append(try edited(template) { $0["body"] = String(repeating: "b", count: longest) })
+            expected.append("line \(lines.count): a line of \(lines.last!.utf8.count) bytes is longer than any entry within cache.max_entry_size (1024 bytes)")
+            try lines.joined(separator: "\n").write(toFile: dir.path + "/edited.jsonl", atomically: true, encoding: .utf8)
+
+            let target = try await Self.commandStore(dir.path + "/target")
+            var refusals: [String] = []
+            let summary = try await Self.import(dir.path + "/edited.jsonl", into: target, maxEntrySize: maxEntrySize) { refusals.append("line \($0): \($1)") }
+            #expect(refusals == expected)
+            #expect(summary == .init(imported: 5, skipped: 0, dropped: 0, refused: edits.count + 1, salt: .adopted))
+            #expect(try await target.entryCount() == 5)
+            for (name, _, _) in edits { #expect(try target.lookup(Self.key("edited-\(name)")) == nil) }
+            await target.close()
         }
     }
 

@@ -2,16 +2,28 @@ import Foundation
 
 /// Parsers for the value forms of `proxy.conf` (SPEC §1): durations, sizes, choices, URLs.
 enum SettingValue {
-    /// Seconds as a number, or a number with a unit: `90s`, `30m`, `24h`, `7d`.
+    /// The longest duration anything takes: ten years, the bound of `X-Gemcache-TTL` (SPEC §4). No TTL,
+    /// timeout or window needs more, and in milliseconds any duration up to it added to the clock
+    /// stays far from the ends of `Int64`.
+    static let longestDuration: Duration = .seconds(315_360_000)
+
+    /// Seconds as a number, or a number with a unit: `90s`, `30m`, `24h`, `7d`; at most
+    /// ``longestDuration``. Settings, `gemcache purge --older-than` and the admin purge's `older_than`
+    /// all read durations here.
     static func duration(_ raw: String, positive: Bool) throws(SettingProblem) -> Duration {
         let (value, scale) = number(raw, units: [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)])
         guard let value, value.isFinite, value >= 0 else {
             throw SettingProblem("expected a duration such as 90, 90s, 30m, 24h or 7d, got \"\(raw)\"")
         }
-        if positive && value == 0 {
+        let milliseconds = (value * scale * 1000).rounded()
+        // Compared as a Double, before the integer conversion (which would trap past Int64).
+        guard milliseconds <= Double(longestDuration.wholeSeconds) * 1000 else {
+            throw SettingProblem("must be at most 10 years (315360000 seconds), got \"\(raw)\"")
+        }
+        if positive && milliseconds == 0 {
             throw SettingProblem("must be greater than zero")
         }
-        return .milliseconds(Int64((value * scale * 1000).rounded()))
+        return .milliseconds(Int64(milliseconds))
     }
 
     /// Bytes as a number, or with a unit: `512KiB`, `100MiB`, `4GiB` (also KB/MB/GB as powers of 1000).

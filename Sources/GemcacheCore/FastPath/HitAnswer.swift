@@ -11,32 +11,17 @@ struct HitAnswer {
     let headerBlock: Range<Int>
     let body: Range<Int>
 
-    /// Reads the fields a hit needs; nil for another record version, a status other than 200 (the
-    /// slow path then answers) or a truncated record.
+    /// Reads the fields a hit needs; nil for a record that does not validate (``EntryRecord/Layout``:
+    /// the same check as every other reader, so damage is a miss here too) or a status other than 200
+    /// (the slow path then answers).
     init?(record: UnsafeRawBufferPointer) {
-        guard let fixedSize = record.first.flatMap(EntryRecord.fixedSize(version:)), record.count >= fixedSize + 2,
-            Self.integer(record, 1, UInt16.self) == 200
-        else { return nil }
-        storedAt = Int64(bitPattern: Self.integer(record, 3, UInt64.self))
-        expiresAt = Int64(bitPattern: Self.integer(record, 11, UInt64.self))
-        promptTokens = Int(Self.integer(record, 19, UInt32.self))
-        totalTokens = Int(Self.integer(record, 23, UInt32.self))
-        var offset = fixedSize + 2 + Int(Self.integer(record, fixedSize, UInt16.self))  // model
-        guard offset < record.count else { return nil }
-        if record[offset] == 1 {  // namespace
-            guard offset + 3 <= record.count else { return nil }
-            offset += 3 + Int(Self.integer(record, offset + 1, UInt16.self))
-        } else {
-            offset += 1
-        }
-        guard offset + 2 <= record.count else { return nil }
-        offset += 2 + Int(Self.integer(record, offset, UInt16.self))  // endpoint
-        guard offset + 4 <= record.count else { return nil }
-        let headerLength = Int(Self.integer(record, offset, UInt32.self))
-        offset += 4
-        guard offset + headerLength <= record.count else { return nil }
-        headerBlock = offset..<(offset + headerLength)
-        body = (offset + headerLength)..<record.count
+        guard let layout = try? EntryRecord.Layout(record), layout.status == 200 else { return nil }
+        storedAt = layout.storedAt
+        expiresAt = layout.expiresAt
+        promptTokens = layout.promptTokens
+        totalTokens = layout.totalTokens
+        headerBlock = layout.headerBlock
+        body = layout.body
     }
 
     /// The answer's size before the per-request header values, for reserving the buffer once.
@@ -50,11 +35,11 @@ struct HitAnswer {
         buffer.writeStaticString("HTTP/1.1 200 OK\r\n")
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: record[headerBlock]))
         buffer.writeStaticString("Age: ")
-        Self.writeDecimal(max(0, (now - storedAt) / 1000), to: &buffer)
+        Self.writeDecimal(Self.seconds(from: storedAt, to: now), to: &buffer)
         buffer.writeStaticString("\r\nX-Gemcache: HIT\r\nX-Gemcache-Key: ")
         Self.writeHex(key, to: &buffer)
         buffer.writeStaticString("\r\nCache-Status: gemcache; hit; ttl=")
-        Self.writeDecimal(max(0, (expiresAt - now) / 1000), to: &buffer)
+        Self.writeDecimal(Self.seconds(from: now, to: expiresAt), to: &buffer)
         buffer.writeStaticString("; key=\"")
         Self.writeHex(key, to: &buffer)
         buffer.writeStaticString("\"\r\nContent-Length: ")
@@ -65,8 +50,11 @@ struct HitAnswer {
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: record[body]))
     }
 
-    private static func integer<T: FixedWidthInteger>(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _: T.Type) -> T {
-        T(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+    /// Whole seconds from `start` to `end` (milliseconds), 0 when `end` is earlier. Checked: the record's
+    /// times are validated, but the clock is not the record's to vouch for.
+    private static func seconds(from start: Int64, to end: Int64) -> Int64 {
+        let (difference, overflow) = end.subtractingReportingOverflow(start)
+        return overflow ? (end > start ? .max / 1000 : 0) : max(0, difference / 1000)
     }
 
     private static func writeDecimal(_ value: Int64, to buffer: inout ByteBuffer) {

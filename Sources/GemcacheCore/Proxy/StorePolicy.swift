@@ -58,14 +58,15 @@ enum StorePolicy {
         return fields.contains { object[$0] != nil && !(object[$0] is NSNull) }
     }
 
-    /// Prompt and total tokens: Gemini's `usageMetadata` or OpenAI's `usage` (0 when absent).
+    /// Prompt and total tokens: Gemini's `usageMetadata` or OpenAI's `usage` (0 when absent), each
+    /// clamped to ``TokenUsage/range``.
     static func usage(_ answer: Any?) -> TokenUsage {
         guard let object = answer as? [String: Any] else { return .zero }
         if let usage = object["usageMetadata"] as? [String: Any] {
-            return TokenUsage(prompt: (usage["promptTokenCount"] as? NSNumber)?.intValue ?? 0, total: (usage["totalTokenCount"] as? NSNumber)?.intValue ?? 0)
+            return TokenUsage(prompt: TokenUsage.count(usage["promptTokenCount"]), total: TokenUsage.count(usage["totalTokenCount"]))
         }
         if let usage = object["usage"] as? [String: Any] {
-            return TokenUsage(prompt: (usage["prompt_tokens"] as? NSNumber)?.intValue ?? 0, total: (usage["total_tokens"] as? NSNumber)?.intValue ?? 0)
+            return TokenUsage(prompt: TokenUsage.count(usage["prompt_tokens"]), total: TokenUsage.count(usage["total_tokens"]))
         }
         return .zero
     }

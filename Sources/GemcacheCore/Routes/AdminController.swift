@@ -51,10 +51,11 @@ struct AdminController<Context: RequestContext> {
                 guard let key = CacheKey(hex: hex) else { throw .invalidArgument("key must be 64 hex digits.") }
                 filter.key = key
             case ("older_than", let age):
-                guard let age = try? SettingValue.duration("\(age)", positive: false) else {
-                    throw .invalidArgument("older_than must be a duration such as 3600, 90s, 30m, 24h or 7d.")
+                do {
+                    filter.olderThan = try SettingValue.duration("\(age)", positive: false)
+                } catch {
+                    throw .invalidArgument("older_than: \(error.problem).")
                 }
-                filter.olderThan = age
             case ("dry_run", is Bool): continue
             default: throw .invalidArgument("Unknown or malformed purge field \"\(name)\".")
             }

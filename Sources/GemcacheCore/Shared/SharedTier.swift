@@ -185,7 +185,7 @@ public final class SharedTier: Sendable {
     func enqueueCounters(_ deltas: [String: Int64]) {
         guard !deltas.isEmpty else { return }
         state.withLock { state in
-            for (name, delta) in deltas { state.pendingCounters[name, default: 0] += delta }
+            state.pendingCounters.merge(deltas, uniquingKeysWith: Counter.sum)
         }
     }
 
@@ -203,7 +203,8 @@ public final class SharedTier: Sendable {
             try await client.query(
                 """
                 INSERT INTO gemcache_counters (name, value) SELECT * FROM unnest(\(names)::text[], \(values)::bigint[])
-                ON CONFLICT (name) DO UPDATE SET value = gemcache_counters.value + EXCLUDED.value
+                ON CONFLICT (name) DO UPDATE
+                    SET value = LEAST(GREATEST(gemcache_counters.value, 0)::numeric + EXCLUDED.value, 9223372036854775807)::bigint
                 """
             )
             return true
@@ -222,12 +223,12 @@ public final class SharedTier: Sendable {
                 """
             )
             var values: [String: Int64] = [:]
-            for try await (name, value) in rows.decode((String, Int64).self) { values[name] = value }
+            for try await (name, value) in rows.decode((String, Int64).self) { values[name] = Counter.sum(value, 0) }  // never below 0
             return values
         }) else { return nil }
         state.withLock { state in
             for (name, delta) in state.pendingCounters where prefixes.contains(where: { name.hasPrefix($0) }) {
-                values[name, default: 0] += delta
+                values[name] = Counter.sum(values[name] ?? 0, delta)
             }
         }
         return values

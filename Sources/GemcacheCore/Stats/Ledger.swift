@@ -13,6 +13,9 @@ public enum CacheOutcome: String, Sendable, CaseIterable {
 }
 
 /// Token counts of an answer (`usageMetadata`).
+///
+/// Counts read from an answer are clamped to ``range`` where they are parsed (``count(_:)``): they come
+/// from the upstream (or whatever answers in its place), and a stored record keeps each in 32 bits.
 public struct TokenUsage: Sendable, Equatable {
     public var prompt: Int
     public var total: Int
@@ -23,6 +26,17 @@ public struct TokenUsage: Sendable, Equatable {
     }
 
     public static let zero = TokenUsage(prompt: 0, total: 0)
+
+    /// The counts one answer may report: what a record's 32-bit field holds.
+    public static let range: ClosedRange<Int> = 0...Int(UInt32.max)
+
+    /// A count as an answer's JSON gives it: a whole number, clamped to ``range``; anything else (absent,
+    /// not a number, fractional, NaN or infinite) is 0.
+    static func count(_ value: Any?) -> Int {
+        // `doubleValue` holds any JSON number; `intValue` turns one past Int into a wrong (even negative) count.
+        guard let number = (value as? NSNumber)?.doubleValue, number.isFinite, number == number.rounded(.towardZero) else { return 0 }
+        return number >= Double(range.upperBound) ? range.upperBound : max(range.lowerBound, Int(number))
+    }
 }
 
 /// Counts what the proxy does (SPEC §6, §7), persistently: the counters live in the store and add
@@ -155,7 +169,7 @@ public final class Ledger: Sendable {
     /// yet: every instance's from the shared tier while it is healthy (`cluster` true), else the store's.
     func counterValues(prefixes: [String]) async throws -> (values: [String: Int64], cluster: Bool) {
         if let shared, var values = await shared.counterValues(prefixes: prefixes) {
-            for (name, delta) in store.unflushedCounters(prefixes: prefixes) { values[name, default: 0] += delta }
+            values.merge(store.unflushedCounters(prefixes: prefixes), uniquingKeysWith: Counter.sum)
             return (values, true)
         }
         return (try await store.counterValues(prefixes: prefixes), false)
@@ -171,7 +185,11 @@ public final class Ledger: Sendable {
         for (name, value) in values {
             guard let (minute, field) = Counter.parseMinute(name), minute >= first, minute <= last else { continue }
             let index = Int(minute - first)
-            if field == Counter.hits { history.hits[index] += value } else if field == Counter.misses { history.misses[index] += value }
+            if field == Counter.hits {
+                history.hits[index] = Counter.sum(history.hits[index], value)
+            } else if field == Counter.misses {
+                history.misses[index] = Counter.sum(history.misses[index], value)
+            }
         }
         return history
     }
@@ -261,6 +279,15 @@ enum Counter {
     static func minute(_ minute: Int64, model: String, _ field: String) -> String { Self.minute(minute, Self.model(model, field)) }
 
     static func epochMinute(_ milliseconds: Int64) -> Int64 { milliseconds / 60_000 }
+
+    /// Adds two counts, never trapping: counters only grow, so a value below zero (only a damaged store
+    /// or an older build's counter that wrapped holds one) counts as zero, and a sum past `Int64.max`
+    /// stays there. Every sum of counter values (buffered deltas, stored counters, the shared tier's,
+    /// the stats document's) goes through this.
+    static func sum(_ a: Int64, _ b: Int64) -> Int64 {
+        let (total, overflow) = max(a, 0).addingReportingOverflow(max(b, 0))
+        return overflow ? .max : total
+    }
 
     /// Ten digits: byte order equals numeric order until the year 20983.
     static func paddedMinute(_ minute: Int64) -> String {

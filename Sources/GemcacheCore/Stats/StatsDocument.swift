@@ -43,11 +43,11 @@ public struct StatsDocument: Sendable {
     public var hits: Int64 { totals[Counter.hits] ?? 0 }
     public var coalesced: Int64 { totals[Counter.coalesced] ?? 0 }
     public var misses: Int64 { totals[Counter.misses] ?? 0 }
-    public var savedRequests: Int64 { hits + coalesced }
+    public var savedRequests: Int64 { Counter.sum(hits, coalesced) }
 
     /// (hits + coalesced) / (hits + coalesced + misses), to four decimals; 0 before any answer.
     public var hitRatio: Double {
-        let answered = hits + coalesced + misses
+        let answered = Counter.sum(savedRequests, misses)
         return answered == 0 ? 0 : Self.round(Double(savedRequests) / Double(answered), places: 4)
     }
 
@@ -68,12 +68,12 @@ public struct StatsDocument: Sendable {
         /// USD the hits saved at the configured price (six decimals), nil when the model has no price.
         public var savedUSD: Double?
 
-        public var savedRequests: Int64 { (counts[Counter.hits] ?? 0) + (counts[Counter.coalesced] ?? 0) }
+        public var savedRequests: Int64 { Counter.sum(counts[Counter.hits] ?? 0, counts[Counter.coalesced] ?? 0) }
 
         /// upstream_requests_today / rpd, in percent; nil when the limit is unknown.
         public var rpdUsedPct: Double? { percent(upstreamRequestsToday) }
         /// (upstream + saved requests today) / rpd: what the day would have used without the cache.
-        public var rpdWithoutCachePct: Double? { percent(upstreamRequestsToday + savedRequestsToday) }
+        public var rpdWithoutCachePct: Double? { percent(Counter.sum(upstreamRequestsToday, savedRequestsToday)) }
 
         private func percent(_ requests: Int64) -> Double? {
             guard let rpd = freeTier.rpd, rpd > 0 else { return nil }

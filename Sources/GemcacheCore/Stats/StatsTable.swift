@@ -4,7 +4,8 @@ import Foundation
 public enum StatsTable {
     /// Renders `document` (the JSON values of `/_gemcache/stats`).
     public static func render(_ document: [String: Any]) -> String {
-        func int(_ value: Any?) -> String { (value as? NSNumber).map { grouped($0.int64Value) } ?? "-" }
+        // Read from the number's text: `int64Value` turns a number past Int64 (a proxy's JSON may hold any) into a wrong one.
+        func int(_ value: Any?) -> String { (value as? NSNumber).flatMap { Int64($0.description) }.map(grouped) ?? "-" }
         func pct(_ value: Any?) -> String { (value as? NSNumber).map { String(format: "%.1f %%", $0.doubleValue) } ?? "-" }
         func usd(_ value: Any?) -> String { (value as? NSNumber).map { String(format: "$%.4f", $0.doubleValue) } ?? "-" }
         var lines = [

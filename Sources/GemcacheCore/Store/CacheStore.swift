@@ -55,7 +55,8 @@ public final class CacheStore: Sendable {
     ///
     /// A store that cannot be opened or is of another format is never deleted: with
     /// `on_corrupt: move_aside` it is renamed to `<path>.corrupt-<UTC time>` and an empty store is
-    /// created; with `fail` this throws.
+    /// created; with `fail` this throws. An existing store that other users may read or write is used,
+    /// with a warning naming its path and modes (``warnIfShared(_:logger:)``).
     /// - Parameters:
     ///   - scopeSalt: The salt from the environment, or nil to use (or create) the one kept in the store.
     ///   - now: Unix time in milliseconds; tests inject their own.
@@ -66,7 +67,9 @@ public final class CacheStore: Sendable {
         now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) async throws(StoreError) -> CacheStore {
         do {
-            return try await openChecked(configuration: configuration, scopeSalt: scopeSalt, recoveredFrom: nil, logger: logger, now: now)
+            let store = try await openChecked(configuration: configuration, scopeSalt: scopeSalt, recoveredFrom: nil, logger: logger, now: now)
+            warnIfShared(configuration.path, logger: logger)
+            return store
         } catch let failure {
             guard configuration.onCorrupt == .moveAside else {
                 throw StoreError("store at \(configuration.path) cannot be opened (\(failure.reason)); store.on_corrupt is fail")
@@ -88,6 +91,23 @@ public final class CacheStore: Sendable {
                 throw StoreError("store at \(configuration.path) cannot be created: \(error.reason)")
             }
         }
+    }
+
+    /// Logs a warning when the store's folder or files are open to other users (any group or other
+    /// permission bit): a store holds every client's answers (SPEC §8). A new store is created 0700/0600;
+    /// an existing one keeps the modes it has (made by hand, copied in, a loose umask elsewhere).
+    static func warnIfShared(_ path: String, logger: Logger) {
+        let loose = [path, path + "/data.mdb", path + "/lock.mdb"].compactMap { file -> String? in
+            guard let mode = (try? FileManager.default.attributesOfItem(atPath: file))?[.posixPermissions] as? Int,
+                mode & 0o077 != 0
+            else { return nil }
+            return "\(file) 0\(String(mode & 0o777, radix: 8))"
+        }
+        guard !loose.isEmpty else { return }
+        logger.warning(
+            "store is open to other users (it holds every client's answers): chmod 700 the folder and 600 its files",
+            metadata: ["store.path": "\(path)", "store.modes": "\(loose.joined(separator: ", "))"]
+        )
     }
 
     private struct OpenFailure: Error {
@@ -251,7 +271,7 @@ public final class CacheStore: Sendable {
 
     /// Adds to a persistent counter. Cheap: it only touches memory; ``flushCounters()`` persists.
     public func increment(_ counter: String, by amount: Int64 = 1) {
-        counterBuffer.withLock { $0.pending[counter, default: 0] += amount }
+        counterBuffer.withLock { $0.pending[counter] = Counter.sum($0.pending[counter] ?? 0, amount) }
     }
 
     /// Counts of this process not in the store yet.
@@ -263,7 +283,7 @@ public final class CacheStore: Sendable {
         var generation = 0
 
         func unflushed(prefixes: [String]) -> [String: Int64] {
-            pending.merging(flushing, uniquingKeysWith: +).filter { name, _ in prefixes.contains { name.hasPrefix($0) } }
+            pending.merging(flushing, uniquingKeysWith: Counter.sum).filter { name, _ in prefixes.contains { name.hasPrefix($0) } }
         }
     }
 
@@ -281,7 +301,7 @@ public final class CacheStore: Sendable {
         guard !deltas.isEmpty else { return [:] }
         let committed = await submit(.addCounters(deltas))
         counterBuffer.withLock { buffer in
-            if !committed { buffer.pending.merge(buffer.flushing, uniquingKeysWith: +) }
+            if !committed { buffer.pending.merge(buffer.flushing, uniquingKeysWith: Counter.sum) }
             buffer.flushing = [:]
             buffer.generation += 1
         }
@@ -309,7 +329,7 @@ public final class CacheStore: Sendable {
                     let start = Array(prefix.utf8)
                     try txn.forEach(counters, startingAt: start.isEmpty ? nil : start) { key, value in
                         guard key.starts(with: start) else { return false }
-                        values[String(decoding: key, as: UTF8.self)] = Self.int64(value)
+                        values[String(decoding: key, as: UTF8.self)] = Counter.sum(Self.int64(value), 0)  // never below 0
                         return true
                     }
                 }
@@ -325,11 +345,11 @@ public final class CacheStore: Sendable {
             let (generation, unflushed) = counterBuffer.withLock { ($0.generation, $0.unflushed(prefixes: prefixes)) }
             if generation % 2 == 0 {
                 let values = try await readStored()
-                if counterBuffer.withLock({ $0.generation }) == generation { return values.merging(unflushed, uniquingKeysWith: +) }
+                if counterBuffer.withLock({ $0.generation }) == generation { return values.merging(unflushed, uniquingKeysWith: Counter.sum) }
             }
             try await Task.sleep(for: .milliseconds(1))
         }
-        return try await readStored().merging(counterBuffer.withLock { $0.unflushed(prefixes: prefixes) }, uniquingKeysWith: +)
+        return try await readStored().merging(counterBuffer.withLock { $0.unflushed(prefixes: prefixes) }, uniquingKeysWith: Counter.sum)
     }
 
     /// Deletes the stored counters named from `start` up to (not including) `end`, e.g. the per-minute
@@ -455,7 +475,7 @@ public final class CacheStore: Sendable {
                     for (name, delta) in deltas {
                         let key = Array(name.utf8)
                         let current = try txn.get(counters, key: key).map { $0.withUnsafeBytes { Self.int64($0) } } ?? 0
-                        try txn.put(counters, key: key, value: Self.bigEndian(UInt64(bitPattern: current &+ delta)))
+                        try txn.put(counters, key: key, value: Self.bigEndian(UInt64(bitPattern: Counter.sum(current, delta))))
                     }
                 case .setMeta(let key, let value):
                     try txn.put(meta, key: key, value: value)

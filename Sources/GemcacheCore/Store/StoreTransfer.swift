@@ -33,6 +33,8 @@ public enum StoreTransfer {
         public var skipped = 0
         /// Entries that did not fit in the store even after eviction.
         public var dropped = 0
+        /// Lines that are not entries a proxy may serve (each named through `refused` as it is met).
+        public var refused = 0
         public var salt: ScopeSaltMatch = .matches
     }
 
@@ -68,21 +70,27 @@ public enum StoreTransfer {
 
     /// Reads an export from `input` into `store`.
     ///
+    /// Each line must be an entry a proxy may serve: it passes the validation every reader of a stored
+    /// record applies (``EntryRecord/Layout``), and its body is within `cache.max_entry_size`. A line
+    /// that is not is refused, named to `refused` with its number and why, and the rest are imported.
+    ///
     /// When the export's scope salt differs from the store's (see
     /// ``CacheStore/reconcileScopeSalt(exported:fromEnvironment:)``), per-key entries are skipped (their
     /// keys hold the other salt's tags and would never be found) and shared ones imported. Entries
     /// stored before entries recorded their scope are skipped too, unless `assumeShared`.
     /// - Parameters:
+    ///   - maxEntrySize: `cache.max_entry_size`: the largest body a line may carry.
     ///   - saltFromEnvironment: The salt from the variable named by `cache.scope_salt_env`, if set.
     ///   - totalBytes: The size of the input, for progress.
-    /// - Throws: ``StoreTransferError`` naming the line of a malformed input.
+    ///   - refused: Called with the number and the reason of each refused line.
+    /// - Throws: ``StoreTransferError`` when the input is not an export (its first line).
     public static func `import`(
-        _ store: CacheStore, from input: FileHandle, totalBytes: Int?, saltFromEnvironment: [UInt8]?, assumeShared: Bool,
-        progress: (Progress) -> Void = { _ in }
+        _ store: CacheStore, from input: FileHandle, totalBytes: Int?, maxEntrySize: Int, saltFromEnvironment: [UInt8]?,
+        assumeShared: Bool, refused: (_ line: Int, _ reason: String) -> Void = { _, _ in }, progress: (Progress) -> Void = { _ in }
     ) async throws -> ImportSummary {
-        let reader = LineReader(input)
+        let reader = LineReader(input, maxLength: longestLine(maxEntrySize: maxEntrySize))
         let decoder = JSONDecoder()
-        guard let first = try reader.next(), let header = try? decoder.decode(Header.self, from: Data(first)) else {
+        guard case .line(let first) = try reader.next(), let header = try? decoder.decode(Header.self, from: Data(first)) else {
             throw StoreTransferError("not a gemcache export: the first line is not an export header")
         }
         guard header.gemcacheExport == fileVersion else {
@@ -104,24 +112,34 @@ public enum StoreTransfer {
             batchBytes = 0
         }
         var lineNumber = 1
-        while let line = try reader.next() {
+        while let next = try reader.next() {
             lineNumber += 1
-            if line.isEmpty { continue }
+            state.bytes = reader.bytesRead
             let record: (CacheKey, CacheEntry)
-            do {
-                record = try decoder.decode(Line.self, from: Data(line)).record()
-            } catch {
-                throw StoreTransferError("line \(lineNumber): not an exported entry (\(Self.reason(error)))")
+            switch next {
+            case .line(let line) where line.isEmpty:
+                continue
+            case .line(let line):
+                do {
+                    record = try entry(line, decoder: decoder, maxEntrySize: maxEntrySize)
+                } catch {
+                    summary.refused += 1
+                    refused(lineNumber, Self.reason(error))
+                    continue
+                }
+                batchBytes += line.count
+            case .tooLong(let length):
+                summary.refused += 1
+                refused(lineNumber, "a line of \(length) bytes is longer than any entry within cache.max_entry_size (\(maxEntrySize) bytes)")
+                continue
             }
             state.entries += 1
-            state.bytes = reader.bytesRead
             // Under another salt only shared entries can be found (and, if told so, those of unknown scope).
             let findable = !saltDiffers || record.1.scope == .shared || (record.1.scope == nil && assumeShared)
             if !findable {
                 summary.skipped += 1
             } else {
                 batch.append(record)
-                batchBytes += line.count
                 if batch.count >= 512 || batchBytes >= 8 << 20 { await flush() }
             }
             if state.entries % 512 == 0 { progress(state) }
@@ -131,11 +149,29 @@ public enum StoreTransfer {
         return summary
     }
 
+    /// The entry of one export line, if a proxy may serve it.
+    private static func entry(_ line: [UInt8], decoder: JSONDecoder, maxEntrySize: Int) throws -> (CacheKey, CacheEntry) {
+        let (key, entry) = try decoder.decode(Line.self, from: Data(line)).record()
+        guard entry.body.count <= maxEntrySize else {
+            throw StoreTransferError("a body of \(entry.body.count) bytes is over cache.max_entry_size (\(maxEntrySize) bytes)")
+        }
+        try EntryRecord.validate(entry)
+        return (key, entry)
+    }
+
+    /// The longest line an entry within `maxEntrySize` can take: its body escaped in JSON (at most 6
+    /// bytes a byte, `\u0000`), with room for the other fields. Longer lines are refused unread, so an
+    /// import holds at most this much of a line in memory.
+    static func longestLine(maxEntrySize: Int) -> Int {
+        min(maxEntrySize, Int.max / 8) * 6 + (4 << 20)
+    }
+
     private static let newline = UInt8(ascii: "\n")
 
     private static func reason(_ error: any Error) -> String {
         switch error {
         case let error as StoreTransferError: error.description
+        case let error as RecordProblem: error.description
         case DecodingError.keyNotFound(let key, _): "missing \(key.stringValue)"
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
             "bad \(context.codingPath.map(\.stringValue).joined(separator: "."))"
@@ -194,11 +230,20 @@ public enum StoreTransfer {
             (body, bodyBase64) = Self.text(entry.body)
         }
 
+        /// The entry this line holds. Its fields must fit those of a stored record (which would clamp or
+        /// cut them); whether the entry may be served is ``EntryRecord/validate(_:)``'s to say.
         func record() throws(StoreTransferError) -> (CacheKey, CacheEntry) {
             guard let cacheKey = CacheKey(hex: key) else { throw StoreTransferError("key must be 64 hex digits") }
             let entryScope = try scope.map { name throws(StoreTransferError) in
                 guard let known = CacheEntry.Scope(rawValue: name) else { throw StoreTransferError("scope must be shared or per_key") }
                 return known
+            }
+            guard UInt16(exactly: status) != nil else { throw StoreTransferError("status \(status) is not an HTTP status") }
+            for (name, count) in [("prompt_tokens", promptTokens), ("total_tokens", totalTokens)] where !TokenUsage.range.contains(count) {
+                throw StoreTransferError("\(name) \(count) is outside \(TokenUsage.range.lowerBound)...\(TokenUsage.range.upperBound)")
+            }
+            for (name, text) in [("model", model), ("namespace", namespace ?? ""), ("endpoint", endpoint)] where text.utf8.count > Int(UInt16.max) {
+                throw StoreTransferError("\(name) is longer than \(UInt16.max) bytes")
             }
             let entry = CacheEntry(
                 status: status, headerBlock: try Self.bytes(headers, headersBase64, "headers"), body: try Self.bytes(body, bodyBase64, "body"),
@@ -228,30 +273,47 @@ public struct StoreTransferError: Error, Sendable, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Reads a file line by line in 1 MiB chunks.
+/// Reads a file line by line in 1 MiB chunks, never holding more than `maxLength` bytes of a line.
 final class LineReader {
+    /// What ``next()`` found.
+    enum Item: Equatable {
+        /// A line, without its newline.
+        case line([UInt8])
+        /// A line longer than `maxLength` (its length), skipped without keeping it.
+        case tooLong(Int)
+    }
+
     private let handle: FileHandle
+    private let maxLength: Int
     private var buffer: [UInt8] = []
     private var start = 0
     private var atEnd = false
-    /// Bytes handed out so far, newlines included.
+    /// Bytes handed out (or skipped) so far, newlines included.
     private(set) var bytesRead = 0
 
-    init(_ handle: FileHandle) {
+    init(_ handle: FileHandle, maxLength: Int = .max) {
         self.handle = handle
+        self.maxLength = maxLength
     }
 
-    /// The next line without its newline; nil at the end of the input.
-    func next() throws -> [UInt8]? {
+    /// The next line; nil at the end of the input.
+    func next() throws -> Item? {
         var scanFrom = start
+        var skipped = 0  // bytes of an over-long line already dropped
         while true {
             if let newline = buffer[scanFrom...].firstIndex(of: UInt8(ascii: "\n")) {
-                return take(upTo: newline, skipping: 1)
+                return take(upTo: newline, skipping: 1, dropped: skipped)
             }
             if atEnd {
-                return start < buffer.count ? take(upTo: buffer.count, skipping: 0) : nil
+                return start < buffer.count || skipped > 0 ? take(upTo: buffer.count, skipping: 0, dropped: skipped) : nil
             }
-            buffer.removeFirst(start)
+            if skipped > 0 || buffer.count - start > maxLength {
+                skipped += buffer.count - start
+                bytesRead += buffer.count - start
+                buffer.removeAll(keepingCapacity: true)
+            } else {
+                buffer.removeFirst(start)
+            }
             start = 0
             scanFrom = buffer.count
             if let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
@@ -262,10 +324,11 @@ final class LineReader {
         }
     }
 
-    private func take(upTo end: Int, skipping separator: Int) -> [UInt8] {
-        let line = Array(buffer[start..<end])
+    private func take(upTo end: Int, skipping separator: Int, dropped: Int) -> Item {
+        let length = dropped + end - start
+        let item: Item = length > maxLength ? .tooLong(length) : .line(Array(buffer[start..<end]))
         bytesRead += end - start + separator
         start = end + separator
-        return line
+        return item
     }
 }
