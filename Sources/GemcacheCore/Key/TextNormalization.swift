@@ -38,7 +38,8 @@ enum TextNormalization {
     ///
     /// Foundation's `precomposedStringWithCanonicalMapping` is not used: on Linux it is quadratic in
     /// every composition (1 MB of decomposed "é" took 35 s), gets some compositions wrong (a syllable
-    /// LV followed by a jamo T stays apart; U+10041 U+0301 becomes "Á") and the three above as well.
+    /// LV followed by a jamo T stays apart; U+10041 U+0301 becomes "Á"), the three above as well, and
+    /// drops marks from long runs of marks that decompose.
     static func nfc(_ text: String) -> String {
         String(decoding: prepared(text)._nfcCodeUnits, as: UTF8.self)
     }
