@@ -56,7 +56,7 @@ struct PrivateFile {
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard descriptor >= 0 else { fail("cannot create \(path): \(String(cString: strerror(errno)))") }
         self.path = path
-        self.temporaryPath = String(cString: template)
+        self.temporaryPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         self.handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     }
 
