@@ -238,6 +238,20 @@ private func generationConfig(_ config: String) -> String {
         }
     }
 
+    /// A body of millions of tiny values would take gigabytes parsed (issue 15, class 7): past
+    /// a million values it is refused, at every level; up to it, it is keyed.
+    @Test func aBodyOfMoreValuesThanTheLimitIsRefused() throws {
+        // The body object, its array, and the rest empty objects.
+        func array(values: Int) -> [UInt8] { Array(("{\"contents\":[" + Array(repeating: "{}", count: values - 2).joined(separator: ",") + "]}").utf8) }
+        for level in NormalizationLevel.allCases {
+            let error = #expect(throws: NormalizationError.self, "\(level)") {
+                try BodyNormalizer.normalize(array(values: 1_000_001), level: level, dialect: .gemini)
+            }
+            #expect(error?.message.contains("More than 1000000 values") == true)
+        }
+        #expect(try BodyNormalizer.normalize(array(values: 1_000_000), level: .canonical, dialect: .gemini).count > 0)
+    }
+
     @Test func errorMessagesGiveOffsetsAndNeverEchoTheBody() throws {
         let trailing = #expect(throws: NormalizationError.self) {
             try BodyNormalizer.normalize(Array(#"{"a":1,}"#.utf8), level: .text, dialect: .gemini)

@@ -21,10 +21,15 @@ indirect enum KeyJSONValue {
 struct KeyJSONParser {
     /// Nesting limit for arrays and objects (protobuf's JSON parser stops at 100 as well).
     static let maxDepth = 128
+    /// Limit on the values of one body: memory for the parsed tree stays in the tens of megabytes
+    /// whatever `limits.max_body` allows (a body of 30 million `{}` would take gigabytes). Real
+    /// requests have far fewer: long conversations hold thousands of parts, not millions.
+    static let maxValues = 1_000_000
 
     private let bytes: [UInt8]
     private var position = 0
     private var depth = 0
+    private var values = 0
 
     /// Parses `bytes` as exactly one JSON value surrounded by optional whitespace.
     static func parse(_ bytes: [UInt8]) throws(NormalizationError) -> KeyJSONValue {
@@ -46,6 +51,10 @@ struct KeyJSONParser {
 
     private mutating func parseValue() throws(NormalizationError) -> KeyJSONValue {
         guard position < bytes.count else { throw unexpected() }
+        values += 1
+        if values > Self.maxValues {
+            throw invalid("More than \(Self.maxValues) values at byte \(position).")
+        }
         switch bytes[position] {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
