@@ -12,20 +12,24 @@ malformed heads; pipelining; byte flips). Asserts after every exchange and every
 - the canary got no connection: nothing goes anywhere but the configured upstream;
 - every path the mock upstream received is in origin form (one leading "/", no "//", "@", "\\");
 - at the end, no client key, proxy token or upstream key is in the proxy's log.
-A failed assertion is a finding: it is saved as JSON (kind, detail, the inputs in flight and the last
-few before it, each as text and base64) in --findings, the proxy is restarted if it died, and the run
-goes on until its time is up; the exit status is then 1. Prints executions, the answers seen
-(status and X-Gemcache) and the findings, with the seconds each kind took to appear first.
+A failed assertion is a finding: it is saved as JSON (kind, detail, the inputs that may have caused
+it, most likely first, each as text and base64, and the proxy's log after a trap) in --findings; a
+dead proxy is restarted and the run goes on until its time is up; the exit status is then 1. Prints
+executions, the answers seen (status and X-Gemcache) and the findings, with the seconds each kind
+took to appear first.
 
-Input n of a mode is a function of --rng-seed, the mode, n and the seed corpus alone, so a run is
-reproducible input by input (--jobs connections run at once, so their interleaving is not).
+Input n of a mode is a function of --rng-seed, the mode, n, the seed corpus and the ports alone, so a
+run is reproducible input by input (--jobs connections run at once, so their interleaving is not).
+--replay sends a finding's inputs again, one at a time, oldest first, to fresh processes with Swift's
+backtraces on (off while fuzzing: a crashed debug build takes 10-20 s to write one); if the finding
+recurs, it then tries each input alone on fresh processes, to name the one that causes it.
 
     benchmarks/httpfuzz.py [--bin .build/debug/gemcache] [--seconds 20] [--jobs 4] [--rng-seed 15]
-    benchmarks/httpfuzz.py --replay .build-fuzz/http-findings/FILE.json   # one at a time, fresh processes
+    benchmarks/httpfuzz.py --replay .build-fuzz/http-findings/FILE.json
 
-`make test` runs the default bounded run (20 s, split between the two modes). A long run, on a
-release build so that more inputs go through (later inputs of the same --rng-seed are new ones; a
-different seed explores other ones):
+`make test` runs the default bounded run (20 s of fuzzing, split between the two modes; about 30 s in
+all). A long run, on a release build so that more inputs go through (the same --rng-seed starts with
+the same inputs and goes on to new ones; another seed explores others):
 
     swift build -c release --product gemcache
     benchmarks/httpfuzz.py --bin .build/release/gemcache --seconds 3600 --jobs 8
@@ -163,14 +167,18 @@ def number(rng):
     return rng.choice(EDGE_NUMBERS if rng.random() < 0.6 else OTHER_NUMBERS)
 
 
-def canary_targets(c, p, tag):
-    """Request targets that name the canary (c) in every way a URL can; p is the mock's port."""
+def canary_target(rng, c, p, tag):
+    """A request target that names the canary (c) in one of the ways a URL can; p is the mock's port.
+    Half are `userinfo@authority` forms: appended to the base URL, they make the base's host userinfo."""
     a = f"127.0.0.1:{c}"
-    return [f"*@{a}/{tag}", f"@{a}/{tag}", f"@{a}", f"x@{a}/{tag}", f":x@{a}/{tag}", f"*@{a}", f"{a}@{a}/{tag}",
-            f"//{a}/{tag}", f"///{a}/{tag}", f"/\\{a}/{tag}", f"\\\\{a}/{tag}", f"http://{a}/{tag}", f"HTTP://{a}/{tag}",
-            f"http:{a}/{tag}", f"https://{a}/{tag}", f"http://127.0.0.1:{p}@{a}/{tag}", f"ws://{a}/{tag}", a,
-            f"localhost:{c}", f"%2F%2F{a}/{tag}", f"/%2F{a}/{tag}", f"%40{a}/{tag}", f"/v1beta/models/x@{a}/{tag}",
-            f"?@{a}/{tag}", f"#@{a}/{tag}", f"\t*@{a}/{tag}", f"*@{a}/{tag}?key=", f"@{a}:{c}/{tag}", "*"]
+    if rng.random() < 0.5:
+        userinfo = rng.choice(["*", "x", "", ":", "a:b", "*:*", "%2A", "-", ".", "127.0.0.1", "~", "!", "$", "'"])
+        return f"{userinfo}@{a}" + rng.choice([f"/{tag}", f"/{tag}", "", f"/{tag}?alt=sse", f"?{tag}", f"#{tag}"])
+    return rng.choice([
+        f"{a}@{a}/{tag}", f"//{a}/{tag}", f"///{a}/{tag}", f"/\\{a}/{tag}", f"\\\\{a}/{tag}", f"http://{a}/{tag}",
+        f"HTTP://{a}/{tag}", f"http:{a}/{tag}", f"https://{a}/{tag}", f"http://127.0.0.1:{p}@{a}/{tag}", f"ws://{a}/{tag}", a,
+        f"localhost:{c}", f"%2F%2F{a}/{tag}", f"/%2F{a}/{tag}", f"%40{a}/{tag}", f"/v1beta/models/x@{a}/{tag}",
+        f"?@{a}/{tag}", f"#@{a}/{tag}", f"\t*@{a}/{tag}", f"*@{a}/{tag}?key=", f"@{a}:{c}/{tag}", "*"])
 
 
 def target_fragments(context, tag):
@@ -182,17 +190,17 @@ def target_fragments(context, tag):
 def mutate_target(rng, request, context, tag):
     a = f"127.0.0.1:{context.canary_port}"
     path = request.target
-    choice = rng.randrange(6)
-    if choice <= 1:
-        request.target = rng.choice(canary_targets(context.canary_port, context.mock_port, tag))
-    elif choice == 2:
+    choice = rng.randrange(8)
+    if choice <= 3:
+        request.target = canary_target(rng, context.canary_port, context.mock_port, tag)
+    elif choice == 4:
         for _ in range(rng.randint(1, 3)):
             at = rng.randint(0, len(request.target))
             request.target = request.target[:at] + rng.choice(target_fragments(context, tag)) + request.target[at:]
-    elif choice == 3:  # absolute-form, naming the canary, the upstream or the proxy itself
+    elif choice == 5:  # absolute-form, naming the canary, the upstream or the proxy itself
         port = rng.choice([context.canary_port, context.mock_port, context.proxy_port])
         request.target = f"{rng.choice(['http', 'https', 'HTTP', 'ws'])}://127.0.0.1:{port}{path}"
-    elif choice == 4:  # authority-form
+    elif choice == 6:  # authority-form
         request.method = rng.choice(["CONNECT", "CONNECT", request.method])
         request.target = rng.choice([a, f"{a}{path}", f"127.0.0.1:{context.mock_port}", f"localhost:{context.canary_port}"])
         if request.method == "CONNECT" and rng.random() < 0.5:
@@ -220,7 +228,7 @@ def mutate_host(rng, request, context, tag):
 
 def mutate_number(rng, request, context, tag):
     for _ in range(rng.randint(1, 3)):
-        field = rng.choice(["ttl", "ttl", "cache", "cache", "length", "chunk", "json", "keepalive"])
+        field = rng.choice(["ttl", "ttl", "ttl", "cache", "cache", "cache", "length", "chunk", "json", "keepalive"])
         value = number(rng)
         if field == "ttl":
             request.set_header("X-Gemcache-TTL", value)
@@ -365,7 +373,7 @@ def mutate_body(rng, request, context, tag):
         request.body = body.replace(b"{", b'{"contents":null,', 1)
 
 
-FAMILIES = [(mutate_target, 3), (mutate_number, 3), (mutate_credentials, 2), (mutate_framing, 2),
+FAMILIES = [(mutate_target, 4), (mutate_number, 4), (mutate_credentials, 2), (mutate_framing, 2),
             (mutate_host, 1), (mutate_head, 1), (mutate_body, 1)]
 
 
@@ -415,6 +423,8 @@ def generate(seed, mode, index, seeds, context):
                 family(rng, request, context, tag)
             if rng.random() < 0.25:
                 rng.choice(FAMILIES)[0](rng, request, context, tag)
+            if family is mutate_number and rng.random() < 0.5:
+                requests.append(request)  # numbers are read when storing and when looking up: the second finds the first
         requests.append(request)
     data = b"".join(bytes(request) for request in requests)
     if rng.random() < 0.1:
@@ -549,9 +559,13 @@ class Canary:
 class Processes:
     """The mock upstream and `gemcache serve` in front of it, in one mode, in `work`."""
 
-    def __init__(self, binary, work, mode):
+    def __init__(self, binary, work, mode, backtraces):
         self.binary, self.work, self.mode = binary, work, mode
-        self.environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LOG_LEVEL": "info", **MODES[mode]["env"]}
+        # A clean environment (no GEMCACHE_* or proxy variables of the caller's). Swift's backtracer
+        # keeps a crashed debug build alive for 10-20 s: on only when replaying.
+        backtrace = "enable=yes,interactive=no,threads=crashed,registers=none,images=none" if backtraces else "enable=no"
+        self.environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LOG_LEVEL": "info", **MODES[mode]["env"],
+                            "SWIFT_BACKTRACE": backtrace}
         self.mock = self.serve = None
         self.serve_logs = []
 
@@ -607,6 +621,17 @@ class Processes:
                 process.wait()
 
 
+def crash_summary(log, status):
+    """How the proxy ended, and the lines of its log that say why and where: the fatal error, and
+    the first frames of gemcache's own code when there is a backtrace."""
+    how = (f"gemcache serve logged a fatal error" if status is None
+           else f"gemcache serve exited on {signal.Signals(-status).name}" if status < 0 else f"gemcache serve exited with status {status}")
+    lines = log.splitlines()
+    why = [line.strip() for line in lines if "Fatal error" in line or line.startswith("*** Program crashed")]
+    why += [line.strip() for line in lines if re.search(r" in gemcache at \S*/Sources/", line)][:3]
+    return redact(f"{how}: " + (" | ".join(why) or "no message (an overflow prints none): --replay the finding for a backtrace"))[:3000]
+
+
 class Context:
     """What the mutations need to know about the run: ports and the mode's credential."""
 
@@ -621,9 +646,9 @@ class ModeRun:
     """Fuzzes one mode: workers send cases and check after each exchange; the main thread checks
     every --check-every seconds and restarts the proxy when it died."""
 
-    def __init__(self, args, mode, canary, make_cases):
+    def __init__(self, args, mode, canary, make_cases, backtraces=False):
         """`make_cases(context)` gives the cases to send, once the processes run and their ports are known."""
-        self.args, self.mode, self.canary, self.make_cases = args, mode, canary, make_cases
+        self.args, self.mode, self.canary, self.make_cases, self.backtraces = args, mode, canary, make_cases, backtraces
         self.lock = threading.Lock()
         self.ready = threading.Event()   # clear while the proxy is down
         self.wake = threading.Event()    # a worker saw the proxy die
@@ -639,7 +664,7 @@ class ModeRun:
 
     def run(self, seconds):
         self.work = tempfile.mkdtemp(prefix=f"gemcache-httpfuzz-{self.mode}-")
-        self.processes = Processes(self.args.bin, self.work, self.mode)
+        self.processes = Processes(self.args.bin, self.work, self.mode, self.backtraces)
         try:
             self.processes.start()
             self.context = Context(self.processes, self.canary, self.mode)
@@ -655,6 +680,7 @@ class ModeRun:
                 self.wake.clear()
                 self.check()
             self.elapsed = time.monotonic() - self.started
+            time.sleep(1)  # a trap may follow the last exchange
             self.check()
         finally:
             self.processes.stop()
@@ -743,21 +769,24 @@ class ModeRun:
             if self.processes.serve.poll() is None:
                 return
         self.ready.clear()
-        with self.lock:
-            fatal = [line for line in log.splitlines() if "Fatal error" in line]
-            status = self.processes.serve.poll()
-            detail = (f"gemcache serve exited with status {status}" if status is not None else "gemcache serve logged a fatal error")
-            detail += ": " + redact(" | ".join(fatal or log.splitlines()[-5:]))[:2000]
-            self.finding("trap", detail, self.suspects())
+        try:
+            self.processes.serve.wait(timeout=120 if self.backtraces else 5)  # it writes its backtrace first
+        except subprocess.TimeoutExpired:
+            pass
+        status = self.processes.serve.poll()
         self.processes.stop_serve()
+        log = self.processes.serve_log()
+        with self.lock:
+            self.finding("trap", crash_summary(log, status), self.suspects(), log=log)
         if time.monotonic() < self.deadline:
             self.processes.start_serve()
             self.context.proxy_port = self.processes.port
             self.restarts += 1
         self.ready.set()  # after the time is up, the workers see it and end
 
-    def finding(self, kind, detail, inputs):
-        """Counts a finding and saves the first few of each kind; the caller holds the lock."""
+    def finding(self, kind, detail, inputs, log=None):
+        """Counts a finding and saves the first few of each kind (with the proxy's log, if given);
+        the caller holds the lock."""
         self.findings[kind] += 1
         after = time.monotonic() - self.started
         self.first_seen.setdefault(kind, after)
@@ -768,7 +797,8 @@ class ModeRun:
         with open(path, "w") as file:
             json.dump({"kind": kind, "mode": self.mode, "detail": detail, "rng_seed": self.args.rng_seed,
                        "after_seconds": round(after, 1), "canary_port": self.canary.port,
-                       "proxy_port": self.context.proxy_port, "inputs": inputs}, file, indent=1)
+                       "proxy_port": self.context.proxy_port, "inputs": inputs,
+                       "log": redact(log).splitlines()[-200:] if log else None}, file, indent=1)
         self.saved.append(path)
         print(f"  FINDING {kind} ({self.mode}, after {after:.1f} s): {detail[:300]}", flush=True)
 
@@ -779,6 +809,10 @@ class ModeRun:
         if self.findings:
             print("  findings: " + ", ".join(f"{kind} {count} (first after {self.first_seen[kind]:.1f} s)"
                                            for kind, count in sorted(self.findings.items())))
+
+
+def fuzz_cases(rng_seed, mode, seeds):
+    return lambda context: (generate(rng_seed, mode, index, seeds, context) for index in itertools.count())
 
 
 def replay_cases(finding, context):
@@ -812,16 +846,22 @@ def main():
     if args.replay:
         finding = json.load(open(args.replay))
         args.jobs = 1
-        run = ModeRun(args, finding["mode"], canary, lambda context: replay_cases(finding, context))
+        run = ModeRun(args, finding["mode"], canary, lambda context: replay_cases(finding, context), backtraces=True)
         runs.append(run)
-        run.run(max(args.seconds, (args.timeout + 1) * len(finding["inputs"])))
+        run.run((args.timeout + 1) * len(finding["inputs"]) + 10)
+        if run.findings and len(finding["inputs"]) > 1:
+            print("httpfuzz: each input alone, on fresh processes:", flush=True)
+            for record in sorted(finding["inputs"], key=lambda record: record["index"]):
+                alone = ModeRun(args, finding["mode"], canary, lambda context, record=record: replay_cases(dict(finding, inputs=[record]), context), backtraces=True)
+                alone.run(args.timeout + 10)
+                saved = f" (saved: {', '.join(alone.saved)})" if alone.saved else ""
+                print(f"  input {record['index']}: {', '.join(sorted(alone.findings)) or 'no finding'}{saved}", flush=True)
     else:
         modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
         print(f"httpfuzz: {len(seeds)} seeds, rng seed {args.rng_seed}, {args.seconds:g} s over {', '.join(modes)}, "
               f"{args.jobs} connections at once, canary on 127.0.0.1:{canary.port}", flush=True)
         for mode in modes:
-            cases = (lambda mode: lambda context: (generate(args.rng_seed, mode, index, seeds, context) for index in itertools.count()))(mode)
-            run = ModeRun(args, mode, canary, cases)
+            run = ModeRun(args, mode, canary, fuzz_cases(args.rng_seed, mode, seeds))
             runs.append(run)
             run.run(args.seconds / len(modes))
     for run in runs:
