@@ -654,6 +654,7 @@ class ModeRun:
         self.wake = threading.Event()    # a worker saw the proxy die
         self.answers = collections.Counter()
         self.findings = collections.Counter()
+        self.crashes = collections.Counter()  # how the proxy ended, for each trap
         self.first_seen = {}
         self.saved = []
         self.in_flight = {}
@@ -777,7 +778,9 @@ class ModeRun:
         self.processes.stop_serve()
         log = self.processes.serve_log()
         with self.lock:
-            self.finding("trap", crash_summary(log, status), self.suspects(), log=log)
+            summary = crash_summary(log, status)
+            self.crashes[summary] += 1
+            self.finding("trap", summary, self.suspects(), log=log)
         if time.monotonic() < self.deadline:
             self.processes.start_serve()
             self.context.proxy_port = self.processes.port
@@ -809,6 +812,8 @@ class ModeRun:
         if self.findings:
             print("  findings: " + ", ".join(f"{kind} {count} (first after {self.first_seen[kind]:.1f} s)"
                                            for kind, count in sorted(self.findings.items())))
+        for summary, count in self.crashes.most_common():
+            print(f"  trap x{count}: {summary[:300]}")
 
 
 def fuzz_cases(rng_seed, mode, seeds):
