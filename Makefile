@@ -21,12 +21,14 @@ run: build
 	.build/release/gemcache serve --config proxy.conf
 
 # The dashboard test renders the page in Debian's headless chromium; the shared-tier tests start
-# private PostgreSQL servers (a target-specific variable reaches the deps prerequisite too).
+# private PostgreSQL servers (a target-specific variable reaches the deps prerequisite too). The last
+# line fuzzes the HTTP front of the built binary for 20 s (a finding's inputs go to .build-fuzz/http-findings/).
 test: APT_PACKAGES += chromium postgresql
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	scripts/sdk-tests.sh
+	benchmarks/httpfuzz.py --bin .build/debug/gemcache --seconds 20
 
 demo: build
 	scripts/demo.sh
