@@ -66,7 +66,7 @@ MODES = {
     "managed": {"credential": PROXY_TOKEN, "env": {
         "GEMCACHE_AUTH_MODE": "managed", "GEMINI_API_KEY": UPSTREAM_KEY, "GEMCACHE_CLIENT_TOKENS": PROXY_TOKEN}},
 }
-SAVED_PER_KIND = 3  # finding files per mode and kind; later ones are counted only
+SAVED_PER_KIND = 3  # finding files per mode and kind (traps: and cause); later ones are counted only
 
 
 def redact(text):
@@ -654,7 +654,7 @@ class ModeRun:
         self.wake = threading.Event()    # a worker saw the proxy die
         self.answers = collections.Counter()
         self.findings = collections.Counter()
-        self.crashes = collections.Counter()  # how the proxy ended, for each trap
+        self.causes = collections.Counter()  # findings by kind, and traps also by how the proxy ended
         self.first_seen = {}
         self.saved = []
         self.in_flight = {}
@@ -778,9 +778,7 @@ class ModeRun:
         self.processes.stop_serve()
         log = self.processes.serve_log()
         with self.lock:
-            summary = crash_summary(log, status)
-            self.crashes[summary] += 1
-            self.finding("trap", summary, self.suspects(), log=log)
+            self.finding("trap", crash_summary(log, status), self.suspects(), log=log)
         if time.monotonic() < self.deadline:
             self.processes.start_serve()
             self.context.proxy_port = self.processes.port
@@ -793,7 +791,9 @@ class ModeRun:
         self.findings[kind] += 1
         after = time.monotonic() - self.started
         self.first_seen.setdefault(kind, after)
-        if self.findings[kind] > SAVED_PER_KIND:
+        cause = (kind, detail if kind == "trap" else None)
+        self.causes[cause] += 1
+        if self.causes[cause] > SAVED_PER_KIND:
             return
         os.makedirs(self.args.findings, exist_ok=True)
         path = os.path.join(self.args.findings, f"{self.mode}-{kind}-{self.findings[kind]}-{os.getpid()}.json")
@@ -812,8 +812,9 @@ class ModeRun:
         if self.findings:
             print("  findings: " + ", ".join(f"{kind} {count} (first after {self.first_seen[kind]:.1f} s)"
                                            for kind, count in sorted(self.findings.items())))
-        for summary, count in self.crashes.most_common():
-            print(f"  trap x{count}: {summary[:300]}")
+        for (kind, detail), count in self.causes.most_common():
+            if kind == "trap":
+                print(f"  trap x{count}: {detail[:300]}")
 
 
 def fuzz_cases(rng_seed, mode, seeds):
