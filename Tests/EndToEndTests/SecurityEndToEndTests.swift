@@ -40,6 +40,8 @@ struct SecurityEndToEndTests {
                     "/v1beta/models/../../steal",
                     "/v1beta/models/gemini-2.5-flash:generateContent#@127.0.0.1:\(canary.port)",
                     "127.0.0.1:\(canary.port)",
+                    "/ws://127.0.0.1:\(canary.port)/x",
+                    "/v1beta//127.0.0.1:\(canary.port)/x",
                 ]
                 for target in targets {
                     for method in ["GET", "POST"] {
@@ -86,6 +88,32 @@ struct SecurityEndToEndTests {
                         #expect(canary.connections == 0, "the team's upstream key never follows a Location")
                     }
                 }
+            }
+        }
+    }
+
+    /// Found by benchmarks/httpfuzz.py: an upstream that answers a pass-through request before the
+    /// client has sent its body made the upload and Hummingbird read the request body at once, and NIO
+    /// trapped. Tried on the real binary, so that a trap fails the test instead of the test run.
+    @Test func anUpstreamThatAnswersBeforeTheBodyIsSentNeverStopsTheProcess() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withMockUpstream { upstreamPort, _ in
+                let proxy = try await GemcacheProcess(
+                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", directory.path + "/store"], directory: directory.path
+                )
+                let connection = try RawConnection(port: proxy.port)
+                // The mock answers 404 for this route at once, whatever the body.
+                connection.send("GET /v1beta/cachedContents/missing HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nContent-Length: 20000\r\n\r\n")
+                connection.send(String(repeating: "a", count: 10_000))
+                let head = await connection.readAnswer(timeout: .seconds(3))
+                #expect(head.hasPrefix("HTTP/1.1 404"), "\(head.prefix(200))")
+                connection.send(String(repeating: "b", count: 10_000))
+                connection.send("GET /v1beta/cachedContents/other HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nContent-Length: 0\r\n\r\n")
+                let (rest, _) = await connection.readToEnd(timeout: .seconds(3))
+                #expect(rest.contains("HTTP/1.1 404"), "the pipelined request after the body is answered too: \(rest.prefix(300))")
+                #expect(proxy.isRunning)
+                #expect(try await send("GET", port: proxy.port, path: "/healthz").status == 200)
+                #expect(await proxy.stop() == 0)
             }
         }
     }

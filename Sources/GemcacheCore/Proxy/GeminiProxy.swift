@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes
-public import Hummingbird
+import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -403,20 +403,36 @@ public final class GeminiProxy: Sendable {
             throw error
         }
         let length = request.headers[.contentLength].flatMap { Int64($0) }
-        let hasBody = length.map { $0 > 0 } ?? (request.headers[.transferEncoding] != nil)
-        let response = try await upstream.send(
-            method: request.method, target: target,
-            headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: false),
-            body: hasBody ? .stream(request.body, length: length.map { .known($0) } ?? .unknown) : nil,
-            decode: false
-        )
+        let upload = length.map { $0 > 0 } ?? (request.headers[.transferEncoding] != nil) ? UploadBody(request.body) : nil
+        let response: HTTPClientResponse
+        do {
+            response = try await upstream.send(
+                method: request.method, target: target,
+                headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: false),
+                body: upload.map { .stream($0.chunks, length: length.map { .known($0) } ?? .unknown) },
+                decode: false
+            )
+        } catch {
+            await upload?.finish()
+            throw error
+        }
         var headers = HTTPFields()
         for header in response.headers where !ForwardedRequest.hopByHop.subtracting(["content-length"]).contains(header.name.lowercased()) {
             if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
         }
         headers[.gemcache] = "PASS"
         headers[.cacheStatus] = "gemcache; fwd=bypass"
-        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: ResponseBody(asyncSequence: response.body))
+        // Hummingbird reads what is left of the request body once the response ends: never while the upload still does.
+        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: ResponseBody { writer in
+            do {
+                for try await chunk in response.body { try await writer.write(chunk) }
+            } catch {
+                await upload?.finish()
+                throw error
+            }
+            await upload?.finish()
+            try await writer.finish(nil)
+        })
     }
 }
 

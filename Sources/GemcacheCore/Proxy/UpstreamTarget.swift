@@ -5,7 +5,8 @@ import Foundation
 ///
 /// The target must start with exactly one `/` and hold nothing but RFC 3986 path and query characters
 /// minus `@` (no scheme, no authority, no userinfo, no `\`, no fragment, no spaces or control bytes),
-/// no `.` or `..` segment and no percent-encoded `.`, `/` or `\`: no Gemini API path needs any of these,
+/// no empty, `.` or `..` segment (so no `//` anywhere in the path) and no percent-encoded `.`, `/` or
+/// `\`: no Gemini API path needs any of these,
 /// and each is a way to make the upstream, or a library on the way, resolve another host or path than
 /// the one this proxy routed. ``UpstreamClient`` still checks the host and port of every URL it builds.
 struct UpstreamTarget: Sendable, Equatable {
@@ -25,7 +26,7 @@ struct UpstreamTarget: Sendable, Equatable {
         let mark = bytes.firstIndex(of: UInt8(ascii: "?"))
         let path = String(decoding: bytes[..<(mark ?? bytes.count)], as: UTF8.self)
         let lowercased = path.lowercased()
-        guard !path.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }),
+        guard !path.contains("//"), !path.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }),
             !["%2e", "%2f", "%5c"].contains(where: { lowercased.contains($0) })
         else { throw Self.invalid }
         self.path = path
@@ -60,7 +61,7 @@ struct UpstreamTarget: Sendable, Equatable {
     static let maxLength = 16 << 10
 
     private static let invalid = ProxyError.invalidArgument(
-        "Invalid request target: gemcache takes an origin-form path (a single leading '/', no scheme, host, '@', '\\', dot segments or encoded separators)."
+        "Invalid request target: gemcache takes an origin-form path (a single leading '/', no scheme, host, '@', '\\', empty or dot segments, or encoded separators)."
     )
 
     /// RFC 3986 `pchar`, `/` and `?` (path and query), without `@`.
