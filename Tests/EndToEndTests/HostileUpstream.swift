@@ -1,4 +1,5 @@
 import Foundation
+import GemcacheTestSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -72,22 +73,9 @@ final class HostileUpstream: Sendable {
 
     /// Listens on a free loopback port and answers every request with `script`, then closes the connection.
     init(_ script: @escaping @Sendable (Connection) -> Void) throws {
-        let listener = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bind(listener, address, length) == 0 && listen(listener, 64) == 0 && getsockname(listener, address, &length) == 0
-            }
-        }
-        guard bound else {
-            close(listener)
-            throw POSIXError(.EADDRNOTAVAIL)
-        }
+        let (listener, port) = try listenOnLoopback()
         self.listener = listener
-        port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         let counts = counts
         Thread.detachNewThread {
             while true {

@@ -13,24 +13,6 @@ import Testing
 struct RecordsNumbersAndFilesTests {
     static let path = "/v1beta/models/gemini-2.5-flash:generateContent"
 
-    /// Runs `gemcache <arguments>` to its end with `environment`; returns its exit status, standard
-    /// output and standard error.
-    static func gemcache(_ arguments: [String], directory: String, environment: [String: String] = [:]) throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: GemcacheProcess.executablePath)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
-        let (output, errors) = (Pipe(), Pipe())
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, out, err)
-    }
-
     /// A generateContent request for `text` as raw bytes (byte-identical each time, so that a repeat can
     /// take the fast path).
     static func rawRequest(_ text: String) -> String {
@@ -139,7 +121,7 @@ struct RecordsNumbersAndFilesTests {
                 let store = dir.path + "/store", export = dir.path + "/export.jsonl", edited = dir.path + "/edited.jsonl"
                 let prompts = ["split", "cookie", "ancient", "status", "big", "good"]
                 let keys = try await Self.storeAnswers(prompts, store: store, upstreamPort: upstreamPort, directory: dir.path)
-                #expect(try Self.gemcache(["export", "--data", store, export], directory: dir.path).status == 0)
+                #expect(try StoreCommandsTests.gemcache(["export", "--data", store, export], directory: dir.path).status == 0)
 
                 let edits: [String: (String, (inout [String: Any]) -> Void)] = [
                     "split": (
@@ -162,8 +144,8 @@ struct RecordsNumbersAndFilesTests {
                 }
                 try lines.joined(separator: "\n").write(toFile: edited, atomically: true, encoding: .utf8)
 
-                #expect(try Self.gemcache(["purge", "--data", store, "--all"], directory: dir.path).output == "deleted 6 entries\n")
-                let imported = try Self.gemcache(
+                #expect(try StoreCommandsTests.gemcache(["purge", "--data", store, "--all"], directory: dir.path).output == "deleted 6 entries\n")
+                let imported = try StoreCommandsTests.gemcache(
                     ["import", "--data", store, edited], directory: dir.path, environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "2KiB"]
                 )
                 #expect(imported.status == 1, "some lines were refused")
@@ -248,7 +230,7 @@ struct RecordsNumbersAndFilesTests {
             let reread = try await statsDocument(port: third.port)
             #expect(reread["saved_tokens"] as? Int == Int(Int64.max) && reread["hits"] as? Int == 1)
             #expect(await third.stop() == 0)
-            let table = try Self.gemcache(["stats", "--data", store], directory: dir.path)
+            let table = try StoreCommandsTests.gemcache(["stats", "--data", store], directory: dir.path)
             #expect(table.status == 0 && table.output.contains("9,223,372,036,854,775,807"))
             #expect(upstream.requests == 2)
         }
@@ -268,7 +250,7 @@ struct RecordsNumbersAndFilesTests {
         ]
         try await withTemporaryDirectory { dir in
             for (variable, value) in cases {
-                let result = try Self.gemcache(["serve", "--port", "0", "--data", dir.path + "/store"], directory: dir.path, environment: [variable: value])
+                let result = try StoreCommandsTests.gemcache(["serve", "--port", "0", "--data", dir.path + "/store"], directory: dir.path, environment: [variable: value])
                 #expect(result.status == 1, "\(variable)=\(value)")
                 #expect(result.errors.split(separator: "\n").count == 1 && result.errors.contains(variable), "\(variable)=\(value): \(result.errors)")
             }
@@ -282,7 +264,7 @@ struct RecordsNumbersAndFilesTests {
         let values = ["1e300", "-1", "nan", "inf", "99999999999999999999d", "9223372036854775807", "3651d"]
         try await withTemporaryDirectory { dir in
             for value in values {
-                let result = try Self.gemcache(["purge", "--data", dir.path + "/store", "--older-than=\(value)"], directory: dir.path)
+                let result = try StoreCommandsTests.gemcache(["purge", "--data", dir.path + "/store", "--older-than=\(value)"], directory: dir.path)
                 #expect(result.status == 1 && result.errors.hasPrefix("gemcache: --older-than: ") && result.errors.split(separator: "\n").count == 1, "\(value)")
             }
             try await withMockUpstream { upstreamPort, _ in
@@ -318,14 +300,14 @@ struct RecordsNumbersAndFilesTests {
             let store = dir.path + "/store"
             _ = try await StoreCommandsTests.populate(store)
             let fresh = dir.path + "/fresh.jsonl"
-            #expect(try Self.gemcache(["export", "--data", store, fresh], directory: dir.path).output == "exported 8 entries\n")
+            #expect(try StoreCommandsTests.gemcache(["export", "--data", store, fresh], directory: dir.path).output == "exported 8 entries\n")
             #expect(Self.mode(fresh) == 0o600)
 
             let existing = dir.path + "/existing.jsonl"
             FileManager.default.createFile(atPath: existing, contents: Data("before\n".utf8), attributes: [.posixPermissions: 0o644])
             let reader = try #require(FileHandle(forReadingAtPath: existing))
             defer { try? reader.close() }
-            #expect(try Self.gemcache(["export", "--data", store, existing], directory: dir.path).status == 0)
+            #expect(try StoreCommandsTests.gemcache(["export", "--data", store, existing], directory: dir.path).status == 0)
             #expect(Self.mode(existing) == 0o600)
             #expect(try String(contentsOfFile: existing, encoding: .utf8).split(separator: "\n").count == 9)
             #expect(String(decoding: reader.readDataToEndOfFile(), as: UTF8.self) == "before\n", "an open handle never sees the export")
@@ -333,7 +315,7 @@ struct RecordsNumbersAndFilesTests {
             let target = dir.path + "/target.txt", link = dir.path + "/link.jsonl"
             FileManager.default.createFile(atPath: target, contents: Data("kept\n".utf8), attributes: [.posixPermissions: 0o644])
             try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
-            #expect(try Self.gemcache(["export", "--data", store, link], directory: dir.path).status == 0)
+            #expect(try StoreCommandsTests.gemcache(["export", "--data", store, link], directory: dir.path).status == 0)
             let replaced = try FileManager.default.attributesOfItem(atPath: link)
             #expect(replaced[.type] as? FileAttributeType == .typeRegular && replaced[.posixPermissions] as? Int == 0o600, "a private file, no longer a link")
             #expect(try String(contentsOfFile: target, encoding: .utf8) == "kept\n", "the link's target is untouched")

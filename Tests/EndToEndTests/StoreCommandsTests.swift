@@ -8,13 +8,16 @@ import Testing
 /// running proxy uses.
 @Suite(.timeLimit(.minutes(1)))
 struct StoreCommandsTests {
-    /// Runs `gemcache <arguments>` to its end; returns its exit status, standard output and standard error.
-    static func gemcache(_ arguments: [String], directory: String) throws -> (status: Int32, output: String, errors: String) {
+    /// Runs `gemcache <arguments>` to its end with `environment`; returns its exit status, standard
+    /// output and standard error.
+    static func gemcache(
+        _ arguments: [String], directory: String, environment: [String: String] = [:]
+    ) throws -> (status: Int32, output: String, errors: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: GemcacheProcess.executablePath)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.environment = ["PATH": "/usr/bin:/bin"]
+        process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
         let (output, errors) = (Pipe(), Pipe())
         process.standardOutput = output
         process.standardError = errors

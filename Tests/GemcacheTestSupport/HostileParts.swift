@@ -16,23 +16,7 @@ public final class CanaryListener: Sendable {
     private let stopped = Atomic<Bool>(false)
 
     public init() throws {
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bind(socket, address, length) == 0 && listen(socket, 64) == 0 && getsockname(socket, address, &length) == 0
-            }
-        }
-        guard bound else {
-            close(socket)
-            throw POSIXError(.EADDRNOTAVAIL)
-        }
-        self.socket = socket
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (socket, port) = try listenOnLoopback()
         let thread = Thread { [self] in acceptUntilStopped() }
         thread.start()
     }
@@ -57,6 +41,25 @@ public final class CanaryListener: Sendable {
             }
         }
     }
+}
+
+/// A TCP socket listening on a free port of 127.0.0.1, and that port.
+public func listenOnLoopback() throws -> (socket: Int32, port: Int) {
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+            bind(socket, address, length) == 0 && listen(socket, 64) == 0 && getsockname(socket, address, &length) == 0
+        }
+    }
+    guard bound else {
+        close(socket)
+        throw POSIXError(.EADDRNOTAVAIL)
+    }
+    return (socket, Int(UInt16(bigEndian: address.sin_port)))
 }
 
 /// Runs `body` with a canary listener that is stopped afterwards.
