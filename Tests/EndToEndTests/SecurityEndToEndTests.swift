@@ -118,6 +118,24 @@ struct SecurityEndToEndTests {
         }
     }
 
+    /// Found by benchmarks/httpfuzz.py: a request head over 64 KiB with a streamed body made
+    /// AsyncHTTPClient start the body before the head was out, and trap.
+    @Test func headersLargerThanTheLimitAreRefusedBeforeTheUpstream() async throws {
+        try await withProxyBehindMock { port, recorder, _ in
+            for path in ["/upload/v1beta/files", "/v1beta/models/gemini-2.5-flash:generateContent"] {
+                let answer = try await raw(
+                    port, "POST \(path) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nX-Pad: " + String(repeating: "p", count: 65_000),
+                    body: generateBody("padded")
+                )
+                #expect(answer.hasPrefix("HTTP/1.1 431"), "\(path): \(answer.prefix(200))")
+                #expect(answer.contains("\"status\":\"INVALID_ARGUMENT\""))
+            }
+            let normal = try await send(port: port, path: "/upload/v1beta/files", body: "file", headers: ["x-goog-api-key": testKey, "x-pad": String(repeating: "p", count: 16_000)])
+            #expect(normal.status == 200)
+            #expect(recorder.totalRequests == 1)
+        }
+    }
+
     // MARK: - Numbers from clients
 
     @Test func numericExtremesInControlHeadersNeverStopTheProcess() async throws {

@@ -53,6 +53,21 @@ struct ForwardedRequest {
         }
     }
 
+    /// The most header bytes (names and values) a request may carry. Far above what Gemini clients
+    /// send, and below the 64 KiB at which a request head alone fills AsyncHTTPClient's write buffer:
+    /// a streamed upload behind such a head made AsyncHTTPClient start the body before the head was
+    /// out and trap (found by benchmarks/httpfuzz.py).
+    static let maxHeaderBytes = 32 << 10
+
+    /// 431 when the request's headers are larger than ``maxHeaderBytes``.
+    static func checkSize(_ headers: HTTPFields) throws(ProxyError) {
+        var bytes = 0
+        for field in headers { bytes += field.name.rawName.utf8.count + field.value.utf8.count + 4 }
+        guard bytes <= maxHeaderBytes else {
+            throw ProxyError(.requestHeaderFieldsTooLarge, "INVALID_ARGUMENT", "The request's headers are larger than \(maxHeaderBytes) bytes.")
+        }
+    }
+
     /// The client's headers that go upstream: all but hop-by-hop ones, those named in `Connection`,
     /// and the proxy's own controls.
     static func upstreamHeaders(_ headers: HTTPFields, dropCacheControls: Bool) -> [(name: String, value: String)] {

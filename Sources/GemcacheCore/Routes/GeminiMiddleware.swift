@@ -18,6 +18,7 @@ struct GeminiMiddleware<Context: RequestContext>: RouterMiddleware {
         let target: UpstreamTarget
         do {
             target = try UpstreamTarget(request.uri.string)
+            try ForwardedRequest.checkSize(request.headers)
         } catch {
             var error = error
             error.wrapped = path.hasPrefix("/v1beta/openai/")
