@@ -13,6 +13,22 @@ import Testing
 struct RecordsNumbersAndFilesTests {
     static let path = "/v1beta/models/gemini-2.5-flash:generateContent"
 
+    /// Runs `body` with `gemcache serve <arguments>`, then stops the process and expects a clean exit
+    /// (nothing it was sent stopped it); when `body` throws, kills it, so that no proxy outlives a test.
+    static func serving(
+        _ arguments: [String], directory: String, environment: [String: String] = [:], sourceLocation: SourceLocation = #_sourceLocation,
+        _ body: (GemcacheProcess) async throws -> Void
+    ) async throws {
+        let proxy = try await GemcacheProcess(arguments: arguments, directory: directory, environment: environment)
+        do {
+            try await body(proxy)
+        } catch {
+            await proxy.stop(signal: SIGKILL)
+            throw error
+        }
+        #expect(await proxy.stop() == 0, "the proxy exits cleanly", sourceLocation: sourceLocation)
+    }
+
     /// A generateContent request for `text` as raw bytes (byte-identical each time, so that a repeat can
     /// take the fast path).
     static func rawRequest(_ text: String) -> String {
@@ -55,15 +71,15 @@ struct RecordsNumbersAndFilesTests {
     /// Asks each prompt once through a proxy on `store` (a miss that stores the answer and the raw key
     /// that leads to it) and returns each entry's key.
     static func storeAnswers(_ prompts: [String], store: String, upstreamPort: Int, directory: String) async throws -> [String: String] {
-        let proxy = try await GemcacheProcess(arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: directory)
         var keys: [String: String] = [:]
-        for prompt in prompts {
-            let answer = try await send(port: proxy.port, path: path, body: generateBody(prompt), headers: ["x-goog-api-key": testKey])
-            #expect(answer.header("x-gemcache") == "MISS")
-            keys[prompt] = try #require(answer.header("x-gemcache-key"))
+        try await serving(["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: directory) { proxy in
+            for prompt in prompts {
+                let answer = try await send(port: proxy.port, path: path, body: generateBody(prompt), headers: ["x-goog-api-key": testKey])
+                #expect(answer.header("x-gemcache") == "MISS")
+                keys[prompt] = try #require(answer.header("x-gemcache-key"))
+            }
+            #expect(try await askRaw(prompts[0], port: proxy.port) == "HIT", "the raw request finds what the proxy stored")
         }
-        #expect(try await askRaw(prompts[0], port: proxy.port) == "HIT", "the raw request finds what the proxy stored")
-        #expect(await proxy.stop() == 0)
         return keys
     }
 
@@ -98,16 +114,17 @@ struct RecordsNumbersAndFilesTests {
                 }
                 await cache.close()
 
-                let proxy = try await GemcacheProcess(arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: dir.path)
-                for (name, _) in damages {
-                    #expect(try await Self.askRaw(name, port: proxy.port) == "MISS", "\(name)")
+                try await Self.serving(["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: dir.path) { proxy in
+                    for (name, _) in damages {
+                        let answer = try await Self.askRaw(name, port: proxy.port)
+                        #expect(answer == "MISS", "\(name)")
+                    }
+                    for (name, _) in damages {
+                        let answer = try await Self.askRaw(name, port: proxy.port)
+                        #expect(answer == "HIT", "\(name): the miss stored a good record")
+                    }
+                    #expect(recorder.totalRequests == 2 * damages.count)
                 }
-                for (name, _) in damages {
-                    #expect(try await Self.askRaw(name, port: proxy.port) == "HIT", "\(name): the miss stored a good record")
-                }
-                #expect(recorder.totalRequests == 2 * damages.count)
-                #expect(!proxy.log.contains("Fatal error"))
-                #expect(await proxy.stop() == 0)
             }
         }
     }
@@ -156,13 +173,15 @@ struct RecordsNumbersAndFilesTests {
                     #expect(refusals.contains { $0.hasPrefix("gemcache: line \(line) refused: \(reason)") }, "line \(line): \(refusals)")
                 }
 
-                let proxy = try await GemcacheProcess(arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: dir.path)
-                #expect(try await Self.askRaw("good", port: proxy.port) == "HIT")
-                for prompt in edits.keys.sorted() {
-                    #expect(try await Self.askRaw(prompt, port: proxy.port) == "MISS", "\(prompt) was never imported")
+                try await Self.serving(["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: dir.path) { proxy in
+                    let good = try await Self.askRaw("good", port: proxy.port)
+                    #expect(good == "HIT")
+                    for prompt in edits.keys.sorted() {
+                        let answer = try await Self.askRaw(prompt, port: proxy.port)
+                        #expect(answer == "MISS", "\(prompt) was never imported")
+                    }
+                    #expect(recorder.totalRequests == prompts.count + edits.count)
                 }
-                #expect(recorder.totalRequests == prompts.count + edits.count)
-                #expect(await proxy.stop() == 0)
             }
         }
     }
@@ -198,38 +217,38 @@ struct RecordsNumbersAndFilesTests {
                 try await send(port: port, path: Self.path, body: generateBody(text), headers: ["x-goog-api-key": testKey]).header("x-gemcache")
             }
 
-            let proxy = try await GemcacheProcess(arguments: arguments, directory: dir.path)
-            #expect(try await ask(proxy.port, "count me") == "MISS")
-            #expect(try await ask(proxy.port, "count me") == "HIT")
-            #expect(try await ask(proxy.port, "count me") == "HIT")
-            let stats = try await statsDocument(port: proxy.port) { $0["hits"] as? Int == 2 }
-            #expect(stats["saved_tokens"] as? Int == Int(2 * most))
-            let flash = try #require((stats["models"] as? [String: Any])?["gemini-2.5-flash"] as? [String: Any])
-            #expect(flash["upstream_tokens"] as? Int == Int(most))
-            #expect(try await send("GET", port: proxy.port, path: "/metrics").status == 200)
-            #expect(await proxy.stop() == 0)
+            try await Self.serving(arguments, directory: dir.path) { proxy in
+                #expect(try await ask(proxy.port, "count me") == "MISS")
+                #expect(try await ask(proxy.port, "count me") == "HIT")
+                #expect(try await ask(proxy.port, "count me") == "HIT")
+                let stats = try await statsDocument(port: proxy.port) { $0["hits"] as? Int == 2 }
+                #expect(stats["saved_tokens"] as? Int == Int(2 * most))
+                let flash = try #require((stats["models"] as? [String: Any])?["gemini-2.5-flash"] as? [String: Any])
+                #expect(flash["upstream_tokens"] as? Int == Int(most))
+                #expect(try await send("GET", port: proxy.port, path: "/metrics").status == 200)
+            }
 
             // Counters an older build left: past Int64 (stored at its top) and wrapped below zero.
             try await Self.poison(store, [
                 ("saved_tokens", .max), ("model/gemini-2.5-flash/saved_tokens", .max), ("hits", -7),
                 ("model/gemini-2.5-flash/upstream_tokens", .max - 1),
             ])
-            let again = try await GemcacheProcess(arguments: arguments, directory: dir.path)
-            #expect(try await ask(again.port, "count me") == "HIT")
-            #expect(try await ask(again.port, "a new prompt") == "MISS")
-            let poisoned = try await statsDocument(port: again.port) { $0["hits"] as? Int == 1 && $0["misses"] as? Int == 2 }
-            #expect(poisoned["saved_tokens"] as? Int == Int(Int64.max), "saturated, not wrapped")
-            #expect(poisoned["hits"] as? Int == 1, "a wrapped counter reads as 0")
-            let models = try #require(poisoned["models"] as? [String: Any])
-            #expect((models["gemini-2.5-flash"] as? [String: Any])?["upstream_tokens"] as? Int == Int(Int64.max))
-            let metrics = try await send("GET", port: again.port, path: "/metrics")
-            #expect(metrics.status == 200 && metrics.body.contains("gemcache_saved_tokens_total 9223372036854775807"))
-            #expect(await again.stop() == 0)
+            try await Self.serving(arguments, directory: dir.path) { proxy in
+                #expect(try await ask(proxy.port, "count me") == "HIT")
+                #expect(try await ask(proxy.port, "a new prompt") == "MISS")
+                let poisoned = try await statsDocument(port: proxy.port) { $0["hits"] as? Int == 1 && $0["misses"] as? Int == 2 }
+                #expect(poisoned["saved_tokens"] as? Int == Int(Int64.max), "saturated, not wrapped")
+                #expect(poisoned["hits"] as? Int == 1, "a wrapped counter reads as 0")
+                let models = try #require(poisoned["models"] as? [String: Any])
+                #expect((models["gemini-2.5-flash"] as? [String: Any])?["upstream_tokens"] as? Int == Int(Int64.max))
+                let metrics = try await send("GET", port: proxy.port, path: "/metrics")
+                #expect(metrics.status == 200 && metrics.body.contains("gemcache_saved_tokens_total 9223372036854775807"))
+            }
 
-            let third = try await GemcacheProcess(arguments: arguments, directory: dir.path)
-            let reread = try await statsDocument(port: third.port)
-            #expect(reread["saved_tokens"] as? Int == Int(Int64.max) && reread["hits"] as? Int == 1)
-            #expect(await third.stop() == 0)
+            try await Self.serving(arguments, directory: dir.path) { proxy in
+                let reread = try await statsDocument(port: proxy.port)
+                #expect(reread["saved_tokens"] as? Int == Int(Int64.max) && reread["hits"] as? Int == 1)
+            }
             let table = try StoreCommandsTests.gemcache(["stats", "--data", store], directory: dir.path)
             #expect(table.status == 0 && table.output.contains("9,223,372,036,854,775,807"))
             #expect(upstream.requests == 2)
@@ -268,21 +287,21 @@ struct RecordsNumbersAndFilesTests {
                 #expect(result.status == 1 && result.errors.hasPrefix("gemcache: --older-than: ") && result.errors.split(separator: "\n").count == 1, "\(value)")
             }
             try await withMockUpstream { upstreamPort, _ in
-                let proxy = try await GemcacheProcess(
-                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", dir.path + "/store"], directory: dir.path,
-                    environment: ["GEMCACHE_ADMIN_TOKEN": "admin-secret"]
-                )
-                let bodies = values.map { #"{"older_than": "\#($0)"}"# } + [#"{"older_than": 1e300}"#, #"{"older_than": -1}"#, #"{"older_than": 9223372036854775807}"#]
-                for body in bodies {
-                    let answer = try await send(port: proxy.port, path: "/_gemcache/purge", body: body, headers: ["authorization": "Bearer admin-secret"])
-                    #expect(answer.status == 400, "\(body)")
-                    let error = try #require(try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: [String: Any]])["error"]
-                    #expect(error?["code"] as? Int == 400 && error?["status"] as? String == "INVALID_ARGUMENT", "\(body)")
-                    #expect((error?["message"] as? String)?.hasPrefix("older_than: ") == true, "\(body)")
+                let arguments = ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", dir.path + "/store"]
+                try await Self.serving(arguments, directory: dir.path, environment: ["GEMCACHE_ADMIN_TOKEN": "admin-secret"]) { proxy in
+                    let bodies = values.map { #"{"older_than": "\#($0)"}"# } + [#"{"older_than": 1e300}"#, #"{"older_than": -1}"#, #"{"older_than": 9223372036854775807}"#]
+                    for body in bodies {
+                        let answer = try await send(port: proxy.port, path: "/_gemcache/purge", body: body, headers: ["authorization": "Bearer admin-secret"])
+                        #expect(answer.status == 400, "\(body)")
+                        let error = try #require(try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: [String: Any]])["error"]
+                        #expect(error?["code"] as? Int == 400 && error?["status"] as? String == "INVALID_ARGUMENT", "\(body)")
+                        #expect((error?["message"] as? String)?.hasPrefix("older_than: ") == true, "\(body)")
+                    }
+                    let fine = try await send(
+                        port: proxy.port, path: "/_gemcache/purge", body: #"{"older_than": "3650d"}"#, headers: ["authorization": "Bearer admin-secret"]
+                    )
+                    #expect(fine.status == 200 && fine.body.contains(#""deleted":0"#))
                 }
-                let fine = try await send(port: proxy.port, path: "/_gemcache/purge", body: #"{"older_than": "3650d"}"#, headers: ["authorization": "Bearer admin-secret"])
-                #expect(fine.status == 200 && fine.body.contains(#""deleted":0"#))
-                #expect(await proxy.stop() == 0)
             }
         }
     }
@@ -304,7 +323,7 @@ struct RecordsNumbersAndFilesTests {
             #expect(Self.mode(fresh) == 0o600)
 
             let existing = dir.path + "/existing.jsonl"
-            FileManager.default.createFile(atPath: existing, contents: Data("before\n".utf8), attributes: [.posixPermissions: 0o644])
+            #expect(FileManager.default.createFile(atPath: existing, contents: Data("before\n".utf8), attributes: [.posixPermissions: 0o644]))
             let reader = try #require(FileHandle(forReadingAtPath: existing))
             defer { try? reader.close() }
             #expect(try StoreCommandsTests.gemcache(["export", "--data", store, existing], directory: dir.path).status == 0)
@@ -313,7 +332,7 @@ struct RecordsNumbersAndFilesTests {
             #expect(String(decoding: reader.readDataToEndOfFile(), as: UTF8.self) == "before\n", "an open handle never sees the export")
 
             let target = dir.path + "/target.txt", link = dir.path + "/link.jsonl"
-            FileManager.default.createFile(atPath: target, contents: Data("kept\n".utf8), attributes: [.posixPermissions: 0o644])
+            #expect(FileManager.default.createFile(atPath: target, contents: Data("kept\n".utf8), attributes: [.posixPermissions: 0o644]))
             try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
             #expect(try StoreCommandsTests.gemcache(["export", "--data", store, link], directory: dir.path).status == 0)
             let replaced = try FileManager.default.attributesOfItem(atPath: link)
@@ -334,17 +353,17 @@ struct RecordsNumbersAndFilesTests {
                 for file in ["data.mdb", "lock.mdb"] {
                     try FileManager.default.setAttributes([.posixPermissions: 0o666], ofItemAtPath: loose + "/" + file)
                 }
-                let proxy = try await GemcacheProcess(arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", loose], directory: dir.path)
-                let warning = try #require(proxy.log.split(separator: "\n").first { $0.contains("store is open to other users") })
-                #expect(warning.contains("warning"))
-                #expect(warning.contains("\(loose) 0777") && warning.contains("\(loose)/data.mdb 0666") && warning.contains("\(loose)/lock.mdb 0666"))
-                #expect(try await send("GET", port: proxy.port, path: "/healthz").status == 200, "the store is used")
-                #expect(await proxy.stop() == 0)
+                try await Self.serving(["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", loose], directory: dir.path) { proxy in
+                    let warning = try #require(proxy.log.split(separator: "\n").first { $0.contains("store is open to other users") })
+                    #expect(warning.contains("warning"))
+                    #expect(warning.contains("\(loose) 0777") && warning.contains("\(loose)/data.mdb 0666") && warning.contains("\(loose)/lock.mdb 0666"))
+                    #expect(try await send("GET", port: proxy.port, path: "/healthz").status == 200, "the store is used")
+                }
 
-                let fresh = try await GemcacheProcess(arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", own], directory: dir.path)
-                #expect(!fresh.log.contains("store is open to other users"))
+                try await Self.serving(["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", own], directory: dir.path) { proxy in
+                    #expect(!proxy.log.contains("store is open to other users"))
+                }
                 #expect(Self.mode(own) == 0o700 && Self.mode(own + "/data.mdb") == 0o600)
-                #expect(await fresh.stop() == 0)
             }
         }
     }
