@@ -97,7 +97,7 @@ public final class GeminiProxy: Sendable {
             do {
                 // Only the response forms the proxy can frame and record; anything else never reaches Google.
                 if let alt, !["json", "json;enum-encoding=int", "sse"].contains(alt) {
-                    throw ProxyError.invalidArgument("Invalid value at 'alt' (\(alt)): gemcache serves alt=json and alt=sse.")
+                    throw ProxyError.invalidArgument("Invalid value at 'alt' (\(alt)): gemcache serves alt=json, alt=json;enum-encoding=int and alt=sse.")
                 }
                 let prepared = try await prepare(request, target: target, route: route, query: query, credential: credential)
                 if prepared.framing != nil {
