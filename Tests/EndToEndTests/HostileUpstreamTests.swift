@@ -19,6 +19,17 @@ struct HostileUpstreamTests {
 
     // MARK: - A stream larger than cache.max_entry_size, or endless
 
+    /// The built binary in front of `upstream` with a 1 MiB `cache.max_entry_size`, warmed by one
+    /// request, and its memory then.
+    private static func proxyWithSmallEntries(in upstream: HostileUpstream, _ dir: TemporaryDirectory) async throws -> (GemcacheProcess, Memory) {
+        let proxy = try await GemcacheProcess(
+            arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"], directory: dir.path,
+            environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "1MiB"]
+        )
+        #expect(try await send("GET", port: proxy.port, path: "/_gemcache/stats").status == 200)
+        return (proxy, Memory(pid: proxy.processIdentifier))
+    }
+
     @Test func aStreamPastTheEntrySizeIsRelayedWholeAndNotKeptInMemory() async throws {
         let events = 640  // 40 MiB: 40 times cache.max_entry_size
         let upstream = try HostileUpstream { connection in
@@ -28,13 +39,7 @@ struct HostileUpstreamTests {
             connection.write("0\r\n\r\n")
         }
         try await withTemporaryDirectory { dir in
-            let proxy = try await GemcacheProcess(
-                arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"], directory: dir.path,
-                environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "1MiB"]
-            )
-            let warm = try await send("GET", port: proxy.port, path: "/_gemcache/stats")
-            #expect(warm.status == 200)
-            let before = Memory(pid: proxy.processIdentifier)
+            let (proxy, before) = try await Self.proxyWithSmallEntries(in: upstream, dir)
             let (status, cache, received) = try await readStream(port: proxy.port, path: ssePath, body: generateBody("a long story"))
             let after = Memory(pid: proxy.processIdentifier)
             #expect(status == 200)
@@ -62,13 +67,7 @@ struct HostileUpstreamTests {
             while connection.writeChunk(SSE.event(index)) { index += 1 }
         }
         try await withTemporaryDirectory { dir in
-            let proxy = try await GemcacheProcess(
-                arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"], directory: dir.path,
-                environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "1MiB"]
-            )
-            let warm = try await send("GET", port: proxy.port, path: "/_gemcache/stats")
-            #expect(warm.status == 200)
-            let before = Memory(pid: proxy.processIdentifier)
+            let (proxy, before) = try await Self.proxyWithSmallEntries(in: upstream, dir)
             var client: RawConnection? = try RawConnection(port: proxy.port)
             let body = generateBody("never ending")
             client?.send("POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
