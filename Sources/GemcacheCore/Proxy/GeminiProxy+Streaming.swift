@@ -33,10 +33,10 @@ extension GeminiProxy {
         do {
             head = try await recording.head()
         } catch {
-            if let stale = await staleEntry(prepared.key) { return hit(stale, prepared: prepared, outcome: .stale) }
+            if let stale = await staleEntry(for: prepared) { return hit(stale, prepared: prepared, outcome: .stale) }
             throw error
         }
-        if Self.isUpstreamFailure(head.status), let stale = await staleEntry(prepared.key) {
+        if Self.isUpstreamFailure(head.status), let stale = await staleEntry(for: prepared) {
             return hit(stale, prepared: prepared, outcome: .stale)
         }
         let outcome: CacheOutcome = controls.noStore ? .bypass : controls.noCache ? .refresh : led ? .miss : .coalesced

@@ -201,10 +201,10 @@ public final class GeminiProxy: Sendable {
                 outcome = led ? .miss : .coalesced
             }
         } catch {
-            if trusted, let stale = await staleEntry(prepared.key) { return hit(stale, prepared: prepared, outcome: .stale) }
+            if let stale = await staleEntry(for: prepared) { return hit(stale, prepared: prepared, outcome: .stale) }
             throw error
         }
-        if trusted, Self.isUpstreamFailure(upstreamAnswer.status), let stale = await staleEntry(prepared.key) {
+        if Self.isUpstreamFailure(upstreamAnswer.status), let stale = await staleEntry(for: prepared) {
             return hit(stale, prepared: prepared, outcome: .stale)
         }
         return respond(upstreamAnswer, outcome: outcome, prepared: prepared)
@@ -213,11 +213,12 @@ public final class GeminiProxy: Sendable {
     /// Failures that `cache.stale_if_error` may paper over: out of quota, upstream errors.
     static func isUpstreamFailure(_ status: Int) -> Bool { status == 429 || status >= 500 }
 
-    /// An expired entry still within `cache.stale_if_error` of its expiry (SPEC §6). Only for a client
-    /// that may be served a cached answer at all (SPEC §8: STALE follows the same verification as HIT).
-    func staleEntry(_ key: CacheKey) async -> CacheEntry? {
+    /// An expired entry of `prepared`'s key still within `cache.stale_if_error` of its expiry (SPEC §6),
+    /// and only for a client that may be served a cached answer at all (SPEC §8: STALE follows the same
+    /// verification as HIT).
+    func staleEntry(for prepared: Prepared) async -> CacheEntry? {
         let window = configuration.cache.staleIfError.milliseconds
-        guard window > 0, let entry = try? store.lookup(key) else { return nil }
+        guard window > 0, access.mayServeCached(credentialTag: prepared.credentialTag), let entry = try? store.lookup(prepared.key) else { return nil }
         let now = now()
         return now >= entry.expiresAt && now < entry.expiresAt + window ? entry : nil
     }
