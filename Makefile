@@ -26,7 +26,7 @@ run: build
 # Tests run one at a time: several end-to-end tests bound how long an attack may hold the proxy, and
 # on 2 cores the whole suite at once (streams of tens of MB, debug builds of the binary) blurred those
 # bounds (about 106 s in all, against 41 s in parallel).
-test: APT_PACKAGES += chromium postgresql
+test: APT_PACKAGES += chromium postgresql openssl
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel

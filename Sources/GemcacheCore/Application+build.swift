@@ -30,6 +30,8 @@ public func buildApplication(
     if managed && clientTokens.isEmpty {
         throw ConfigurationError(key: "auth.client_tokens_env", problem: "managed mode needs the proxy tokens, comma-separated, in \(configuration.auth.clientTokensEnv)")
     }
+    let tls = try configuration.listen.tls?.serverConfiguration()
+    let egress = try EgressProxy.resolve(setting: configuration.upstream.proxy, upstreamURL: configuration.upstream.url, environment: environment)
     let salt = environment[configuration.cache.scopeSaltEnv].flatMap { $0.isEmpty ? nil : Array($0.utf8) }
     let sharedSettings = try configuration.store.shared.map { url throws(ConfigurationError) in try SharedTierSettings(url: url, environment: environment) }
     let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger)
@@ -41,7 +43,7 @@ public func buildApplication(
         )
     }
     let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.keyPrefix + fingerprint + "/" + Counter.upstreamRequests) }
-    let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool)
+    let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress)
     let ledger = Ledger(store: store, shared: shared, configuration: configuration)
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
     let proxy = GeminiProxy(configuration: configuration, store: store, shared: shared, ledger: ledger, access: access, upstream: upstream)
@@ -55,7 +57,11 @@ public func buildApplication(
 
     var app = Application(
         router: router,
-        server: .http1(fastPath: FastPath(configuration: configuration, store: store, ledger: ledger, access: access)),
+        server: .gemcache(
+            fastPath: FastPath(configuration: configuration, store: store, ledger: ledger, access: access),
+            live: LiveRelay(upstream: upstream.upstream, access: access, keys: keyPool, egress: egress, logger: logger),
+            tls: tls
+        ),
         configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: nil),
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger

@@ -1,4 +1,5 @@
 public import Hummingbird
+import HummingbirdWebSocket
 import Logging
 
 /// Settings of the fake Gemini API.
@@ -31,7 +32,7 @@ public struct MockUpstreamConfiguration: Sendable {
 }
 
 /// Builds the mock Gemini server (native `v1`/`v1beta` routes, the OpenAI-compatible surface and
-/// file uploads). Also serves `GET /_mock/stats` → `{"requests": N, "paths": {path: count}}`.
+/// file uploads, the Live API's WebSocket: ``MockLive``). Also serves `GET /_mock/stats` → `{"requests": N, "paths": {path: count}}`.
 ///
 /// - Parameters:
 ///   - configuration: address, latency and accepted keys.
@@ -48,6 +49,10 @@ public func buildMockUpstream(
     let logger = Logger(label: "GeminiMock")
     return Application(
         router: router,
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: MockLive.router(configuration: configuration, recorder: recorder),
+            configuration: .init(ws: .init(maxFrameSize: 16 << 20))
+        ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "GeminiMock"),
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? configuration.port

@@ -61,11 +61,21 @@ final class RawConnection: Sendable {
     /// Reads one answer with a `Content-Length` body (or what arrived until `timeout` or the close).
     func readAnswer(timeout: Duration) async -> String {
         await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: self.blockingRead(timeout: timeout, stopAtAnswer: true).text) }
+            DispatchQueue.global().async { continuation.resume(returning: self.blockingRead(timeout: timeout, until: Self.isCompleteAnswer).text) }
         }
     }
 
-    private func blockingRead(timeout: Duration, stopAtAnswer: Bool = false) -> (text: String, closed: Bool) {
+    /// Reads one head (a `101 Switching Protocols` has no body to wait for).
+    func readHead(timeout: Duration) async -> String {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let read = self.blockingRead(timeout: timeout) { $0.firstRange(of: Array("\r\n\r\n".utf8)) != nil }
+                continuation.resume(returning: read.text)
+            }
+        }
+    }
+
+    private func blockingRead(timeout: Duration, until isComplete: ([UInt8]) -> Bool = { _ in false }) -> (text: String, closed: Bool) {
         var received: [UInt8] = []
         let deadline = ContinuousClock.now + timeout
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -77,7 +87,7 @@ final class RawConnection: Sendable {
             let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
             if count <= 0 { return (String(decoding: received, as: UTF8.self), true) }
             received += buffer[0..<count]
-            if stopAtAnswer, Self.isCompleteAnswer(received) { break }
+            if isComplete(received) { break }
         }
         return (String(decoding: received, as: UTF8.self), false)
     }

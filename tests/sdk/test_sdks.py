@@ -3,6 +3,7 @@
 Each surface: the first call is a MISS, the second a HIT with identical parsed results, and the
 upstream sees exactly one call.
 """
+import asyncio
 import json
 import os
 import urllib.request
@@ -99,3 +100,34 @@ def test_openai_embeddings():
     client = openai_client()
     first, second = twice(lambda: client.embeddings.create(model="gemini-embedding-001", input="embed me, openai"))
     assert first.data[0].embedding and first.data[0].embedding == second.data[0].embedding
+
+
+TLS_PROXY = os.environ["GEMCACHE_TLS_PROXY_URL"]
+
+
+@pytest.mark.parametrize("version", ["v1alpha", "v1beta"])
+def test_genai_live_over_tls(version):
+    """client.aio.live.connect opens wss:// on the proxy's TLS listener (trusted through SSL_CERT_FILE),
+    the relay carries the setup, a turn and the answer, and nothing is cached."""
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=TLS_PROXY, api_version=version))
+
+    async def converse():
+        texts = []
+        async with client.aio.live.connect(model="gemini-live-2.5-flash-preview", config={"response_modalities": ["TEXT"]}) as session:
+            await session.send_client_content(turns={"role": "user", "parts": [{"text": f"Hello over wss ({version})"}]})
+            async for message in session.receive():
+                if message.text:
+                    texts.append(message.text)
+                if message.server_content and message.server_content.turn_complete:
+                    break
+        return texts
+
+    before = upstream_calls()
+    first, second = asyncio.run(converse()), asyncio.run(converse())
+    assert first == second == [f"Echo: Hello over wss ({version})"]
+    assert upstream_calls() - before == 2, "Live sessions are relayed, never answered from the cache"
+
+    # REST calls on the same TLS listener are cached as over plain HTTP.
+    rest = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=TLS_PROXY, api_version="v1beta"))
+    answers = twice(lambda: rest.models.generate_content(model="gemini-2.5-flash", contents=f"Over TLS ({version})"))
+    assert [cache_status(answer) for answer in answers] == ["MISS", "HIT"]

@@ -14,7 +14,7 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 
 extension ProxyConfiguration {
     /// The settings whose names are secrets' variables, not settings (SPEC §1).
-    static let secretVariableNames: Set<String> = ["GEMCACHE_CLIENT_TOKENS", "GEMCACHE_ADMIN_TOKEN", "GEMCACHE_SCOPE_SALT"]
+    static let secretVariableNames: Set<String> = ["GEMCACHE_CLIENT_TOKENS", "GEMCACHE_ADMIN_TOKEN", "GEMCACHE_SCOPE_SALT", EgressProxy.credentialsVariable]
 
     /// Builds the configuration from, in rising priority: defaults, `proxy.conf`, `GEMCACHE_*` variables, `overrides`.
     ///
@@ -58,6 +58,9 @@ extension ProxyConfiguration {
                 let origin = overrides[setting.key] != nil ? "flag" : environment[environmentName(setting.key)] != nil ? environmentName(setting.key) : "proxy.conf"
                 throw ConfigurationError(key: "\(setting.key) (\(origin))", problem: (error as? SettingProblem)?.problem ?? "\(error)")
             }
+        }
+        if let tls = configuration.listen.tls, tls.certFile == nil || tls.keyFile == nil {
+            throw ConfigurationError(key: "listen.tls", problem: "needs both cert_file and key_file (PEM)")
         }
         return configuration
     }
@@ -235,12 +238,15 @@ private struct Setting: Sendable {
 private let settings: [Setting] = [
     Setting(key: "listen.host") { $0.listen.host = try SettingValue.nonEmpty($1) },
     Setting(key: "listen.port") { $0.listen.port = try SettingValue.integer($1, in: 0...65535) },
+    Setting(key: "listen.tls.cert_file") { $0.listen.tls = .init(certFile: try SettingValue.nonEmpty($1), keyFile: $0.listen.tls?.keyFile) },
+    Setting(key: "listen.tls.key_file") { $0.listen.tls = .init(certFile: $0.listen.tls?.certFile, keyFile: try SettingValue.nonEmpty($1)) },
     Setting(key: "upstream.url") { $0.upstream.url = try SettingValue.httpURL($1) },
     Setting(key: "upstream.timeout") { $0.upstream.timeout = try SettingValue.duration($1, positive: true) },
     Setting(key: "upstream.connect_timeout") { $0.upstream.connectTimeout = try SettingValue.duration($1, positive: true) },
     Setting(key: "upstream.max_connections") { $0.upstream.maxConnections = try SettingValue.integer($1, in: 1...100_000) },
     Setting(key: "upstream.retry.attempts") { $0.upstream.retry.attempts = try SettingValue.integer($1, in: 1...100) },
     Setting(key: "upstream.retry.budget") { $0.upstream.retry.budget = try SettingValue.duration($1, positive: false) },
+    Setting(key: "upstream.proxy") { $0.upstream.proxy = try SettingValue.egressProxy($1) },
     Setting(key: "store.path") { $0.store.path = try SettingValue.nonEmpty($1) },
     Setting(key: "store.max_size") { $0.store.maxSize = try SettingValue.size($1, minimum: 1 << 20) },
     Setting(key: "store.on_corrupt") { $0.store.onCorrupt = try SettingValue.choice($1) },

@@ -22,6 +22,19 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public struct Listen: Sendable, Equatable {
         public var host = "127.0.0.1"
         public var port = 8080
+        /// PEM files to serve HTTPS (and `wss://`) with (`listen.tls`); nil: plain HTTP.
+        public var tls: TLSFiles? = nil
+
+        /// The listener's certificate chain and private key.
+        public struct TLSFiles: Sendable, Equatable {
+            public var certFile: String?
+            public var keyFile: String?
+
+            public init(certFile: String?, keyFile: String?) {
+                self.certFile = certFile
+                self.keyFile = keyFile
+            }
+        }
     }
 
     /// The Gemini API the proxy forwards to.
@@ -32,6 +45,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
         public var connectTimeout: Duration = .seconds(10)
         public var maxConnections = 64
         public var retry = Retry()
+        /// An HTTP proxy (`http://host:port`) to reach the upstream through; nil: `HTTPS_PROXY` and
+        /// `NO_PROXY` from the environment decide (see ``EgressProxy``).
+        public var proxy: String? = nil
 
         /// Upstream retries; `attempts` includes the first try.
         public struct Retry: Sendable, Equatable {

@@ -102,6 +102,13 @@ enum SettingValue {
         return raw
     }
 
+    /// `upstream.proxy`: nothing (`null`, empty), or `http://host[:port]` without credentials.
+    static func egressProxy(_ raw: String) throws(SettingProblem) -> String? {
+        if ["", "~", "null"].contains(raw) { return nil }
+        _ = try EgressProxy(url: raw, credentialsAllowed: false)
+        return raw
+    }
+
     /// The name of an environment variable (holding a secret).
     static func variableName(_ raw: String) throws(SettingProblem) -> String {
         let valid = !raw.isEmpty && raw.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isUppercase || $0.isNumber)) }

@@ -1,11 +1,15 @@
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
-/// Hummingbird's HTTP/1.1 child channel with the fast path in front of it: ``FastPathHandler`` first
-/// in the pipeline (raw bytes), then Hummingbird's own handlers as `HTTP1Channel` sets them up,
+/// Hummingbird's HTTP/1.1 child channel (with the Live API's WebSocket upgrade) with the fast path in
+/// front of it: ``FastPathHandler`` first in the pipeline (raw bytes, after TLS when the listener has
+/// it), then Hummingbird's own handlers as `HTTP1WebSocketUpgradeChannel` sets them up,
 /// ``FastPathResponseCounter`` behind NIO's response encoder and ``FastPathRequestObserver`` behind
 /// its request decoder.
 ///
@@ -13,16 +17,16 @@ import NIOHTTP1
 /// graceful shutdown, and every request the fast path does not answer reaches the unchanged
 /// Hummingbird pipeline on the same connection.
 struct FastPathChannel: ServerChildChannel {
-    typealias Value = HTTP1Channel.Value
+    typealias Value = HTTP1WebSocketUpgradeChannel.Value
 
-    let http1: HTTP1Channel
+    let http1: HTTP1WebSocketUpgradeChannel
     let fastPath: FastPath
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         do {
             let handler = FastPathHandler(fastPath: fastPath)
             try channel.pipeline.syncOperations.addHandler(handler)
-            // HTTP1Channel configures the pipeline synchronously (the future is already complete).
+            // The HTTP/1.1 pipeline is configured synchronously (the future is already complete).
             let value = http1.setup(channel: channel, logger: logger)
             let encoder = try channel.pipeline.syncOperations.handler(type: HTTPResponseEncoder.self)
             try channel.pipeline.syncOperations.addHandler(FastPathResponseCounter(handler), position: .after(encoder))
@@ -40,8 +44,17 @@ struct FastPathChannel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// An HTTP/1.1 server whose hits of byte-identical repeats are answered by `fastPath`.
-    static func http1(fastPath: FastPath) -> HTTPServerBuilder {
-        .init { responder in FastPathChannel(http1: HTTP1Channel(responder: responder), fastPath: fastPath) }
+    /// An HTTP/1.1 server, over TLS when `tls` is set, whose hits of byte-identical repeats are
+    /// answered by `fastPath` and whose Live API upgrades go to `live`.
+    static func gemcache(fastPath: FastPath, live: LiveRelay, tls: TLSConfiguration?) -> HTTPServerBuilder {
+        .init { responder in
+            let http1 = HTTP1WebSocketUpgradeChannel(
+                responder: responder,
+                configuration: .init(ws: .init(maxFrameSize: LiveRelay.maxFrameSize, autoPing: .disabled))
+            ) { request, _, _ in live.shouldUpgrade(request) }
+            let channel = FastPathChannel(http1: http1, fastPath: fastPath)
+            guard let tls else { return channel }
+            return try TLSChannel(channel, tlsConfiguration: tls)
+        }
     }
 }

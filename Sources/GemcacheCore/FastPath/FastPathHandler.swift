@@ -43,6 +43,9 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// body of the last one is still arriving (what the stall check needs once in `passthrough` mode).
     var decodedRequestsInFlight = 0
     var decodingRequest = false
+    /// The connection switched protocols (a Live API session): no HTTP follows, and the silences of a
+    /// WebSocket session are its peers' business, not the stall check's.
+    var upgraded = false
     private var wroteAnswer = false
     /// Whether bytes were passed on since the last `channelReadComplete`: only then do the handlers
     /// behind this one hear of the read (for a read of hits alone, telling NIO's decoder and
@@ -115,6 +118,7 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// nothing for the client timeout; otherwise checks again when that could first be the case.
     private func scheduleStallCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
         stallCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            if self.upgraded { return }
             let waitingForClient = switch self.mode {
             case .parsing: self.slowRequestsPending == 0
             case .forwardingBody: true
@@ -134,7 +138,23 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
             // A half-closed request stays incomplete: let the decoder see what there is and report it.
             passThrough(context: context)
         }
+        if event is ChannelShouldQuiesceEvent {
+            quiescing = true
+            if isIdle { context.close(promise: nil) }
+        }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Graceful shutdown has begun: the connection closes once no request is open on it. Hummingbird's
+    /// own connection handler does the same, but exists only once a request has reached it; a
+    /// connection whose requests were all fast-path hits has none (``FastPathResponseCounter``
+    /// closes one that quiesced during its first slow request).
+    var quiescing = false
+
+    /// No request is open on the connection: nothing unparsed, none passed on and unanswered.
+    var isIdle: Bool {
+        guard case .parsing = mode, !upgraded else { return false }
+        return slowRequestsPending == 0 && (pending?.readableBytes ?? 0) == 0
     }
 
     /// Answers or passes on every complete request in `pending`.
@@ -281,9 +301,12 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
 
 /// Sits behind NIO's response encoder and counts down ``FastPathHandler/slowRequestsPending`` each
 /// time Hummingbird finishes an answer, so that the fast path knows when it may answer again.
+///
+/// After a `101 Switching Protocols` (a Live API session) WebSocket frames and bytes pass here too:
+/// anything but a response part goes on untouched.
 final class FastPathResponseCounter: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = Any
+    typealias OutboundOut = Any
 
     private let handler: FastPathHandler
 
@@ -292,10 +315,21 @@ final class FastPathResponseCounter: ChannelOutboundHandler, RemovableChannelHan
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) {
+        switch unwrapOutboundIn(data) as? HTTPServerResponsePart {
+        case .end?:
             handler.slowRequestsPending = max(0, handler.slowRequestsPending - 1)
             handler.decodedRequestsInFlight = max(0, handler.decodedRequestsInFlight - 1)
             handler.lastActivity = .now()
+            if handler.quiescing && handler.isIdle {
+                let written = promise ?? context.eventLoop.makePromise()
+                context.write(data, promise: written)
+                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                return
+            }
+        case .head(let head)? where head.status == .switchingProtocols:
+            handler.upgraded = true
+        default:
+            break
         }
         context.write(data, promise: promise)
     }
@@ -303,25 +337,47 @@ final class FastPathResponseCounter: ChannelOutboundHandler, RemovableChannelHan
 
 /// Sits behind NIO's request decoder and tells ``FastPathHandler`` which decoded request is still
 /// arriving, so that its stall check also covers connections the decoder has for good.
+///
+/// When a WebSocket upgrade begins, the decoder hands on the bytes after the upgrade request as they
+/// are, and WebSocket frames follow: anything but a request part goes on untouched.
+///
+/// Bytes that do not parse as the first request of a connection reach no Hummingbird handler yet (NIO's
+/// upgrade handler holds the connection until a head arrives): the observer answers those 400 and
+/// closes, as Hummingbird does for later requests.
 final class FastPathRequestObserver: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
+    typealias InboundIn = Any
+    typealias InboundOut = Any
+    typealias OutboundOut = HTTPServerResponsePart
 
     private let handler: FastPathHandler
+    private var sawHead = false
 
     init(_ handler: FastPathHandler) {
         self.handler = handler
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard !sawHead, error is HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        sawHead = true
+        var head = HTTPResponseHead(version: .http1_1, status: .badRequest)
+        head.headers = ["connection": "close", "content-length": "0"]
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head:
+        switch unwrapInboundIn(data) as? HTTPServerRequestPart {
+        case .head?:
+            sawHead = true
             handler.decodedRequestsInFlight += 1
             handler.decodingRequest = true
-        case .body:
-            break
-        case .end:
+        case .end?:
             handler.decodingRequest = false
+        case .body?, nil:
+            break
         }
         context.fireChannelRead(data)
     }

@@ -58,4 +58,6 @@ extension HTTPField.Name {
     static let gemcacheFallback = Self("X-Gemcache-Fallback")!
     static let googAPIKey = Self("x-goog-api-key")!
     static let googFieldMask = Self("X-Goog-FieldMask")!
+    static let googAPIClient = Self("x-goog-api-client")!
+    static let googUserProject = Self("x-goog-user-project")!
 }

@@ -24,7 +24,10 @@ public struct UpstreamClient: Sendable {
     /// Managed mode: the proxy's own upstream keys, put on every attempt in place of the client's credential.
     let keys: UpstreamKeyPool?
 
-    init(configuration: ProxyConfiguration.Upstream, keys: UpstreamKeyPool? = nil, backoff: Duration = .milliseconds(250)) {
+    init(
+        configuration: ProxyConfiguration.Upstream, keys: UpstreamKeyPool? = nil, egress: EgressProxy? = nil,
+        backoff: Duration = .milliseconds(250)
+    ) {
         self.keys = keys
         self.upstream = UpstreamOrigin(configuration.url)
         self.timeout = configuration.timeout
@@ -43,6 +46,9 @@ public struct UpstreamClient: Sendable {
             // No tracer: with none bootstrapped, AsyncHTTPClient would still build a no-op span's
             // attributes (parsing the URL with Foundation) on every request.
             client.tracing.tracer = nil
+            client.proxy = egress.map { egress in
+                .server(host: egress.host, port: egress.port, authorization: egress.credentials.map { .basic(username: $0.user, password: $0.password) })
+            }
             return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: client)
         }
         self.decoding = make(.enabled(limit: .ratio(200)))

@@ -1,0 +1,164 @@
+import Foundation
+import HTTPTypes
+import HummingbirdWebSocket
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import NIOPosix
+import NIOWebSocket
+
+/// Relays Live API sessions (SPEC §2): the WebSocket upgrade of
+/// `/ws/google.ai.generativelanguage.{v1alpha,v1beta}.GenerativeService.BidiGenerateContent` (and
+/// `…Constrained`) to the same path on the configured upstream (`https` → `wss`), then every frame
+/// both ways as it comes: text stays text, binary stays binary, fragments stay fragments, and the
+/// upstream's close code and reason reach the client. Never cached; the 101 carries
+/// `X-Gemcache: PASS`.
+///
+/// The credential travels as the client sent it (passthrough) or is replaced by one of the proxy's
+/// keys as `x-goog-api-key` (managed); the URL that holds it never reaches a log line.
+struct LiveRelay: Sendable {
+    let upstream: UpstreamOrigin
+    let access: AccessControl
+    /// Managed mode: the proxy's upstream keys.
+    let keys: UpstreamKeyPool?
+    let egress: EgressProxy?
+    let logger: Logger
+
+    /// The largest frame relayed either way. Live messages carry base64 audio and video chunks, far
+    /// above WebSocket libraries' 16 KiB default; each frame is held whole while it passes.
+    static let maxFrameSize = 16 << 20
+
+    private static let pathPrefix = "/ws/google.ai.generativelanguage."
+    private static let methods: Set<Substring> = [
+        "v1alpha.GenerativeService.BidiGenerateContent", "v1alpha.GenerativeService.BidiGenerateContentConstrained",
+        "v1beta.GenerativeService.BidiGenerateContent", "v1beta.GenerativeService.BidiGenerateContentConstrained",
+    ]
+
+    /// Whether `path` (without the query) is a Live API endpoint.
+    static func isLivePath(_ path: String) -> Bool {
+        path.hasPrefix(pathPrefix) && methods.contains(path.dropFirst(pathPrefix.count))
+    }
+
+    /// Client headers that travel upstream with the upgrade: identification and, in passthrough
+    /// mode, the credential. The upgrade's own headers are the WebSocket client's.
+    private static let forwardedHeaders: [HTTPField.Name] = [.userAgent, .googAPIClient, .googUserProject]
+    private static let credentialHeaders: [HTTPField.Name] = [.googAPIKey, .authorization]
+
+    /// The answer to an upgrade request: a relay for a Live path, a refusal (400) for anything else.
+    func shouldUpgrade(_ request: HTTPRequest) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        guard let target = try? UpstreamTarget(request.path ?? ""), Self.isLivePath(target.path) else { return .dontUpgrade }
+        let headers: HTTPFields = [.gemcache: "PASS", .cacheStatus: "gemcache; fwd=bypass"]
+        return .upgrade(headers) { inbound, outbound, _ in
+            await relay(target: target, request: request, client: (inbound, outbound))
+        }
+    }
+
+    /// Opens the upstream session and relays until either side closes.
+    private func relay(target: UpstreamTarget, request: HTTPRequest, client: (inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter)) async {
+        let session: (url: String, headers: HTTPFields)
+        do {
+            session = try upstreamSession(target: target, request: request)
+        } catch {
+            try? await client.outbound.close(.policyViolation, reason: Self.closeReason(error.message))
+            return
+        }
+        let configuration = WebSocketClientConfiguration(maxFrameSize: Self.maxFrameSize, additionalHeaders: session.headers)
+        let (writers, writerContinuation) = AsyncStream.makeStream(of: WebSocketOutboundWriter.self)
+        await withTaskGroup(of: Void.self) { group in
+            // Upstream → client, and the upstream's close passed on.
+            group.addTask {
+                let closed: WebSocketCloseFrame?
+                do {
+                    closed = try await connect(url: session.url, configuration: configuration) { inbound, outbound, _ in
+                        writerContinuation.yield(outbound)
+                        writerContinuation.finish()
+                        for try await frame in inbound { try await client.outbound.write(.custom(Self.frame(frame))) }
+                    }
+                } catch {
+                    writerContinuation.finish()
+                    logger.info("Live API relay: the upstream session failed", metadata: ["error": "\(type(of: error))"])
+                    try? await client.outbound.close(.unexpectedServerError, reason: "gemcache: the upstream Live API session could not be opened or failed")
+                    return
+                }
+                let code = closed.map(\.closeCode).flatMap(Self.sendable) ?? .normalClosure
+                try? await client.outbound.close(code, reason: closed?.reason)
+            }
+            // Client → upstream, once the upstream session is open; the client's close ends it.
+            var opened = writers.makeAsyncIterator()
+            guard let upstream = await opened.next() else { return }
+            do {
+                for try await frame in client.inbound { try await upstream.write(.custom(Self.frame(frame))) }
+            } catch {}
+            try? await upstream.close(.normalClosure, reason: nil)
+        }
+    }
+
+    /// The upstream URL (`wss://…`) and the headers of the upgrade.
+    private func upstreamSession(target: UpstreamTarget, request: HTTPRequest) throws(ProxyError) -> (url: String, headers: HTTPFields) {
+        let query = ForwardedRequest.queryItems(target.query)
+        let credential = try ForwardedRequest.credential(headers: request.headerFields, query: query)
+        try access.admit(credential: credential)
+        var headers = HTTPFields()
+        for name in Self.forwardedHeaders { for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) } }
+        var target = target
+        if let keys {
+            let lease = keys.lease()
+            keys.recordUse(lease)
+            target = target.removingCredentials
+            headers[.googAPIKey] = lease.key
+        } else {
+            for name in Self.credentialHeaders { for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) } }
+        }
+        let url = try upstream.url(for: target)
+        let scheme = url.prefix { $0 != ":" }.lowercased()
+        return ((scheme == "https" ? "wss" : "ws") + url.drop { $0 != ":" }, headers)
+    }
+
+    private func connect(
+        url: String, configuration: WebSocketClientConfiguration, handler: @escaping WebSocketDataHandler<WebSocketClient.Context>
+    ) async throws -> WebSocketCloseFrame? {
+        // The URL may hold the client's key: WebSocketClient logs at debug level only where it connects to, never the URL.
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .info)
+        if let egress {
+            var connectHeaders = HTTPFields()
+            if let credentials = egress.credentials {
+                connectHeaders[.proxyAuthorization] = "Basic " + Data("\(credentials.user):\(credentials.password)".utf8).base64EncodedString()
+            }
+            return try await WebSocketClient.connect(
+                url: url, configuration: configuration,
+                proxySettings: WebSocketProxySettings(host: egress.host, port: egress.port, type: .http(connectHeaders: connectHeaders)),
+                logger: quiet, handler: handler
+            )
+        }
+        return try await WebSocketClient.connect(url: url, configuration: configuration, logger: quiet, handler: handler)
+    }
+
+    /// The frame to send on for a frame received, opcode, payload and FIN bit unchanged.
+    private static func frame(_ frame: WebSocketDataFrame) -> WebSocketFrame {
+        let opcode: WebSocketOpcode = switch frame.opcode {
+        case .text: .text
+        case .binary: .binary
+        case .continuation: .continuation
+        }
+        return WebSocketFrame(fin: frame.fin, opcode: opcode, data: frame.data)
+    }
+
+    /// The close code to send on; those that may not appear in a close frame (RFC 6455 §7.4.1) become 1000.
+    private static func sendable(_ code: WebSocketErrorCode) -> WebSocketErrorCode? {
+        switch code {
+        case .unknown(1005), .unknown(1006), .unknown(1015): nil
+        default: code
+        }
+    }
+
+    /// A close frame's reason holds at most 123 bytes.
+    private static func closeReason(_ message: String) -> String {
+        var reason = ""
+        for character in message {
+            guard reason.utf8.count + character.utf8.count <= 123 else { break }
+            reason.append(character)
+        }
+        return reason
+    }
+}
