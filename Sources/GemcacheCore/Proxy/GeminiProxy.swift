@@ -81,7 +81,7 @@ public final class GeminiProxy: Sendable {
     // MARK: - Cached routes
 
     /// Handles a request on a cached route (SPEC §2–§5).
-    func cached(_ request: Request, target: UpstreamTarget, context: some RequestContext, route: CachedRoute) async throws -> Response {
+    func cached(_ request: Request, target: UpstreamTarget, context: ProxyRequestContext, route: CachedRoute) async throws -> Response {
         let query = ForwardedRequest.queryItems(target.query)
         let alt = QueryParameter.alt(in: query)
         do {
@@ -103,7 +103,7 @@ public final class GeminiProxy: Sendable {
                 let prepared = try await prepare(request, target: target, route: route, query: query, credential: credential)
                 model = prepared.model
                 if prepared.framing != nil {
-                    return try await stream(prepared, logger: context.logger)
+                    return try await stream(prepared, connection: context.channel, logger: context.logger)
                 }
                 if route.operation == .batchEmbedContents {
                     return try await batchEmbed(prepared, logger: context.logger)
