@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The official Python SDKs (google-genai, openai) against gemcache in front of the mock upstream.
+# The official Python SDKs (google-genai, openai, and google-ai-generativelanguage's REST transport)
+# against gemcache in front of the mock upstream.
 # Creates .venv (from PyPI) on first use, starts both servers on free loopback ports, runs pytest,
 # stops what it started. Called by `make test` after the Swift tests.
 set -euo pipefail

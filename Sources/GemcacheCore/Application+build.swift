@@ -48,7 +48,7 @@ public func buildApplication(
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
     let proxy = GeminiProxy(configuration: configuration, store: store, shared: shared, ledger: ledger, access: access, upstream: upstream)
 
-    let router = Router(context: BasicRequestContext.self)
+    let router = Router(context: ProxyRequestContext.self)
     StatsController(store: store, ledger: ledger).addRoutes(to: router)
     ExplainController(configuration: configuration, salt: store.scopeSalt).addRoutes(to: router)
     AdminController(store: store, shared: shared, adminToken: environment[configuration.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }).addRoutes(to: router)

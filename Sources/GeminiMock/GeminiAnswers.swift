@@ -1,36 +1,50 @@
+/// How an answer writes its enums: by name, or by number when the request asks for
+/// `$alt=json;enum-encoding=int`, as Google's generated REST clients do (gemini-api.md §1.5).
+enum EnumEncoding {
+    case names, numbers
+
+    /// `name`, or `number`, its value in the API's proto enum.
+    func value(_ name: String, _ number: Int) -> JSONValue {
+        self == .names ? .string(name) : .int(number)
+    }
+}
+
 /// Shapes of the native Gemini answers (§4 of gemini-api.md).
 enum GeminiAnswers {
     /// The GenerateContentResponse chunks for a prompt: `chunks` is 1 for `generateContent`
     /// and 3 for streams. Usage is cumulative on every chunk; the finish reason is on the last.
-    static func generate(_ answer: Synthesis, model: String, faults: [Fault], chunks: Int) -> [JSONValue] {
+    /// A request that configures thinking (Gemini 3) gets a `thoughtSignature` on its first part.
+    static func generate(_ answer: Synthesis, model: String, faults: [Fault], chunks: Int, enums: EnumEncoding = .names) -> [JSONValue] {
         if faults.contains(.blocked) {
-            return [response([("promptFeedback", .object([("blockReason", .string("SAFETY")), ("safetyRatings", safetyRatings)]))],
-                             answer: answer, candidateTokens: 0, model: model)]
+            let feedback = JSONValue.object([("blockReason", enums.value("SAFETY", 1)), ("safetyRatings", safetyRatings(enums))])
+            return [response([("promptFeedback", feedback)], answer: answer, candidateTokens: 0, model: model, enums: enums)]
         }
         if faults.contains(.safety) {
             let candidate = JSONValue.object([
-                ("finishReason", .string("SAFETY")), ("index", .int(0)), ("safetyRatings", safetyRatings),
+                ("finishReason", enums.value("SAFETY", 3)), ("index", .int(0)), ("safetyRatings", safetyRatings(enums)),
             ])
-            return [response([("candidates", .array([candidate]))], answer: answer, candidateTokens: 0, model: model)]
+            return [response([("candidates", .array([candidate]))], answer: answer, candidateTokens: 0, model: model, enums: enums)]
         }
         let truncated = faults.contains(.truncate)
         let deltas = answer.deltas(count: chunks)
         let pieces = truncated ? [deltas[0]] : deltas
         return pieces.enumerated().map { index, delta in
+            var part: [(String, JSONValue)] = [("text", .string(delta.text))]
+            if index == 0, let signature = answer.thoughtSignature { part.append(("thoughtSignature", .string(signature))) }
             var candidate: [(String, JSONValue)] = [
-                ("content", .object([("parts", .array([.object([("text", .string(delta.text))])])), ("role", .string("model"))])),
+                ("content", .object([("parts", .array([.object(part)])), ("role", .string("model"))])),
             ]
             if index == pieces.count - 1, !truncated {
-                candidate.append(("finishReason", .string(answer.hitLimit ? "MAX_TOKENS" : "STOP")))
+                candidate.append(("finishReason", answer.hitLimit ? enums.value("MAX_TOKENS", 2) : enums.value("STOP", 1)))
             }
             candidate.append(("index", .int(0)))
             return response([("candidates", .array([.object(candidate)]))],
-                            answer: answer, candidateTokens: delta.cumulativeWords, model: model)
+                            answer: answer, candidateTokens: delta.cumulativeWords, model: model, enums: enums)
         }
     }
 
-    static func countTokens(_ tokens: Int) -> JSONValue {
-        .object([("totalTokens", .int(tokens)), ("promptTokensDetails", tokenDetails(tokens))])
+    static func countTokens(_ tokens: Int, enums: EnumEncoding = .names) -> JSONValue {
+        .object([("totalTokens", .int(tokens)), ("promptTokensDetails", tokenDetails(tokens, enums))])
     }
 
     static func embedding(_ text: String) -> JSONValue {
@@ -51,13 +65,13 @@ enum GeminiAnswers {
     }
 
     private static func response(
-        _ leading: [(String, JSONValue)], answer: Synthesis, candidateTokens: Int, model: String
+        _ leading: [(String, JSONValue)], answer: Synthesis, candidateTokens: Int, model: String, enums: EnumEncoding
     ) -> JSONValue {
         var usage: [(String, JSONValue)] = [("promptTokenCount", .int(answer.promptTokens))]
         if candidateTokens > 0 { usage.append(("candidatesTokenCount", .int(candidateTokens))) }
         usage += [
             ("totalTokenCount", .int(answer.promptTokens + candidateTokens)),
-            ("promptTokensDetails", tokenDetails(answer.promptTokens)),
+            ("promptTokensDetails", tokenDetails(answer.promptTokens, enums)),
         ]
         return .object(leading + [
             ("usageMetadata", .object(usage)),
@@ -66,17 +80,19 @@ enum GeminiAnswers {
         ])
     }
 
-    private static func tokenDetails(_ tokens: Int) -> JSONValue {
-        .array([.object([("modality", .string("TEXT")), ("tokenCount", .int(tokens))])])
+    private static func tokenDetails(_ tokens: Int, _ enums: EnumEncoding) -> JSONValue {
+        .array([.object([("modality", enums.value("TEXT", 1)), ("tokenCount", .int(tokens))])])
     }
 
-    private static let safetyRatings = JSONValue.array([
-        .object([
-            ("category", .string("HARM_CATEGORY_DANGEROUS_CONTENT")),
-            ("probability", .string("HIGH")),
-            ("blocked", .bool(true)),
-        ]),
-    ])
+    private static func safetyRatings(_ enums: EnumEncoding) -> JSONValue {
+        .array([
+            .object([
+                ("category", enums.value("HARM_CATEGORY_DANGEROUS_CONTENT", 10)),
+                ("probability", enums.value("HIGH", 4)),
+                ("blocked", .bool(true)),
+            ]),
+        ])
+    }
 
     private static func model(
         _ id: String, _ displayName: String, input: Int, output: Int, generative: Bool

@@ -5,10 +5,12 @@ import NIOCore
 /// The mock's endpoints. Answers are synthesized from the request body (see `Synthesis`).
 struct MockRoutes: Sendable {
     static let statsPath = "/_mock/stats"
-    private static let maxBody = 64 << 20
+    static let maxBody = 64 << 20
 
     let configuration: MockUpstreamConfiguration
     let recorder: MockUpstreamRecorder
+    /// The cached contents, files, batches and interactions created so far.
+    let resources = MockResources()
 
     func register(on router: Router<BasicRequestContext>) {
         for version in ["v1", "v1beta"] {
@@ -24,8 +26,7 @@ struct MockRoutes: Sendable {
             router.post(RouterPath("/\(version)/models/{name}")) { request, context in
                 try await modelMethod(request, name: context.parameters.require("name"))
             }
-            router.post(RouterPath("/\(version)/files")) { request, _ in try await upload(request) }
-            router.post(RouterPath("/upload/\(version)/files")) { request, _ in try await upload(request) }
+            registerResources(on: router, version: version)
         }
         router.post("/v1beta/openai/chat/completions") { request, _ in try await openAIChat(request) }
         router.post("/v1beta/openai/embeddings") { request, _ in try await openAIEmbeddings(request) }
@@ -43,10 +44,11 @@ struct MockRoutes: Sendable {
         let model = parts[0]
         let body = try await request.body.collect(upTo: Self.maxBody)
         let json = try RequestJSON(bytes: body)
+        let format = ResponseFormat(query: request.uri.query)
         switch method {
         case .generateContent:
             let answer = try await prompt(json, body: body, model: model)
-            let response = GeminiAnswers.generate(answer.synthesis, model: model, faults: answer.faults, chunks: 1)[0]
+            let response = GeminiAnswers.generate(answer.synthesis, model: model, faults: answer.faults, chunks: 1, enums: format.enums)[0]
             if answer.faults.contains(.gzip), request.headers[.acceptEncoding]?.contains("gzip") == true {
                 var gzipped = jsonResponse("")
                 gzipped.headers[.contentEncoding] = "gzip"
@@ -56,17 +58,16 @@ struct MockRoutes: Sendable {
             return jsonResponse(response.pretty + "\n")
         case .streamGenerateContent:
             let answer = try await prompt(json, body: body, model: model)
-            let chunks = GeminiAnswers.generate(answer.synthesis, model: model, faults: answer.faults, chunks: 3)
-            if request.uri.queryParameters["alt"] == "sse" {
-                return StreamFraming.response(StreamFraming.sse(chunks), contentType: "text/event-stream", delay: configuration.chunkDelay)
+            let held = answer.faults.contains(.hold)
+            let chunks = GeminiAnswers.generate(answer.synthesis, model: model, faults: answer.faults, chunks: 3, enums: format.enums)
+            if format.isSSE {
+                return stream(StreamFraming.sse(chunks), contentType: "text/event-stream", held: held)
             }
-            return StreamFraming.response(
-                StreamFraming.jsonArray(chunks), contentType: "application/json; charset=UTF-8", delay: configuration.chunkDelay
-            )
+            return stream(StreamFraming.jsonArray(chunks), contentType: "application/json; charset=UTF-8", held: held)
         case .countTokens:
             let texts = textParts(in: json.root)
             try await applyFaults(Fault.parse(texts), body: body, model: model)
-            return jsonResponse(GeminiAnswers.countTokens(texts.reduce(0) { $0 + wordCount($1) }).pretty + "\n")
+            return jsonResponse(GeminiAnswers.countTokens(texts.reduce(0) { $0 + wordCount($1) }, enums: format.enums).pretty + "\n")
         case .embedContent:
             guard let content = json.root["content"] else { throw GoogleError.invalidArgument("* EmbedContentRequest.content: content is not specified") }
             let text = try await embeddingText(content, body: body, model: model)
@@ -85,15 +86,22 @@ struct MockRoutes: Sendable {
                 embeddings.append(GeminiAnswers.embedding(try await embeddingText(item["content"] ?? [:], body: body, model: model)))
             }
             return jsonResponse(JSONValue.object([("embeddings", .array(embeddings))]).pretty + "\n")
+        case .batchGenerateContent:
+            return try await createBatch(json, body: body, model: model)
         }
     }
 
     private enum ModelMethod: String {
-        case generateContent, streamGenerateContent, countTokens, embedContent, batchEmbedContents
+        case generateContent, streamGenerateContent, countTokens, embedContent, batchEmbedContents, batchGenerateContent
+    }
+
+    /// A 200 stream of `pieces`, `chunkDelay` apart, held after the first when `held`.
+    func stream(_ pieces: [String], contentType: String, held: Bool) -> Response {
+        StreamFraming.response(pieces, contentType: contentType, delay: configuration.chunkDelay, held: held, recorder: recorder)
     }
 
     /// The synthesized answer to a generateContent body, after its faults have been applied.
-    private func prompt(_ json: RequestJSON, body: ByteBuffer, model: String) async throws -> (synthesis: Synthesis, faults: [Fault]) {
+    func prompt(_ json: RequestJSON, body: ByteBuffer, model: String) async throws -> (synthesis: Synthesis, faults: [Fault]) {
         guard let contents = json.root["contents"] as? [[String: Any]], !contents.isEmpty else {
             throw GoogleError.invalidArgument("* GenerateContentRequest.contents: contents is not specified")
         }
@@ -104,7 +112,8 @@ struct MockRoutes: Sendable {
         let lastText = ((lastUser?["parts"] as? [[String: Any]]) ?? []).compactMap { $0["text"] as? String }.last
         let config = (json.root["generationConfig"] ?? json.root["generation_config"]) as? [String: Any]
         let limit = (config?["maxOutputTokens"] ?? config?["max_output_tokens"]) as? Int
-        let synthesis = Synthesis(body: body, texts: texts, lastUserText: lastText ?? texts.last ?? "", maxOutputTokens: limit)
+        let thinks = (config?["thinkingConfig"] ?? config?["thinking_config"]) != nil
+        let synthesis = Synthesis(body: body, texts: texts, lastUserText: lastText ?? texts.last ?? "", maxOutputTokens: limit, thinks: thinks)
         return (synthesis, faults)
     }
 
@@ -115,7 +124,7 @@ struct MockRoutes: Sendable {
     }
 
     /// Sleeps for `[[fault:slow:MS]]`, then throws the first error trigger, if any.
-    private func applyFaults(_ faults: [Fault], body: ByteBuffer, model: String) async throws {
+    func applyFaults(_ faults: [Fault], body: ByteBuffer, model: String) async throws {
         for case .slow(let delay) in faults { try await Task.sleep(for: delay) }
         if faults.contains(.quota) { throw GoogleError.quotaExceeded(model: model) }
         if faults.contains(.internalError) { throw GoogleError.internalError }
@@ -165,10 +174,7 @@ struct MockRoutes: Sendable {
         let stream = json.root["stream"] as? Bool ?? false
         let chunks = OpenAIAnswers.chat(synthesis, model: model, faults: faults, stream: stream)
         guard stream else { return jsonResponse(chunks[0].compact) }
-        return StreamFraming.response(
-            StreamFraming.openAI(chunks, done: !faults.contains(.truncate)),
-            contentType: "text/event-stream", delay: configuration.chunkDelay
-        )
+        return self.stream(StreamFraming.openAI(chunks, done: !faults.contains(.truncate)), contentType: "text/event-stream", held: faults.contains(.hold))
     }
 
     private func openAIEmbeddings(_ request: Request) async throws -> Response {
@@ -193,20 +199,7 @@ struct MockRoutes: Sendable {
         return model.hasPrefix("models/") ? String(model.dropFirst(7)) : model
     }
 
-    // MARK: Files and stats
-
-    /// Counts the body's bytes as they stream in, never holding more than one chunk.
-    private func upload(_ request: Request) async throws -> Response {
-        try authorize(request)
-        var count = 0
-        for try await chunk in request.body { count += chunk.readableBytes }
-        let file = JSONValue.object([
-            ("name", .string("files/mock-\(recorder.nextUploadNumber())")), ("sizeBytes", .string(String(count))),
-        ])
-        var response = jsonResponse(JSONValue.object([("file", file)]).pretty + "\n")
-        response.headers[HTTPField.Name("x-goog-upload-status")!] = "final"
-        return response
-    }
+    // MARK: Stats
 
     private func stats() -> Response {
         let paths = recorder.pathCounts.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.int($0.value)) }
@@ -216,7 +209,7 @@ struct MockRoutes: Sendable {
     // MARK: Auth
 
     /// Accepts `x-goog-api-key`, `?key=` or `Authorization: Bearer`, like Google.
-    private func authorize(_ request: Request) throws(GoogleError) {
+    func authorize(_ request: Request) throws(GoogleError) {
         let header = request.headers[HTTPField.Name("x-goog-api-key")!]
         let query = request.uri.queryParameters["key"].map(String.init)
         let bearer = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }

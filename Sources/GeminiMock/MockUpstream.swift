@@ -76,7 +76,7 @@ struct GoogleEnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
         guard path != MockRoutes.statsPath else { return try await next(request, context) }
         recorder.record(path: path, headers: request.headers)
         let wrapped = path.hasPrefix("/v1beta/openai/")
-            || (path.hasSuffix(":streamGenerateContent") && request.uri.queryParameters["alt"] != "sse")
+            || (path.hasSuffix(":streamGenerateContent") && !ResponseFormat(query: request.uri.query).isSSE)
         do {
             if latency > .zero { try await Task.sleep(for: latency) }
             return try await next(request, context)

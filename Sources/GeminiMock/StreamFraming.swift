@@ -22,17 +22,32 @@ enum StreamFraming {
         chunks.map { "data: " + $0.compact + "\n\n" } + (done ? ["data: [DONE]\n\n"] : [])
     }
 
-    /// A 200 response that writes `pieces` one by one, `delay` apart.
-    static func response(_ pieces: [String], contentType: String, delay: Duration) -> Response {
+    /// Interactions API SSE (`stream: true`): `event: <type>` and `data: <one-line JSON>` per event,
+    /// LF line ends, and a last `event: done` whose data is `[DONE]`.
+    static func interactions(_ events: [(type: String, data: JSONValue)]) -> [String] {
+        events.map { "event: \($0.type)\ndata: " + $0.data.compact + "\n\n" } + ["event: done\ndata: [DONE]\n\n"]
+    }
+
+    /// A 200 response that writes `pieces` one by one, `delay` apart; when `held`, it waits after the
+    /// first piece until `recorder` releases it. `recorder` learns whether the stream was written to
+    /// its end or cut because its reader went away.
+    static func response(_ pieces: [String], contentType: String, delay: Duration, held: Bool, recorder: MockUpstreamRecorder) -> Response {
         Response(
             status: .ok,
             headers: [.contentType: contentType],
             body: ResponseBody { writer in
-                for (index, piece) in pieces.enumerated() {
-                    if index > 0, delay > .zero { try await Task.sleep(for: delay) }
-                    try await writer.write(ByteBuffer(string: piece))
+                do {
+                    for (index, piece) in pieces.enumerated() {
+                        if index == 1, held { await recorder.waitForRelease() }
+                        if index > 0, delay > .zero { try await Task.sleep(for: delay) }
+                        try await writer.write(ByteBuffer(string: piece))
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    recorder.recordStream(completed: false)
+                    throw error
                 }
-                try await writer.finish(nil)
+                recorder.recordStream(completed: true)
             }
         )
     }

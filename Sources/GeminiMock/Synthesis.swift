@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// A prompt's deterministic answer: everything derives from the request body, so the same body
@@ -11,9 +12,12 @@ struct Synthesis {
     let words: [String]
     /// True when the limit cut the answer short (finish reason MAX_TOKENS / `length`).
     let hitLimit: Bool
+    /// True when the request configured thinking (`generationConfig.thinkingConfig`).
+    let thinks: Bool
 
-    init(body: ByteBuffer, texts: [String], lastUserText: String, maxOutputTokens: Int?) {
+    init(body: ByteBuffer, texts: [String], lastUserText: String, maxOutputTokens: Int?, thinks: Bool = false) {
         self.digest = fnv1a(body.readableBytesView)
+        self.thinks = thinks
         self.promptTokens = texts.reduce(0) { $0 + wordCount($1) }
         let quoted = String(lastUserText.split(whereSeparator: \.isWhitespace).joined(separator: " ").prefix(60))
         let full = "Mock answer to: \(quoted) [\(hex(digest).prefix(8))]".split(separator: " ").map(String.init)
@@ -27,6 +31,11 @@ struct Synthesis {
     }
 
     var text: String { words.joined(separator: " ") }
+    /// The opaque base64 signature of the model's thoughts that Gemini 3 puts on a part when thinking
+    /// is configured (a client sends it back in later turns); nil otherwise.
+    var thoughtSignature: String? {
+        thinks ? Data(("mock-thought-signature-" + hex(digest)).utf8).base64EncodedString() : nil
+    }
     var responseId: String { "mock-" + hex(digest) }
     /// A fixed Unix time for the OpenAI `created` field.
     var created: Int { 1_750_000_000 + Int(digest % 10_000_000) }
@@ -71,6 +80,8 @@ enum Fault: Equatable {
     case quota, internalError, unavailable, internalErrorOnce
     case slow(Duration)
     case safety, blocked, truncate
+    /// A stream stops after its first piece until the test releases it (`MockUpstreamRecorder.release()`).
+    case hold
     /// Answer gzip-encoded when the client accepts it.
     case gzip
 
@@ -93,6 +104,7 @@ enum Fault: Equatable {
         case "safety": self = .safety
         case "blocked": self = .blocked
         case "truncate": self = .truncate
+        case "hold": self = .hold
         case "gzip": self = .gzip
         default:
             guard name.hasPrefix("slow:"), let ms = Int(name.dropFirst(5)), ms >= 0 else { return nil }

@@ -64,7 +64,8 @@ struct QuotaGuardEndToEndTests {
             #expect(paused.status == 429)
             #expect(paused.body.contains("paused"))
             #expect(recorder.totalRequests == 1)
-            let other = try await send(port: port, path: "/v1beta/models/gemini-2.5-pro:generateContent", body: generateBody("other model"), headers: key)
+            // A model without built-in limits.
+            let other = try await send(port: port, path: "/v1beta/models/gemini-3-flash-preview:generateContent", body: generateBody("other model"), headers: key)
             #expect(other.status == 200, "only that model pauses")
         }
     }

@@ -77,19 +77,38 @@ struct SurfaceEndToEndTests {
         }
     }
 
-    @Test func anAbortedStreamIsFinishedAndStored() async throws {
-        try await withStack(.init(chunkDelay: .milliseconds(100))) { port, recorder in
+    /// A client leaves a stream after its first event while the mock holds the rest back (SPEC §2,
+    /// `cache.finish_aborted_streams`). The proxy notices at once (it counts the answer before the mock
+    /// sends anything more); released, the stream is then read to its end and stored (on), or read no
+    /// further, so that the mock's writes fail, and not stored (off).
+    @Test(arguments: [true, false])
+    func aStreamItsClientLeftIsFinishedAndStoredOnlyWhenTheSettingSaysSo(finish: Bool) async throws {
+        try await withProxyBehindMock(configure: { $0.cache.finishAbortedStreams = finish }) { port, recorder, _ in
             let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
-            let body = generateBody("leave early")
+            let body = generateBody("leave early [[fault:hold]]")
             try await abortAfterFirstChunk(port: port, path: path, body: body, headers: key)
-            var replay: TestResponse?
-            for _ in 0..<50 where replay?.status != 200 {
-                replay = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "only-if-cached"]) { $1 })
-                if replay?.status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+            let counted = try await statsDocument(port: port) { $0["misses"] as? Int == 1 }
+            #expect(counted["misses"] as? Int == 1, "the client's leaving is noticed before the upstream sends more")
+            recorder.release()
+            for _ in 0..<250 where recorder.streamsCompleted + recorder.streamsCut == 0 {
+                try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(replay?.header("x-gemcache") == "HIT")
-            #expect(replay?.body.hasSuffix("\r\n\r\n") == true)
-            #expect(recorder.totalRequests == 1)
+            if finish {
+                #expect(recorder.streamsCompleted == 1)
+                var replay: TestResponse?
+                for _ in 0..<50 where replay?.status != 200 {
+                    replay = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "only-if-cached"]) { $1 })
+                    if replay?.status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                #expect(replay?.header("x-gemcache") == "HIT")
+                #expect(replay?.body.hasSuffix("\r\n\r\n") == true)
+                #expect(recorder.totalRequests == 1)
+            } else {
+                #expect(recorder.streamsCut == 1, "the upstream was read no further")
+                let again = try await send(port: port, path: path, body: body, headers: key)
+                #expect(again.header("x-gemcache") == "MISS")
+                #expect(recorder.totalRequests == 2)
+            }
         }
     }
 

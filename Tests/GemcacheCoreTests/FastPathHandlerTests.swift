@@ -26,8 +26,8 @@ struct FastPathHandlerTests {
             + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
 
-    /// A store holding one answer stored under the raw key of `request()` (as the slow path leaves it).
-    func withFastPath(_ body: (EmbeddedChannel, FastPath, Clock, CacheKey) async throws -> Void) async throws {
+    /// A store holding one answer stored under the raw key of `request(key: credential)` (as the slow path leaves it).
+    func withFastPath(credential: String = testKey, _ body: (EmbeddedChannel, FastPath, Clock, CacheKey) async throws -> Void) async throws {
         try await withTemporaryDirectory { directory in
             let clock = Clock()
             var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:1", dataDirectory: directory.path)
@@ -40,7 +40,7 @@ struct FastPathHandlerTests {
                 model: "gemini-2.5-flash", namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10, scope: .perKey
             )
             let rawKey = RawKeyHasher(normalize: configuration.cache.normalize).key(
-                target: Array(Self.path.utf8), scope: Array(scopeTag(credential: testKey, salt: store.scopeSalt).utf8),
+                target: Array(Self.path.utf8), scope: Array(scopeTag(credential: credential, salt: store.scopeSalt).utf8),
                 namespace: nil, body: Array(Self.body.utf8)
             )
             #expect(await store.store(entry, for: key, alias: rawKey))
@@ -74,6 +74,21 @@ struct FastPathHandlerTests {
                 + "X-Gemcache-Key: \(key.hex)\r\nCache-Status: gemcache; hit; ttl=60; key=\"\(key.hex)\"\r\n"
                 + "Content-Length: \(Self.answer.utf8.count)\r\nDate: Fri, 15 Jan 2027 08:00:00 GMT\r\n\r\n\(Self.answer)"
             #expect(answer == expected)
+        }
+    }
+
+    /// A key of the newer `AQ.` form (longer, with `.`, `-`, `_`) is answered like an `AIza` key, from
+    /// its own partition: another key of the form goes to the slow path.
+    @Test(arguments: [classicFormKey, newerFormKey])
+    func keysOfEitherFormAreAnsweredFromTheirOwnPartition(credential: String) async throws {
+        try await withFastPath(credential: credential) { channel, fastPath, _, _ in
+            let (answer, _) = try send(Self.request(key: credential), to: channel)
+            #expect(answer?.hasPrefix("HTTP/1.1 200 OK\r\n") == true)
+            #expect(fastPath.hits == 1)
+            let other = Self.request(key: String(credential.dropLast()) + "Z")
+            let (_, passed) = try send(other, to: channel)
+            #expect(passed == other)
+            #expect(fastPath.hits == 1)
         }
     }
 

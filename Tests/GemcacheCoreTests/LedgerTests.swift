@@ -34,26 +34,23 @@ struct LedgerTests {
         return (store, Ledger(store: store, configuration: Self.configuration, now: clock.now))
     }
 
-    /// flash: 3 misses, 5 hits, 2 coalesced, 1 bypass (4 upstream calls); custom: 1 miss, 1 hit, 1 error.
+    /// flash: 3 misses, 5 hits, 2 coalesced, 1 bypass (4 upstream calls); custom: 1 miss, 1 hit, 1 upstream
+    /// error (2 upstream calls).
     private func script(_ ledger: Ledger) {
         let flashTokens = TokenUsage(prompt: 10, total: 40)
         for outcome in [CacheOutcome.miss, .miss, .miss, .bypass] {
-            ledger.recordRequest(model: Self.flash)
             ledger.recordUpstreamCall(model: Self.flash, status: 200, tokens: flashTokens)
             ledger.recordAnswer(model: Self.flash, outcome: outcome, status: 200, tokens: flashTokens)
         }
         for outcome in [CacheOutcome.hit, .hit, .hit, .hit, .hit, .coalesced, .coalesced] {
-            ledger.recordRequest(model: Self.flash)
             ledger.recordAnswer(model: Self.flash, outcome: outcome, status: 200, tokens: flashTokens)
         }
         let customTokens = TokenUsage(prompt: 5, total: 25)
-        ledger.recordRequest(model: Self.custom)
         ledger.recordUpstreamCall(model: Self.custom, status: 200, tokens: customTokens)
         ledger.recordAnswer(model: Self.custom, outcome: .miss, status: 200, tokens: customTokens)
-        ledger.recordRequest(model: Self.custom)
         ledger.recordAnswer(model: Self.custom, outcome: .hit, status: 200, tokens: customTokens)
-        ledger.recordRequest(model: Self.custom)
-        ledger.recordError(model: Self.custom)
+        ledger.recordUpstreamCall(model: Self.custom, status: 400, tokens: .zero)
+        ledger.recordAnswer(model: Self.custom, outcome: .miss, status: 400, tokens: .zero)
     }
 
     @Test func everyFieldAddsUp() async throws {
@@ -75,7 +72,9 @@ struct LedgerTests {
             #expect(json["saved_requests"] as? Int64 == 8)
             #expect(json["saved_tokens"] as? Int64 == 305)
             #expect(json["saved_items"] as? Int64 == 0)
-            #expect(json["upstream_requests"] as? Int64 == 5)
+            #expect(json["upstream_requests"] as? Int64 == 6)
+            let outcomes = ["hits", "coalesced", "misses", "refreshed", "bypassed", "stale", "errors"]
+            #expect(outcomes.reduce(0) { $0 + (json[$1] as? Int64 ?? 0) } == 14, "each request counted once")
             // 70 prompt tokens at $0.30 and 210 other tokens at $2.50 per million; the custom model has no price.
             #expect(json["saved_usd"] as? Double == 0.000546)
             #expect(json["quota_day"] as? String == "2026-11-29")
@@ -105,9 +104,11 @@ struct LedgerTests {
             #expect(flash["rpd_without_cache_pct"] as? Double == 4.4)
 
             let custom = try #require(models[Self.custom])
+            #expect(custom["requests"] as? Int64 == 3)
             #expect(custom["hits"] as? Int64 == 1)
+            #expect(custom["misses"] as? Int64 == 1, "the upstream error is an error, not a miss")
             #expect(custom["errors"] as? Int64 == 1)
-            #expect(custom["upstream_requests_today"] as? Int64 == 1)
+            #expect(custom["upstream_requests_today"] as? Int64 == 2)
             #expect(custom["saved_requests_today"] as? Int64 == 1)
             let unknown = try #require(custom["free_tier"] as? [String: Any])
             #expect(unknown["rpm"] is NSNull && unknown["rpd"] is NSNull && unknown["tpm"] is NSNull)
@@ -198,7 +199,6 @@ struct LedgerTests {
             }
             let biggest = TokenUsage(prompt: TokenUsage.range.upperBound, total: TokenUsage.range.upperBound)
             for _ in 0..<3 {
-                ledger.recordRequest(model: Self.flash)
                 ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: biggest)
                 ledger.recordAnswer(model: Self.flash, outcome: .coalesced, status: 200, tokens: biggest)
             }

@@ -19,6 +19,11 @@ struct StorePolicyTests {
         #"{"candidates":["# + reasons.map { #"{"content":{"parts":[{"text":"x"}]},"finishReason":"\#($0)"}"# }.joined(separator: ",") + "]}"
     }
 
+    /// The same answer with its finish reasons as numbers, as `$alt=json;enum-encoding=int` gives them.
+    private static func generation(numbers reasons: Int...) -> String {
+        #"{"candidates":["# + reasons.map { #"{"content":{"parts":[{"text":"x"}]},"finishReason":\#($0)}"# }.joined(separator: ",") + "]}"
+    }
+
     @Test func aFinishedGenerationIsStoredWithoutParsingTheRequest() {
         let decision = Self.decide(.generateContent, answer: Self.generation("STOP", "STOP"), request: #"{"contents":[]}"#)
         #expect(decision.stored && decision.parses == 0)
@@ -37,6 +42,21 @@ struct StorePolicyTests {
         #expect(!Self.decide(.generateContent, answer: #"{"promptFeedback":{"blockReason":"SAFETY"}}"#, request: "{}").stored)
         #expect(!Self.decide(.generateContent, answer: Self.generation("STOP", "SAFETY"), request: "{}").stored)
         #expect(!Self.decide(.generateContent, answer: #"{"candidates":[]}"#, request: "{}").stored)
+    }
+
+    /// Google's generated REST clients ask for `$alt=json;enum-encoding=int`: STOP is 1, MAX_TOKENS 2,
+    /// SAFETY 3, and a block reason is a number too. The rule reads both forms alike.
+    @Test func finishAndBlockReasonsGivenAsNumbersFollowTheSameRule() {
+        let finished = Self.decide(.generateContent, answer: Self.generation(numbers: 1, 1), request: "{}")
+        #expect(finished.stored && finished.parses == 0)
+        let cut = Self.generation(numbers: 1, 2)
+        #expect(Self.decide(.streamGenerateContent, answer: cut, request: #"{"generationConfig":{"maxOutputTokens":5}}"#).stored)
+        #expect(!Self.decide(.generateContent, answer: cut, request: "{}").stored)
+        for unfinished in [0, 3, 4, 5, 8] {
+            #expect(!Self.decide(.generateContent, answer: Self.generation(numbers: 1, unfinished), request: "{}").stored, "finishReason \(unfinished)")
+        }
+        #expect(!Self.decide(.generateContent, answer: #"{"candidates":[{"finishReason":1.5}]}"#, request: "{}").stored)
+        #expect(!Self.decide(.generateContent, answer: #"{"promptFeedback":{"blockReason":1}}"#, request: "{}").stored)
     }
 
     @Test func aChatCutAtItsLengthIsStoredOnlyWhenTheRequestSetTheLimit() {

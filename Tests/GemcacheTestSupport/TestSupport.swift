@@ -179,6 +179,11 @@ public func generateBody(_ text: String) -> String {
 /// A distinctive test key (never a real one).
 public let testKey = "test-key-7f3a9c"
 
+/// Made-up keys of the two forms Google issues: the classic `AIza…` (39 characters) and the newer
+/// `AQ.…`, longer, with `.`, `-` and `_` (issue 16).
+public let classicFormKey = "AIzaSyD7fake-Key_0123456789abcdefGHIJKL"
+public let newerFormKey = "AQ.Ab8RN6LmJx3kP-9qTzV0yW_c4HdEfGh.IjKl7MnOpQrStUvWxYz0123456789-_AbCdEfGhIjKlMnOpQrSt"
+
 /// The usual end-to-end stack: the mock upstream and, in front of it, the proxy with a fresh store in a
 /// temporary directory, both on free loopback ports, for the duration of `body`.
 /// - Parameters:

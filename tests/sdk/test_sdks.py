@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 from google import genai
+from google.ai import generativelanguage_v1beta as glm
 from google.genai import types
 from openai import OpenAI
 
@@ -70,6 +71,31 @@ def test_genai_count_tokens(version):
     client = genai_client(version)
     first, second = twice(lambda: client.models.count_tokens(model="gemini-2.5-flash", contents=f"how many tokens is this ({version})"))
     assert first.total_tokens > 0 and first.total_tokens == second.total_tokens
+
+
+def gapic_client():
+    """The generated client's REST transport: `$alt=json;enum-encoding=int` on every call, enums as numbers."""
+    return glm.GenerativeServiceClient(transport="rest", client_options={"api_endpoint": PROXY, "api_key": KEY})
+
+
+def gapic_request(text):
+    return glm.GenerateContentRequest(model="models/gemini-2.5-flash", contents=[glm.Content(role="user", parts=[glm.Part(text=text)])])
+
+
+def test_gapic_rest_generate():
+    client = gapic_client()
+    request = gapic_request("Why is the sky blue? (generated REST client)")
+    first, second = twice(lambda: client.generate_content(request=request))
+    assert first.candidates[0].finish_reason == glm.Candidate.FinishReason.STOP
+    assert first.candidates[0].content.parts[0].text and first == second
+
+
+def test_gapic_rest_stream():
+    client = gapic_client()
+    request = gapic_request("Count to three (generated REST client)")
+    first, second = twice(lambda: list(client.stream_generate_content(request=request)))
+    assert len(first) == 3 and first == second
+    assert first[-1].candidates[0].finish_reason == glm.Candidate.FinishReason.STOP
 
 
 def openai_client():

@@ -11,8 +11,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var auth = Auth()
     public var admin = Admin()
     public var limits = Limits()
-    /// USD per million tokens, by model id, for `saved_usd`.
-    public var prices: [String: ModelPrice] = [:]
+    /// USD per million tokens, by model id, for `saved_usd` (``builtInPrices`` unless the file says otherwise).
+    public var prices = ProxyConfiguration.builtInPrices
     /// Model to answer from when the first one is out of quota (`{first: second}`).
     public var fallback: [String: String] = [:]
 
@@ -131,8 +131,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
         /// How long the proxy waits for a client's bytes: a connection with an unfinished request, or
         /// idle between requests, is closed after this (slow clients); answers in progress are not cut.
         public var clientTimeout: Duration = .seconds(60)
-        /// Free-tier limits by model id; a missing number is unknown, never invented.
-        public var models: [String: ModelLimits] = [:]
+        /// Free-tier limits by model id (``ProxyConfiguration/builtInFreeTier`` unless the file says
+        /// otherwise); a missing number is unknown, never invented.
+        public var models = ProxyConfiguration.builtInFreeTier
     }
 
     /// Free-tier limits of one model.

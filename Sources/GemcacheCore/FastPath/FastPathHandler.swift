@@ -274,7 +274,6 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func reportHits() {
         guard let batch = unreported else { return }
         unreported = nil
-        fastPath.ledger.recordRequest(model: batch.model, count: batch.count)
         fastPath.ledger.recordAnswer(model: batch.model, outcome: .hit, status: 200, tokens: batch.tokens, count: batch.count)
         for nanoseconds in unreportedDurations { fastPath.ledger.recordLatency(outcome: .hit, duration: .nanoseconds(nanoseconds)) }
         unreportedDurations.removeAll(keepingCapacity: true)

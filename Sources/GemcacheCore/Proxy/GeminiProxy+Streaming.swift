@@ -12,7 +12,11 @@ extension GeminiProxy {
     /// completed. Identical concurrent misses share one upstream stream (COALESCED) while it is still
     /// recorded whole; one that grew past `cache.max_entry_size` cannot be joined, and a request that
     /// comes then makes its own upstream call (MISS).
-    func stream(_ prepared: Prepared, logger: Logger) async throws -> Response {
+    ///
+    /// A client whose `connection` ends (it closed it, or only its sending side, which nginx too counts
+    /// as gone) leaves the stream at once, not at its next write a chunk or two later: when it was the
+    /// last and `cache.finish_aborted_streams` is off, the upstream is read no further.
+    func stream(_ prepared: Prepared, connection: any Channel, logger: Logger) async throws -> Response {
         let controls = prepared.controls
         let trusted = access.mayServeCached(credentialTag: prepared.credentialTag)
         if let stored = try await answerFromStore(prepared, trusted: trusted, logger: logger) {
@@ -22,10 +26,12 @@ extension GeminiProxy {
         let limit = configuration.cache.maxEntrySize
         let (recording, chunks, led) = recordings.withLock { recordings in
             if coalesce, let running = recordings[prepared.key], let chunks = running.subscribe() { return (running, chunks, false) }
-            let (recording, chunks) = StreamRecording.started(limit: limit)
+            let (recording, chunks) = StreamRecording.started(limit: limit, finishingAbandoned: configuration.cache.finishAbortedStreams)
             if coalesce { recordings[prepared.key] = recording }
             return (recording, chunks, true)
         }
+        try? await connection.setOption(ChannelOptions.allowRemoteHalfClosure, value: false)
+        connection.closeFuture.whenComplete { [leave = chunks.leaving] _ in leave() }
         if led {
             Task { await self.record(prepared, into: recording, store: !controls.noStore, shared: coalesce, logger: logger) }
         }
@@ -55,10 +61,10 @@ extension GeminiProxy {
         })
     }
 
-    /// Reads the upstream stream into `recording` to its end, within `upstream.timeout` (unless every
-    /// client left and it cannot be stored: `cache.finish_aborted_streams` is off, or the stream grew
-    /// past `cache.max_entry_size`), then stores it if it is complete. The stream ends for its clients
-    /// only once the entry is committed, so a request that follows finds it.
+    /// Reads the upstream stream into `recording` to its end, within `upstream.timeout`, or until every
+    /// client has gone and it is not to be stored (``StreamRecording/stopped()``), then stores it if it
+    /// is complete. The stream ends for its clients only once the entry is committed, so a request that
+    /// follows finds it.
     private func record(_ prepared: Prepared, into recording: StreamRecording, store shouldStore: Bool, shared: Bool, logger: Logger) async {
         var failure: ProxyError?
         var usage = TokenUsage.zero
@@ -84,11 +90,21 @@ extension GeminiProxy {
         let headers = response.replayableHeaders
         if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
         recording.begin(.init(status: status, headers: headers + (fallback.map { [("X-Gemcache-Fallback", $0)] } ?? [])))
-        // Once every client left, the stream is read on only to store it, if that is still possible.
-        let finishAborted = configuration.cache.finishAbortedStreams
-        let finished = try await response.relay { chunk in
-            await recording.append(chunk)
-            return !recording.isAbandoned || (finishAborted && recording.isWhole)
+        // Once every client has gone, the stream is read on only to be stored, if it can be; otherwise
+        // the reading stops at once, even while the upstream is silent (which cancels the exchange).
+        let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await response.relay { chunk in
+                    await recording.append(chunk)
+                    return !recording.hasStopped
+                }
+            }
+            group.addTask {
+                await recording.stopped()
+                return false
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? false
         }
         let recorded = finished ? recording.recorded : nil
         let answers = recorded.flatMap(framing.answers)

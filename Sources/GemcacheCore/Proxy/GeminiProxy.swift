@@ -81,7 +81,7 @@ public final class GeminiProxy: Sendable {
     // MARK: - Cached routes
 
     /// Handles a request on a cached route (SPEC §2–§5).
-    func cached(_ request: Request, target: UpstreamTarget, context: some RequestContext, route: CachedRoute) async throws -> Response {
+    func cached(_ request: Request, target: UpstreamTarget, context: ProxyRequestContext, route: CachedRoute) async throws -> Response {
         let query = ForwardedRequest.queryItems(target.query)
         let alt = QueryParameter.alt(in: query)
         do {
@@ -93,22 +93,25 @@ public final class GeminiProxy: Sendable {
                 ledger.recordRejected()
                 throw error
             }
-            ledger.recordRequest(model: route.model)
+            // The model the request counts under: the path's, or once read, the body's (OpenAI surface).
+            var model = route.model
             do {
                 // Only the response forms the proxy can frame and record; anything else never reaches Google.
                 if let alt, !["json", "json;enum-encoding=int", "sse"].contains(alt) {
                     throw ProxyError.invalidArgument("Invalid value at 'alt' (\(alt)): gemcache serves alt=json, alt=json;enum-encoding=int and alt=sse.")
                 }
                 let prepared = try await prepare(request, target: target, route: route, query: query, credential: credential)
+                model = prepared.model
                 if prepared.framing != nil {
-                    return try await stream(prepared, logger: context.logger)
+                    return try await stream(prepared, connection: context.channel, logger: context.logger)
                 }
                 if route.operation == .batchEmbedContents {
                     return try await batchEmbed(prepared, logger: context.logger)
                 }
                 return try await answer(prepared, logger: context.logger)
             } catch {
-                ledger.recordError(model: route.model)
+                // Answered requests were counted with their answer; this one is counted with its error.
+                ledger.recordError(model: model)
                 throw error
             }
         } catch var error as ProxyError {

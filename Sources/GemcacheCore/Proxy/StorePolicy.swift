@@ -18,7 +18,7 @@ enum StorePolicy {
     }
 
     /// Every candidate finished with STOP (MAX_TOKENS only when the request set `maxOutputTokens`);
-    /// never a blocked prompt or an empty candidate list.
+    /// never a blocked prompt (a `blockReason` of any form) or an empty candidate list.
     static func isCompleteGeneration(_ answer: Any, request: @autoclosure () -> Any?) -> Bool {
         guard let object = answer as? [String: Any] else { return false }
         if let feedback = object["promptFeedback"] as? [String: Any], feedback["blockReason"] != nil {
@@ -27,13 +27,24 @@ enum StorePolicy {
         guard let candidates = object["candidates"] as? [[String: Any]], !candidates.isEmpty else { return false }
         lazy var limited = setsLimit(request(), section: ["generationConfig", "generation_config"], fields: ["maxOutputTokens", "max_output_tokens"])
         return candidates.allSatisfy { candidate in
-            switch candidate["finishReason"] as? String {
+            switch finishReason(candidate["finishReason"]) {
             case "STOP": true
             case "MAX_TOKENS": limited
             default: false
             }
         }
     }
+
+    /// A candidate's finish reason by name. Answers carry the name, or with `$alt=json;enum-encoding=int`
+    /// (what Google's generated REST clients ask for) its number in `Candidate.FinishReason`.
+    private static func finishReason(_ value: Any?) -> String? {
+        if let name = value as? String { return name }
+        return (value as? NSNumber).flatMap { Int(exactly: $0.doubleValue) }.flatMap { finishReasonNames[$0] }
+    }
+
+    /// The numbers of the finish reasons the storing rule names (google.ai.generativelanguage.v1beta
+    /// `Candidate.FinishReason`: STOP = 1, MAX_TOKENS = 2); every other number is a reason not to store.
+    private static let finishReasonNames: [Int: String] = [1: "STOP", 2: "MAX_TOKENS"]
 
     /// Every choice finished with `stop` (`length` only when the request set `max_tokens`), in a whole
     /// answer or in the last chunk of a stream.

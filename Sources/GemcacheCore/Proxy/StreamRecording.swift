@@ -6,7 +6,9 @@ import Synchronization
 /// subscribes and receives the chunks from the first one on, as they arrive (SPEC §5).
 ///
 /// The upstream is read by its own task, not by any client, so a client that goes away neither stops
-/// the others nor (with `cache.finish_aborted_streams`) the recording. What it holds is bounded (SPEC §8):
+/// the others nor (with `cache.finish_aborted_streams`) the recording. Once every client has gone and
+/// the stream is not to be finished and stored, the reading stops at once (``stopped()``), and nobody
+/// can join any more. What it holds is bounded (SPEC §8):
 /// - the stream is kept whole, for storing and for clients that join late, only up to `limit` bytes
 ///   (`cache.max_entry_size`); past that it is no longer recorded: chunks every subscriber has received
 ///   are released, and ``subscribe()`` refuses new clients, whose beginning is gone;
@@ -52,6 +54,10 @@ final class StreamRecording: Sendable {
         var reader: CheckedContinuation<Void, Never>?
         var failure: ProxyError?
         var ended = false
+        /// Set once every client has gone and the stream is not to be finished: the reading stops and
+        /// nobody may join any more.
+        var stopped = false
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
         var usage = TokenUsage.zero
 
         /// Whether every subscriber (there is one) is more than a window behind.
@@ -64,6 +70,16 @@ final class StreamRecording: Sendable {
             guard reader != nil, !readerMustWait else { return nil }
             defer { reader = nil }
             return reader
+        }
+
+        /// Stops the reading once every client has gone, unless the stream is to be finished and stored
+        /// (`finishesAbandoned`, while it is still recorded whole).
+        /// - Returns: The tasks waiting for the stop, to resume.
+        mutating func stopIfAbandoned(finishesAbandoned: Bool) -> [CheckedContinuation<Void, Never>] {
+            guard !stopped, everSubscribed, subscribers.isEmpty, !(finishesAbandoned && !overflowed) else { return [] }
+            stopped = true
+            defer { stopWaiters = [] }
+            return stopWaiters
         }
 
         /// Cuts off the subscribers more than ``maxLag`` behind the fastest, then drops the chunks every
@@ -79,16 +95,20 @@ final class StreamRecording: Sendable {
     }
 
     private let limit: Int
+    /// Whether a stream every client has left is read on to be stored (`cache.finish_aborted_streams`).
+    private let finishesAbandoned: Bool
     private let state = Mutex(State())
 
     /// A recording that keeps at most `limit` bytes, and its first subscriber (the client that leads it).
-    static func started(limit: Int) -> (StreamRecording, Subscription) {
-        let recording = StreamRecording(limit: limit)
-        return (recording, recording.join())
+    static func started(limit: Int, finishingAbandoned: Bool) -> (StreamRecording, Subscription) {
+        let recording = StreamRecording(limit: limit, finishesAbandoned: finishingAbandoned)
+        // A new recording is neither past its limit nor stopped: its first client always joins.
+        return (recording, recording.subscribe()!)
     }
 
-    private init(limit: Int) {
+    private init(limit: Int, finishesAbandoned: Bool) {
         self.limit = limit
+        self.finishesAbandoned = finishesAbandoned
     }
 
     /// Waits for the upstream's status and headers.
@@ -105,26 +125,18 @@ final class StreamRecording: Sendable {
         }
     }
 
-    /// The stream's chunks from the first one on, or nil when its beginning is no longer kept.
+    /// The stream's chunks from the first one on, or nil when its beginning is no longer kept or its
+    /// reading stopped.
     func subscribe() -> Subscription? {
-        isWhole ? join() : nil
-    }
-
-    private func join() -> Subscription {
-        let id = state.withLock { state in
+        let id: Int? = state.withLock { state in
+            if state.overflowed || state.stopped { return nil }
             defer { state.nextSubscriber += 1 }
             state.subscribers[state.nextSubscriber] = Subscriber()
             state.everSubscribed = true
             return state.nextSubscriber
         }
-        return Subscription(Token(recording: self, id: id))
+        return id.map { Subscription(Token(recording: self, id: $0)) }
     }
-
-    /// True once every client that subscribed has gone away.
-    var isAbandoned: Bool { state.withLock { $0.everSubscribed && $0.subscribers.isEmpty } }
-
-    /// Whether the stream is still recorded whole (it has not grown past the limit).
-    var isWhole: Bool { state.withLock { !$0.overflowed } }
 
     /// The whole stream as read so far, or nil once it grew past the limit.
     var recorded: [UInt8]? {
@@ -138,6 +150,31 @@ final class StreamRecording: Sendable {
 
     // MARK: - The reading task's side
 
+    /// True once the reading must stop: every client has gone, and the stream is not to be finished
+    /// (`cache.finish_aborted_streams` is off, or it grew past the limit).
+    var hasStopped: Bool { state.withLock { $0.stopped } }
+
+    /// Returns once the reading must stop (at once if it must already), or when the task is cancelled.
+    /// The reading task is the one waiter.
+    func stopped() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let waits = state.withLock { state in
+                    guard !state.stopped, !Task.isCancelled else { return false }
+                    state.stopWaiters.append(continuation)
+                    return true
+                }
+                if !waits { continuation.resume() }
+            }
+        } onCancel: {
+            let waiters = state.withLock { state in
+                defer { state.stopWaiters = [] }
+                return state.stopWaiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
     func begin(_ head: Head) {
         let waiters = state.withLock { state in
             state.head = head
@@ -150,7 +187,7 @@ final class StreamRecording: Sendable {
     /// Passes `chunk` to every subscriber, then waits (unless the task is cancelled) until one is at most
     /// ``window`` bytes behind.
     func append(_ chunk: ByteBuffer) async {
-        let waiting = state.withLock { state in
+        let (waiting, stops) = state.withLock { state in
             state.chunks.append(chunk)
             state.bytes += chunk.readableBytes
             if state.bytes > limit { state.overflowed = true }
@@ -161,9 +198,10 @@ final class StreamRecording: Sendable {
                 waiting.append(continuation)
             }
             if state.overflowed { state.releaseReceived() }
-            return waiting
+            return (waiting, state.stopIfAbandoned(finishesAbandoned: finishesAbandoned))
         }
         for continuation in waiting { continuation.resume(returning: chunk) }
+        for stop in stops { stop.resume() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let waits = state.withLock { state in
@@ -243,15 +281,20 @@ final class StreamRecording: Sendable {
         }
     }
 
-    /// Removes subscriber `id`, which may let the reading task go on.
+    /// Removes subscriber `id`, which may let the reading task go on, or stop; a `next()` it is waiting
+    /// in ends with `CancellationError`.
     fileprivate func leave(_ id: Int) {
-        state.withLock { state in
-            state.subscribers.removeValue(forKey: id)
-            return state.takeReaderIfCaughtUp()
-        }?.resume()
+        let (waiting, reader, stops) = state.withLock { state in
+            let waiting = state.subscribers.removeValue(forKey: id)?.waiting
+            return (waiting, state.takeReaderIfCaughtUp(), state.stopIfAbandoned(finishesAbandoned: finishesAbandoned))
+        }
+        waiting?.resume(throwing: CancellationError())
+        reader?.resume()
+        for stop in stops { stop.resume() }
     }
 
-    /// One client's view of the stream; it leaves the recording when released.
+    /// One client's view of the stream; it leaves the recording when released, or when its client
+    /// goes away (``leaving``).
     struct Subscription: AsyncSequence, Sendable {
         fileprivate let token: Token
 
@@ -260,6 +303,13 @@ final class StreamRecording: Sendable {
         }
 
         func makeAsyncIterator() -> Iterator { Iterator(token: token) }
+
+        /// Leaves the recording at once (the client went away), as the subscription's release would:
+        /// a `next()` waiting ends with `CancellationError`. Holds the subscription weakly, so a callback
+        /// that outlives the stream keeps nothing alive.
+        var leaving: @Sendable () -> Void {
+            { [weak token] in token.map { $0.recording.leave($0.id) } }
+        }
 
         struct Iterator: AsyncIteratorProtocol {
             fileprivate let token: Token

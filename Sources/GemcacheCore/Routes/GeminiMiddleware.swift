@@ -6,10 +6,12 @@ import Hummingbird
 /// A middleware rather than routes, because the API's paths (`/v1beta/models/m:generateContent`,
 /// `/upload/v1beta/files`, `/v1beta/cachedContents/…`) are open-ended and the router's trie does not
 /// fall back to a catch-all once a prefix such as `/v1beta/models` matched.
-struct GeminiMiddleware<Context: RequestContext>: RouterMiddleware {
+struct GeminiMiddleware: RouterMiddleware {
     let proxy: GeminiProxy
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: ProxyRequestContext, next: (Request, ProxyRequestContext) async throws -> Response
+    ) async throws -> Response {
         let path = request.uri.path
         if path == "/_gemcache" || path.hasPrefix("/_gemcache/") || path == "/healthz" {
             return try await next(request, context)

@@ -86,17 +86,16 @@ public final class Ledger: Sendable {
 
     // MARK: - Recording
 
-    /// A request on a cached route arrived (`count` of them: the fast path reports its hits in batches).
-    func recordRequest(model: String, count: Int64 = 1) {
-        store.increment(Counter.requests, by: count)
-        store.increment(Counter.model(model, Counter.requests), by: count)
-    }
-
-    /// A request on a cached route was answered; a hit or coalesced answer saved a call and `tokens`.
-    /// With `count` > 1, that many answers alike, `tokens` their sum (the fast path's batches).
+    /// A request on a cached route was answered, counted once (SPEC §7): in `requests` and in its
+    /// outcome's counter, or in `errors` when the answer is an error (an upstream 400 is an error, not
+    /// a miss), so that the outcome counters add up to `requests`, in total and per model. A hit or
+    /// coalesced answer saved a call and `tokens`. With `count` > 1, that many answers alike, `tokens`
+    /// their sum (the fast path's batches).
     func recordAnswer(model: String, outcome: CacheOutcome, status: Int, tokens: TokenUsage, count: Int64 = 1) {
+        if status >= 400 { return recordError(model: model, count: count) }
         let time = now()
         let name = Counter.name(of: outcome)
+        recordRequests(model: model, count: count)
         store.increment(name, by: count)
         store.increment(Counter.model(model, name), by: count)
         switch outcome {
@@ -113,7 +112,6 @@ public final class Ledger: Sendable {
         case .refresh, .bypass, .stale:
             break
         }
-        if status >= 400 { recordError(model: model) }
     }
 
     /// One call went upstream for `model` (it counts against the quota whatever its answer).
@@ -129,10 +127,17 @@ public final class Ledger: Sendable {
         store.increment(Counter.minute(minute, model: model, Counter.upstreamTokens), by: Int64(tokens.total))
     }
 
-    /// A request failed, or was answered with an error.
-    func recordError(model: String?) {
-        store.increment(Counter.errors)
-        if let model { store.increment(Counter.model(model, Counter.errors)) }
+    /// A request on a cached route failed, or was answered with an error: counted once, in `requests`
+    /// and `errors` (per model too, once the model is known: the OpenAI surface names it in the body).
+    func recordError(model: String, count: Int64 = 1) {
+        recordRequests(model: model, count: count)
+        store.increment(Counter.errors, by: count)
+        store.increment(Counter.model(model, Counter.errors), by: count)
+    }
+
+    private func recordRequests(model: String, count: Int64) {
+        store.increment(Counter.requests, by: count)
+        store.increment(Counter.model(model, Counter.requests), by: count)
     }
 
     /// A request refused for its credential (SPEC §7): counted here only, with no per-model state.
