@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "gemcache", targets: ["gemcache"]),
         .library(name: "GemcacheCore", targets: ["GemcacheCore"]),
         .library(name: "LMDBKit", targets: ["LMDBKit"]),
+        .library(name: "GemcacheKey", targets: ["GemcacheKey"]),
         .library(name: "GeminiMock", targets: ["GeminiMock"]),
     ],
     dependencies: [
@@ -54,9 +55,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "GemcacheKey",
+            dependencies: ["CLibCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "GemcacheCore",
             dependencies: [
                 "LMDBKit",
+                "GemcacheKey",
                 "CLibCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -133,6 +140,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GemcacheKeyTests",
+            dependencies: ["GemcacheKey"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GeminiMockTests",
             dependencies: [
                 "GeminiMock",
@@ -146,6 +158,7 @@ let package = Package(
             name: "GemcacheCoreTests",
             dependencies: [
                 "GemcacheCore",
+                "GemcacheKey",
                 "LMDBKit",
                 "GemcacheTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -160,6 +173,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "GemcacheCore",
+                "GemcacheKey",
                 "GemcacheTestSupport",
                 "GeminiMock",
                 "LMDBKit",

@@ -1,3 +1,4 @@
+import GemcacheKey
 import Foundation
 @testable import GemcacheCore
 import GemcacheTestSupport

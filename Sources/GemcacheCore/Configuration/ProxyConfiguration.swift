@@ -1,3 +1,5 @@
+public import GemcacheKey
+
 /// Every setting of gemcache (SPEC §1), with the built-in defaults.
 ///
 /// Built once at start-up by ``ProxyConfiguration/load(filePath:environment:overrides:)`` from

@@ -1,3 +1,4 @@
+import GemcacheKey
 import LMDBKit
 
 /// Synchronous reads of the `aliases` database (raw request key → cache key), for the fast path.

@@ -1,3 +1,4 @@
+import GemcacheKey
 import NIOCore
 import Synchronization
 

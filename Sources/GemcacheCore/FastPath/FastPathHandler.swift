@@ -1,3 +1,4 @@
+import GemcacheKey
 import NIOCore
 import NIOHTTP1
 
@@ -283,7 +284,7 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func scopeTag(_ credential: UnsafeRawBufferPointer) -> [UInt8] {
         if fastPath.sharedScope { return Self.shared }
         if let memo = scopeMemo, memo.credential.elementsEqual(credential) { return memo.tag }
-        let tag = Array(GemcacheCore.scopeTag(credential: String(decoding: credential, as: UTF8.self), salt: fastPath.store.scopeSalt).utf8)
+        let tag = Array(GemcacheKey.scopeTag(credential: String(decoding: credential, as: UTF8.self), salt: fastPath.store.scopeSalt).utf8)
         scopeMemo = (Array(credential), tag)
         return tag
     }

@@ -1,3 +1,4 @@
+import GemcacheKey
 import CLibCrypto
 
 /// The key of a byte-identical request: SHA-256 over the request as sent, before any parsing or

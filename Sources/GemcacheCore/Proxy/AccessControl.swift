@@ -1,3 +1,4 @@
+import GemcacheKey
 import HTTPTypes
 import Synchronization
 

@@ -1,3 +1,4 @@
+import GemcacheKey
 public import HTTPTypes
 
 /// A request on a cached route (SPEC §2): which operation, API version and model.

@@ -1,3 +1,5 @@
+import GemcacheKey
+
 /// The slow path's part in the fast path: recording which raw request leads to which cache key.
 extension GeminiProxy {
     /// The raw key of a generateContent request (``RawRequestKey``), or nil when the fast path would

@@ -1,3 +1,4 @@
+import GemcacheKey
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes

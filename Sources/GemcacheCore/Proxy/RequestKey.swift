@@ -1,3 +1,4 @@
+import GemcacheKey
 import Foundation
 import HTTPTypes
 
@@ -47,7 +48,7 @@ struct RequestKey {
         }
         let shared = configuration.effectiveScope == .shared
         scope = shared ? .shared : .perKey
-        credentialTag = GemcacheCore.scopeTag(credential: credential, salt: salt)
+        credentialTag = GemcacheKey.scopeTag(credential: credential, salt: salt)
         scopeTag = shared ? "shared" : credentialTag
         namespace = controls.namespace
         if let named = openAIBody?["model"] as? String {

@@ -1,3 +1,5 @@
+import GemcacheKey
+
 /// Runs one operation per key at a time; callers that arrive while it runs share its result (SPEC §5).
 ///
 /// The operation runs in its own unstructured task, so a leader whose client goes away does not

@@ -1,3 +1,4 @@
+import GemcacheKey
 import Synchronization
 
 /// The upstream keys of managed mode (SPEC §8), one per Google project since quota is per project:

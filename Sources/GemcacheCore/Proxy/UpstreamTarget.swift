@@ -1,3 +1,4 @@
+import GemcacheKey
 import Foundation
 
 /// A client's request target, checked to be in origin form (RFC 9112 §3.2.1) so that it can only ever

@@ -1,3 +1,4 @@
+import GemcacheKey
 import Foundation
 import LMDBKit
 import Logging

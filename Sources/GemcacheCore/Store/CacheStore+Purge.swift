@@ -1,3 +1,4 @@
+public import GemcacheKey
 import Foundation
 import LMDBKit
 

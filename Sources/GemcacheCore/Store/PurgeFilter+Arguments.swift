@@ -1,3 +1,5 @@
+import GemcacheKey
+
 extension PurgeFilter {
     /// The filter of `gemcache purge`, from its option values as typed.
     /// - Parameter olderThan: A duration written like a setting (`3600`, `90s`, `30m`, `24h`, `7d`).

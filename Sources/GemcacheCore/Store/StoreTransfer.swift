@@ -1,3 +1,4 @@
+import GemcacheKey
 public import Foundation
 
 /// `gemcache export` and `import`: entries as JSON Lines, streamed in batches (never the whole store

@@ -1,1 +1,1 @@
-../../../../Sources/GemcacheCore/Key/BodyNormalizer.swift
+../../../../Sources/GemcacheKey/BodyNormalizer.swift

@@ -1,1 +1,1 @@
-../../../../Sources/GemcacheCore/Key/CacheKey.swift
+../../../../Sources/GemcacheKey/CacheKey.swift

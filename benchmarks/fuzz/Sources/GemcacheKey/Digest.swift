@@ -1,1 +1,1 @@
-../../../../Sources/GemcacheCore/Key/Digest.swift
+../../../../Sources/GemcacheKey/Digest.swift

@@ -1,1 +1,1 @@
-../../../../Sources/GemcacheCore/Key/KeyJSON.swift
+../../../../Sources/GemcacheKey/KeyJSON.swift

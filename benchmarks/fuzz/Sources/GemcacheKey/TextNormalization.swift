@@ -1,1 +1,1 @@
-../../../../Sources/GemcacheCore/Key/TextNormalization.swift
+../../../../Sources/GemcacheKey/TextNormalization.swift

@@ -1,4 +1,4 @@
-import GemcacheCore
+import GemcacheKey
 import Testing
 
 @Suite struct DigestTests {

@@ -1,5 +1,5 @@
 import Foundation
-@testable import GemcacheCore
+@testable import GemcacheKey
 import Testing
 
 /// A deterministic generator (SplitMix64), so that a failing string can be found again from its seed.

@@ -1,4 +1,4 @@
-import GemcacheCore
+import GemcacheKey
 import Testing
 
 /// Two bodies and the levels at which their normalized forms must be equal.
