@@ -26,7 +26,7 @@ final class AccessControl: Sendable {
     func admit(credential: String?) throws(ProxyError) {
         guard mode == .managed else { return }
         guard let token = credential, isProxyToken(token) else {
-            throw ProxyError(.unauthorized, "UNAUTHENTICATED", "Request had invalid authentication credentials. Present a gemcache proxy token as x-goog-api-key, ?key= or Authorization: Bearer.")
+            throw .invalidProxyToken
         }
     }
 

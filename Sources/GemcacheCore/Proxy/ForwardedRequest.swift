@@ -64,7 +64,7 @@ struct ForwardedRequest {
         var bytes = 0
         for field in headers { bytes += field.name.rawName.utf8.count + field.value.utf8.count + 4 }
         guard bytes <= maxHeaderBytes else {
-            throw ProxyError(.requestHeaderFieldsTooLarge, "INVALID_ARGUMENT", "The request's headers are larger than \(maxHeaderBytes) bytes.")
+            throw .headersTooLarge(limit: maxHeaderBytes)
         }
     }
 

@@ -41,7 +41,7 @@ extension GeminiProxy {
         var stored = false
         if !missing.isEmpty {
             if controls.onlyIfCached {
-                throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "Not every item is cached, and Cache-Control: only-if-cached forbids calling upstream.")
+                throw ProxyError.notEveryItemCached
             }
             var request = batch ?? [:]
             request["requests"] = missing.map { items[$0] }

@@ -138,9 +138,9 @@ public final class GeminiProxy: Sendable {
             var buffer = try await request.body.collect(upTo: configuration.limits.maxBody)
             body = buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch is NIOTooManyBytesError {
-            throw ProxyError(.contentTooLarge, "INVALID_ARGUMENT", "Request body is larger than limits.max_body (\(configuration.limits.maxBody) bytes).")
+            throw .bodyTooLarge(limit: configuration.limits.maxBody)
         } catch {
-            throw ProxyError(.badRequest, "INVALID_ARGUMENT", "The request body could not be read.")
+            throw .unreadableBody
         }
         let keyed = try await KeyingPool.run(bodySize: body.count) { [self] () throws(ProxyError) in try RequestKey(
             route: route, query: query, headers: request.headers, body: body, credential: credential, configuration: configuration, salt: store.scopeSalt
@@ -167,7 +167,7 @@ public final class GeminiProxy: Sendable {
             return hit(entry, prepared: prepared)
         }
         if controls.onlyIfCached {
-            throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "No cached answer, and Cache-Control: only-if-cached forbids calling upstream.")
+            throw .notCached
         }
         return nil
     }
@@ -313,7 +313,7 @@ public final class GeminiProxy: Sendable {
         } catch where error.status == .tooManyRequests && next != nil {
             response = nil  // the quota guard refused: the fallback model may still have room
         }
-        guard let next else { throw ProxyError(.tooManyRequests, "RESOURCE_EXHAUSTED", "Out of quota.") }
+        guard let next else { throw .outOfQuota }
         if response != nil { ledger.recordUpstreamCall(model: prepared.model, status: 429, tokens: .zero) }
         let target = try prepared.target.replacingPath(
             prepared.target.path.replacingOccurrences(of: "/models/\(prepared.route.model):", with: "/models/\(next):")
