@@ -118,7 +118,7 @@ extension GeminiProxy {
 extension Ledger {
     /// Items of a batch answered from the cache (`saved_items`).
     func recordSavedItems(_ count: Int) {
-        if count > 0 { store.increment(Counter.savedItems, by: Int64(count)) }
+        if count > 0 { store.increment(Counter.total(.savedItems), by: Int64(count)) }
     }
 }
 
