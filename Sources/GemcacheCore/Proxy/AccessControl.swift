@@ -23,9 +23,9 @@ final class AccessControl: Sendable {
     }
 
     /// Managed mode: 401 unless the request's credential is a proxy token.
-    func admit(credential: String?) throws(ProxyError) {
+    func admit(credential: Credential?) throws(ProxyError) {
         guard mode == .managed else { return }
-        guard let token = credential, isProxyToken(token) else {
+        guard let credential, isProxyToken(credential.value) else {
             throw .invalidProxyToken
         }
     }

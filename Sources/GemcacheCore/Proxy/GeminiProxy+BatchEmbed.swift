@@ -63,7 +63,7 @@ extension GeminiProxy {
                 embeddings[index] = returned[position]
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
                     let item = Prepared(
-                        route: prepared.route, key: keys[index], scope: prepared.scope, scopeTag: prepared.scopeTag, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
+                        route: prepared.route, key: keys[index], scope: prepared.scope, scopeTag: prepared.scopeTag, credential: prepared.credential, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
                         controls: controls, body: [], target: prepared.target, headers: [], framing: nil
                     )
                     saves.append((item, Array(bytes)))

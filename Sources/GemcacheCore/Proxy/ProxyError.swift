@@ -46,6 +46,11 @@ public struct ProxyError: Error, HTTPResponseError, Sendable {
         "Invalid request target: gemcache takes an origin-form path (a single leading '/', no scheme, host, '@', '\\', empty or dot segments, or encoded separators)."
     )
 
+    /// 400: more than one credential (SPEC §8, ``Credential``).
+    static let moreThanOneCredential = invalidArgument(
+        "The request carries more than one credential (x-goog-api-key, ?key=, access_token, Authorization: Bearer): send exactly one."
+    )
+
     /// 400: the body ended or failed before it was whole.
     static let unreadableBody = invalidArgument("The request body could not be read.")
 

@@ -147,8 +147,7 @@ public struct UpstreamClient: Sendable {
         let lease = lease ?? keys.lease()
         keys.recordUse(lease)
         request.url = try upstream.url(for: target.removingCredentials)
-        request.headers.remove(name: "x-goog-api-key")
-        request.headers.remove(name: "authorization")
+        for name in Credential.headerNames { request.headers.remove(name: name.rawName) }
         if target.path.hasPrefix("/v1beta/openai/") {
             request.headers.add(name: "authorization", value: "Bearer \(lease.key)")
         } else {
