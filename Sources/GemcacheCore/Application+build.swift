@@ -42,7 +42,7 @@ public func buildApplication(
             metadata: ["cache.scope_salt_env": "\(configuration.cache.scopeSaltEnv)"]
         )
     }
-    let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.keyPrefix + fingerprint + "/" + Counter.upstreamRequests) }
+    let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.upstreamKey(fingerprint, .upstreamRequests)) }
     let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress)
     let ledger = Ledger(store: store, shared: shared, configuration: configuration)
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)

@@ -162,6 +162,32 @@ struct ProxyEndToEndTests {
         }
     }
 
+    /// `cache.default_ttl` is the TTL of every kind that `cache.ttl` does not name (SPEC §1): the stored
+    /// entry's TTL, as a hit's `Cache-Status` gives it, comes from there; a named kind keeps its own.
+    @Test func aKindThatCacheTTLDoesNotNameIsStoredForTheDefaultTTL() async throws {
+        let file = TemporaryDirectory()
+        defer { file.remove() }
+        FileManager.default.createFile(atPath: file.path + "/proxy.conf", contents: Data("cache: {default_ttl: 2h, ttl: {generate: 3h}}".utf8))
+        let cache = try await ProxyConfiguration.load(filePath: file.path + "/proxy.conf", environment: [:]).cache
+        try await withProxyBehindMock(configure: { $0.cache = cache }) { port, recorder, _ in
+            func hitTTL(_ method: String, _ path: String, _ body: String?) async throws -> Int {
+                _ = try await send(method, port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                let hit = try await send(method, port: port, path: path, body: body, headers: ["x-goog-api-key": testKey])
+                #expect(hit.header("x-gemcache") == "HIT", "\(path)")
+                let ttl = try #require(hit.header("cache-status")?.firstMatch(of: /ttl=(\d+);/)?.1)
+                return try #require(Int(ttl))
+            }
+            let hours = { (hours: Int) in (hours * 3600 - 10)...(hours * 3600) }
+            let countTokens = try await hitTTL("POST", "/v1beta/models/gemini-2.5-flash:countTokens", generateBody("count me"))
+            let model = try await hitTTL("GET", "/v1beta/models/gemini-2.5-flash", nil)
+            let generate = try await hitTTL("POST", path, generateBody("keep me"))
+            #expect(hours(2).contains(countTokens), "countTokens: not named, default_ttl")
+            #expect(hours(2).contains(model), "models.get: not named, default_ttl")
+            #expect(hours(3).contains(generate), "generateContent: its own TTL")
+            #expect(recorder.totalRequests == 3)
+        }
+    }
+
     @Test func perKeyScopeSeparatesClients() async throws {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream { upstreamPort, recorder in

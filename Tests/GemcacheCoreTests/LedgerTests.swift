@@ -186,9 +186,9 @@ struct LedgerTests {
             let (store, ledger) = try await open(directory, clock: clock)
             let minute = Counter.epochMinute(clock.now())
             let poisoned: [(String, Int64)] = [
-                (Counter.savedTokens, .max), (Counter.hits, .max), (Counter.coalesced, .max),
-                (Counter.model(Self.flash, Counter.savedTokens), .max), (Counter.model(Self.flash, Counter.hits), -5),
-                (Counter.minute(minute, Counter.hits), .max), (Counter.misses, .min),
+                ("saved_tokens", .max), ("hits", .max), ("coalesced", .max),
+                ("model/\(Self.flash)/saved_tokens", .max), ("model/\(Self.flash)/hits", -5),
+                ("minute/\(Counter.paddedMinute(minute))/hits", .max), ("misses", .min),
             ]
             // Written as an older build left them, around the saturating write path.
             let counters = try store.environment.openDatabase("counters", create: false)
@@ -206,10 +206,10 @@ struct LedgerTests {
             await store.flushCounters()
             let after = try await ledger.document()
             for document in [before, after] {
-                #expect(document.totals[Counter.savedTokens] == .max && document.hits == .max && document.misses == 0)
+                #expect(document.totals["saved_tokens"] == .max && document.hits == .max && document.misses == 0)
                 #expect(document.savedRequests == .max && document.hitRatio == 1)
-                #expect(document.models[Self.flash]?.counts[Counter.hits] == 3)
-                #expect(document.models[Self.flash]?.counts[Counter.savedTokens] == .max)
+                #expect(document.models[Self.flash]?.counts["hits"] == 3)
+                #expect(document.models[Self.flash]?.counts["saved_tokens"] == .max)
                 #expect(document.models[Self.flash]?.savedRequests == 6)
             }
             let exposition = ledger.metrics.exposition(after)
@@ -219,6 +219,28 @@ struct LedgerTests {
             _ = try after.jsonData()
             await store.close()
         }
+    }
+
+    /// Every counter's name is the one stores already hold (a store written by an earlier build reads the same).
+    @Test func counterNamesAreTheStoredOnes() {
+        let names: [Counter: String] = [
+            .requests: "requests", .hits: "hits", .coalesced: "coalesced", .misses: "misses", .refreshed: "refreshed",
+            .bypassed: "bypassed", .stale: "stale", .errors: "errors", .rejected: "rejected", .upstreamRequests: "upstream_requests",
+            .upstreamTokens: "upstream_tokens", .savedRequests: "saved_requests", .savedTokens: "saved_tokens",
+            .savedPromptTokens: "saved_prompt_tokens", .savedItems: "saved_items", .evictions: "evictions",
+        ]
+        for (kind, name) in names {
+            #expect(Counter.total(kind) == name)
+            #expect(Counter.model("m", kind) == "model/m/" + name)
+            #expect(Counter.day("2026-11-29", model: "m", kind) == "day/2026-11-29/model/m/" + name)
+            #expect(Counter.minute(29_000_000, kind) == "minute/0029000000/" + name)
+            #expect(Counter.minute(29_000_000, model: "m", kind) == "minute/0029000000/model/m/" + name)
+            #expect(Counter.upstreamKey("sha256:ab", kind) == "key/sha256:ab/" + name)
+        }
+        #expect(Counter(.partial) == .misses && Counter(.refresh) == .refreshed && Counter(.bypass) == .bypassed)
+        #expect(Counter.totals.map(Counter.total) == [
+            "requests", "hits", "coalesced", "misses", "refreshed", "bypassed", "stale", "errors", "rejected", "upstream_requests", "saved_tokens", "saved_items",
+        ])
     }
 
     @Test func countsPastEitherEndSaturate() {

@@ -68,6 +68,33 @@ struct ProxyConfigurationTests {
         #expect(configuration.store.syncInterval == .zero)
     }
 
+    /// SPEC §1: a kind's TTL is its `cache.ttl` entry, else `cache.default_ttl`, else the built-in one,
+    /// which is what proxy.conf ships.
+    @Test func aKindThatCacheTTLDoesNotNameTakesTheDefaultTTL() async throws {
+        let hour = 3600, day = 86400
+        let expected: [CachedRoute.Operation: Int] = [
+            .generateContent: day, .streamGenerateContent: day, .countTokens: 30 * day, .embedContent: 30 * day,
+            .batchEmbedContents: 30 * day, .listModels: hour, .getModel: hour, .openAIChat: day, .openAIEmbeddings: day,
+        ]
+        let shippedPath = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("proxy.conf").path
+        let builtIn = try await load(file: nil).cache
+        let shipped = try await ProxyConfiguration.load(filePath: shippedPath, environment: [:]).cache
+        for operation in CachedRoute.Operation.allCases {
+            let seconds = try #require(expected[operation])
+            #expect(builtIn.ttl(for: operation) == .seconds(seconds), "\(operation)")
+            #expect(shipped.ttl(for: operation) == builtIn.ttl(for: operation), "\(operation)")
+        }
+
+        let partial = try await load(file: "cache: {default_ttl: 2h, ttl: {embed: 7d}}").cache
+        for operation in CachedRoute.Operation.allCases {
+            let named = operation == .embedContent || operation == .batchEmbedContents
+            #expect(partial.ttl(for: operation) == .seconds(named ? 7 * day : 2 * hour), "\(operation)")
+        }
+        let everyKind = try await load(file: nil, environment: ["GEMCACHE_CACHE_DEFAULT_TTL": "5m"]).cache
+        #expect(CachedRoute.Operation.allCases.allSatisfy { everyKind.ttl(for: $0) == .seconds(300) })
+    }
+
     @Test func tablesComeFromTheFile() async throws {
         let file = """
             limits:
@@ -85,6 +112,9 @@ struct ProxyConfigurationTests {
 
     @Test(arguments: [
         ("cache: {default_ttl: forever}", "cache.default_ttl"),
+        ("cache: {ttl: {models: 0}}", "cache.ttl.models"),
+        ("cache: {ttl: {count_tokens: soon}}", "cache.ttl.count_tokens"),
+        ("cache: {ttl: {embedding: 7d}}", "cache.ttl.embedding"),
         ("cache: {normalise: text}", "cache.normalise"),
         ("listen: {port: 70000}", "listen.port"),
         ("store: {max_size: 12 parsecs}", "store.max_size"),

@@ -82,19 +82,27 @@ public struct ProxyConfiguration: Sendable, Equatable {
         public var normalize = NormalizationLevel.text
         public var scope = ScopeSetting.auto
         public var scopeSaltEnv = "GEMCACHE_SCOPE_SALT"
-        public var defaultTTL: Duration = .seconds(24 * 3600)
+        /// `cache.default_ttl`: the TTL of every kind that `cache.ttl` does not name; nil: unset.
+        public var defaultTTL: Duration? = nil
+        /// `cache.ttl`: the kinds it names. ``ttl(for:)`` says which TTL an answer gets.
         public var ttl = TTLs()
         public var staleIfError: Duration = .zero
         public var finishAbortedStreams = true
         public var maxEntrySize = 16 << 20
 
-        /// Time to live per kind of answer.
+        /// Time to live per kind of answer, as `cache.ttl` names them; nil: not named.
         public struct TTLs: Sendable, Equatable {
-            public var generate: Duration = .seconds(24 * 3600)
-            public var countTokens: Duration = .seconds(30 * 24 * 3600)
-            public var embed: Duration = .seconds(30 * 24 * 3600)
-            public var models: Duration = .seconds(3600)
-            public var openai: Duration = .seconds(24 * 3600)
+            public var generate: Duration? = nil
+            public var countTokens: Duration? = nil
+            public var embed: Duration? = nil
+            public var models: Duration? = nil
+            public var openai: Duration? = nil
+
+            /// Each kind's TTL when neither `cache.ttl` nor `cache.default_ttl` is set: what proxy.conf ships.
+            static let builtIn = (
+                generate: Duration.seconds(24 * 3600), countTokens: Duration.seconds(30 * 24 * 3600),
+                embed: Duration.seconds(30 * 24 * 3600), models: Duration.seconds(3600), openai: Duration.seconds(24 * 3600)
+            )
         }
     }
 

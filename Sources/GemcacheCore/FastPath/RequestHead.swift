@@ -11,6 +11,11 @@ struct RequestHead {
     /// The request target (path and query) as sent.
     let target: Range<Int>
     /// The value of the one `x-goog-api-key` header, if there is exactly one and it is not empty.
+    ///
+    /// SPEC §8's rule of one credential is ``Credential``'s; this reads it in place, without building one
+    /// (the hot loop): a request the fast path answers carries this header as its only credential
+    /// (`Authorization` and a repeated header make it not ``answerable``, and ``RawRequestKey`` keys no
+    /// target with a credential parameter), so the slow path applies the rule to every other request.
     let credential: Range<Int>?
     /// The value of the one `X-Gemcache-Namespace` header, if any.
     let namespace: Range<Int>?

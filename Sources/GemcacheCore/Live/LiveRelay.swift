@@ -40,9 +40,8 @@ struct LiveRelay: Sendable {
     }
 
     /// Client headers that travel upstream with the upgrade: identification and, in passthrough
-    /// mode, the credential. The upgrade's own headers are the WebSocket client's.
+    /// mode, the credential's (``Credential/headerNames``). The upgrade's own headers are the WebSocket client's.
     private static let forwardedHeaders: [HTTPField.Name] = [.userAgent, .googAPIClient, .googUserProject]
-    private static let credentialHeaders: [HTTPField.Name] = [.googAPIKey, .authorization]
 
     /// The answer to an upgrade request: a relay for a Live path, a refusal (400) for anything else.
     func shouldUpgrade(_ request: HTTPRequest) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
@@ -96,7 +95,7 @@ struct LiveRelay: Sendable {
     /// The upstream URL (`wss://…`) and the headers of the upgrade.
     private func upstreamSession(target: UpstreamTarget, request: HTTPRequest) throws(ProxyError) -> (url: String, headers: HTTPFields) {
         let query = ForwardedRequest.queryItems(target.query)
-        let credential = try ForwardedRequest.credential(headers: request.headerFields, query: query)
+        let credential = try Credential(headers: request.headerFields, query: query)
         try access.admit(credential: credential)
         var headers = HTTPFields()
         for name in Self.forwardedHeaders { for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) } }
@@ -107,7 +106,7 @@ struct LiveRelay: Sendable {
             target = target.removingCredentials
             headers[.googAPIKey] = lease.key
         } else {
-            for name in Self.credentialHeaders { for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) } }
+            for name in Credential.headerNames { for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) } }
         }
         let url = try upstream.url(for: target)
         let scheme = url.prefix { $0 != ":" }.lowercased()

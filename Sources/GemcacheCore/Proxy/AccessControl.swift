@@ -24,10 +24,10 @@ final class AccessControl: Sendable {
     }
 
     /// Managed mode: 401 unless the request's credential is a proxy token.
-    func admit(credential: String?) throws(ProxyError) {
+    func admit(credential: Credential?) throws(ProxyError) {
         guard mode == .managed else { return }
-        guard let token = credential, isProxyToken(token) else {
-            throw ProxyError(.unauthorized, "UNAUTHENTICATED", "Request had invalid authentication credentials. Present a gemcache proxy token as x-goog-api-key, ?key= or Authorization: Bearer.")
+        guard let credential, isProxyToken(credential.value) else {
+            throw .invalidProxyToken
         }
     }
 

@@ -69,14 +69,18 @@ public struct CachedRoute: Sendable, Equatable {
 }
 
 extension ProxyConfiguration.Cache {
-    /// The time to live of an operation's answers.
+    /// The time to live of an operation's answers (SPEC §1): its kind's `cache.ttl` entry, else
+    /// `cache.default_ttl`, else the kind's built-in TTL (``TTLs/builtIn``).
     func ttl(for operation: CachedRoute.Operation) -> Duration {
-        switch operation {
-        case .generateContent, .streamGenerateContent: ttl.generate
-        case .countTokens: ttl.countTokens
-        case .embedContent, .batchEmbedContents: ttl.embed
-        case .listModels, .getModel: ttl.models
-        case .openAIChat, .openAIEmbeddings: ttl.openai
-        }
+        let builtIn = TTLs.builtIn
+        let (named, kindDefault): (Duration?, Duration) =
+            switch operation {
+            case .generateContent, .streamGenerateContent: (ttl.generate, builtIn.generate)
+            case .countTokens: (ttl.countTokens, builtIn.countTokens)
+            case .embedContent, .batchEmbedContents: (ttl.embed, builtIn.embed)
+            case .listModels, .getModel: (ttl.models, builtIn.models)
+            case .openAIChat, .openAIEmbeddings: (ttl.openai, builtIn.openai)
+            }
+        return named ?? defaultTTL ?? kindDefault
     }
 }

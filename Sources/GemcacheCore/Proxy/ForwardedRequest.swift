@@ -2,8 +2,8 @@ import GemcacheKey
 import Foundation
 import HTTPTypes
 
-/// What the proxy reads from a client request besides the body: the credential, the query, and
-/// the headers that may travel upstream.
+/// What the proxy reads from a client request besides the body and the credential (``Credential``):
+/// the query, and the headers that may travel upstream.
 struct ForwardedRequest {
     /// Headers never forwarded or replayed: hop-by-hop (RFC 9110 §7.6.1) and what the proxy itself sets.
     static let hopByHop: Set<String> = [
@@ -16,30 +16,6 @@ struct ForwardedRequest {
         "content-encoding", "date", "server", "alt-svc", "set-cookie", "server-timing", "age",
         "x-gemcache", "x-gemcache-key", "x-gemcache-items", "cache-status", "via",
     ])
-
-    /// The client's one Gemini credential (SPEC §8): an `x-goog-api-key` header, a `key`,
-    /// `access_token` or `oauth_token` query parameter, or `Authorization: Bearer`; nil without one.
-    ///
-    /// - Throws: 400 when the request carries more than one (two kinds, or one kind twice with
-    ///   different values): the proxy must never vouch for one credential while Google reads another.
-    static func credential(headers: HTTPFields, query: [(name: String, value: String)]) throws(ProxyError) -> String? {
-        var found: [(kind: String, value: String)] = []
-        for value in headers[values: .googAPIKey] where !value.isEmpty {
-            found.append(("x-goog-api-key", value))
-        }
-        for item in query where QueryParameter.role(of: item.name, isGET: false) == .credential && !item.value.isEmpty {
-            found.append((item.name.lowercased(), item.value))
-        }
-        for authorization in headers[values: .authorization] where authorization.lowercased().hasPrefix("bearer ") {
-            let token = authorization.dropFirst(7).trimmingCharacters(in: .whitespaces)
-            if !token.isEmpty { found.append(("bearer", token)) }
-        }
-        guard let first = found.first else { return nil }
-        guard found.allSatisfy({ $0.kind == first.kind && $0.value == first.value }) else {
-            throw .invalidArgument("The request carries more than one credential (x-goog-api-key, ?key=, access_token, Authorization: Bearer): send exactly one.")
-        }
-        return first.value
-    }
 
     /// Decoded `name=value` pairs of a raw query string, in order.
     static func queryItems(_ rawQuery: String?) -> [(name: String, value: String)] {
@@ -65,7 +41,7 @@ struct ForwardedRequest {
         var bytes = 0
         for field in headers { bytes += field.name.rawName.utf8.count + field.value.utf8.count + 4 }
         guard bytes <= maxHeaderBytes else {
-            throw ProxyError(.requestHeaderFieldsTooLarge, "INVALID_ARGUMENT", "The request's headers are larger than \(maxHeaderBytes) bytes.")
+            throw .headersTooLarge(limit: maxHeaderBytes)
         }
     }
 

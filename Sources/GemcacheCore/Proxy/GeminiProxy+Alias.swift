@@ -3,20 +3,17 @@ import GemcacheKey
 /// The slow path's part in the fast path: recording which raw request leads to which cache key.
 extension GeminiProxy {
     /// The raw key of a generateContent request (``RawRequestKey``), or nil when the fast path would
-    /// never look it up (another operation, a target it does not key raw, no `x-goog-api-key`) or when
-    /// a header outside the raw key entered the cache key (`X-Goog-FieldMask`): the same raw bytes
-    /// without that header must not lead to this entry.
+    /// never look it up (another operation, a target it does not key raw, a credential other than
+    /// `x-goog-api-key`) or when a header outside the raw key entered the cache key (`X-Goog-FieldMask`):
+    /// the same raw bytes without that header must not lead to this entry. The scope is the key's own.
     func rawKey(_ prepared: Prepared) -> [UInt8]? {
-        guard prepared.route.operation == .generateContent,
+        guard prepared.route.operation == .generateContent, prepared.credential.place == .apiKeyHeader,
             !prepared.headers.contains(where: { $0.name.lowercased() == "x-goog-fieldmask" })
         else { return nil }
         let target = Array(prepared.target.pathAndQuery.utf8)
-        guard target.withUnsafeBytes({ RawRequestKey.isEligible(target: $0) }),
-            let credential = prepared.headers.first(where: { $0.name.lowercased() == "x-goog-api-key" })?.value, !credential.isEmpty
-        else { return nil }
-        let scope = configuration.effectiveScope == .shared ? "shared" : scopeTag(credential: credential, salt: store.scopeSalt)
+        guard target.withUnsafeBytes({ RawRequestKey.isEligible(target: $0) }) else { return nil }
         return RawKeyHasher(normalize: configuration.cache.normalize).key(
-            target: target, scope: Array(scope.utf8), namespace: prepared.controls.namespace.map { Array($0.utf8) }, body: prepared.body
+            target: target, scope: Array(prepared.scopeTag.utf8), namespace: prepared.controls.namespace.map { Array($0.utf8) }, body: prepared.body
         )
     }
 

@@ -42,7 +42,7 @@ extension GeminiProxy {
         var stored = false
         if !missing.isEmpty {
             if controls.onlyIfCached {
-                throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "Not every item is cached, and Cache-Control: only-if-cached forbids calling upstream.")
+                throw ProxyError.notEveryItemCached
             }
             var request = batch ?? [:]
             request["requests"] = missing.map { items[$0] }
@@ -64,7 +64,7 @@ extension GeminiProxy {
                 embeddings[index] = returned[position]
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
                     let item = Prepared(
-                        route: prepared.route, key: keys[index], scope: prepared.scope, scopeTag: prepared.scopeTag, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
+                        route: prepared.route, key: keys[index], scope: prepared.scope, scopeTag: prepared.scopeTag, credential: prepared.credential, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
                         controls: controls, body: [], target: prepared.target, headers: [], framing: nil
                     )
                     saves.append((item, Array(bytes)))
@@ -119,7 +119,7 @@ extension GeminiProxy {
 extension Ledger {
     /// Items of a batch answered from the cache (`saved_items`).
     func recordSavedItems(_ count: Int) {
-        if count > 0 { store.increment(Counter.savedItems, by: Int64(count)) }
+        if count > 0 { store.increment(Counter.total(.savedItems), by: Int64(count)) }
     }
 }
 

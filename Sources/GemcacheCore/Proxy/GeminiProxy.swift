@@ -63,6 +63,7 @@ public final class GeminiProxy: Sendable {
         let scope: CacheEntry.Scope
         /// The scope as it entered the key, for keys of parts of this request (batch items).
         let scopeTag: String
+        let credential: Credential
         /// The credential's salted hash (for shared-scope verification).
         let credentialTag: String
         let query: [(name: String, value: String)]
@@ -87,7 +88,7 @@ public final class GeminiProxy: Sendable {
         let alt = QueryParameter.alt(in: query)
         do {
             // Admission comes before accounting: a refused request is only counted as rejected (SPEC §7).
-            let credential: String
+            let credential: Credential
             do {
                 credential = try admit(request.headers, query: query)
             } catch {
@@ -124,24 +125,24 @@ public final class GeminiProxy: Sendable {
 
     /// The request's one credential, admitted (SPEC §8): more than one is a 400; in managed mode it
     /// must be a proxy token (401); in passthrough mode a cached route needs one (Google's 403).
-    private func admit(_ headers: HTTPFields, query: [(name: String, value: String)]) throws(ProxyError) -> String {
-        let credential = try ForwardedRequest.credential(headers: headers, query: query)
+    private func admit(_ headers: HTTPFields, query: [(name: String, value: String)]) throws(ProxyError) -> Credential {
+        let credential = try Credential(headers: headers, query: query)
         try access.admit(credential: credential)
         guard let credential else { throw .missingCredential }
         return credential
     }
 
     private func prepare(
-        _ request: Request, target: UpstreamTarget, route: CachedRoute, query: [(name: String, value: String)], credential: String
+        _ request: Request, target: UpstreamTarget, route: CachedRoute, query: [(name: String, value: String)], credential: Credential
     ) async throws(ProxyError) -> Prepared {
         let body: [UInt8]
         do {
             var buffer = try await request.body.collect(upTo: configuration.limits.maxBody)
             body = buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch is NIOTooManyBytesError {
-            throw ProxyError(.contentTooLarge, "INVALID_ARGUMENT", "Request body is larger than limits.max_body (\(configuration.limits.maxBody) bytes).")
+            throw .bodyTooLarge(limit: configuration.limits.maxBody)
         } catch {
-            throw ProxyError(.badRequest, "INVALID_ARGUMENT", "The request body could not be read.")
+            throw .unreadableBody
         }
         let keyed = try await KeyingPool.run(bodySize: body.count) { [self] () throws(ProxyError) in try RequestKey(
             route: route, query: query, headers: request.headers, body: body, credential: credential, configuration: configuration, salt: store.scopeSalt
@@ -152,7 +153,7 @@ public final class GeminiProxy: Sendable {
         default: nil
         }
         return Prepared(
-            route: route, key: keyed.key, scope: keyed.scope, scopeTag: keyed.scopeTag, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: keyed.controls, body: body,
+            route: route, key: keyed.key, scope: keyed.scope, scopeTag: keyed.scopeTag, credential: credential, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: keyed.controls, body: body,
             target: target, headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
         )
     }
@@ -168,7 +169,7 @@ public final class GeminiProxy: Sendable {
             return hit(entry, prepared: prepared)
         }
         if controls.onlyIfCached {
-            throw ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "No cached answer, and Cache-Control: only-if-cached forbids calling upstream.")
+            throw .notCached
         }
         return nil
     }
@@ -314,7 +315,7 @@ public final class GeminiProxy: Sendable {
         } catch where error.status == .tooManyRequests && next != nil {
             response = nil  // the quota guard refused: the fallback model may still have room
         }
-        guard let next else { throw ProxyError(.tooManyRequests, "RESOURCE_EXHAUSTED", "Out of quota.") }
+        guard let next else { throw .outOfQuota }
         if response != nil { ledger.recordUpstreamCall(model: prepared.model, status: 429, tokens: .zero) }
         let target = try prepared.target.replacingPath(
             prepared.target.path.replacingOccurrences(of: "/models/\(prepared.route.model):", with: "/models/\(next):")
@@ -402,7 +403,7 @@ public final class GeminiProxy: Sendable {
     /// Streams a request that is not cached to the upstream and its answer back, both ways unbuffered.
     func passThrough(_ request: Request, target: UpstreamTarget, context: some RequestContext) async throws -> Response {
         do {
-            try access.admit(credential: ForwardedRequest.credential(headers: request.headers, query: ForwardedRequest.queryItems(target.query)))
+            try access.admit(credential: Credential(headers: request.headers, query: ForwardedRequest.queryItems(target.query)))
         } catch {
             ledger.recordRejected()
             throw error

@@ -61,10 +61,10 @@ final class QuotaGuard: Sendable {
             switch verdict {
             case .go: return
             case .refuse(let message, let retryAfter):
-                throw ProxyError(.tooManyRequests, "RESOURCE_EXHAUSTED", message, retryAfter: max(1, Int(retryAfter.components.seconds)))
+                throw .quotaExceeded(message, retryAfter: max(1, Int(retryAfter.components.seconds)))
             case .wait(let until, let message):
                 guard until <= deadline else {
-                    throw ProxyError(.tooManyRequests, "RESOURCE_EXHAUSTED", message, retryAfter: max(1, Int((until - now).components.seconds) + 1))
+                    throw .quotaExceeded(message, retryAfter: max(1, Int((until - now).components.seconds) + 1))
                 }
                 try? await Task.sleep(until: until, clock: .continuous)
             }

@@ -23,10 +23,10 @@ struct RequestKey {
     /// where the key needs only the canonical form.
     let openAIBody: [String: Any]?
 
-    /// - Parameter credential: The request's one credential (``ForwardedRequest/credential(headers:query:)``).
+    /// - Parameter credential: The request's one credential.
     /// - Throws: 400 for malformed JSON or controls.
     init(
-        route: CachedRoute, query: [(name: String, value: String)], headers: HTTPFields, body: [UInt8], credential: String,
+        route: CachedRoute, query: [(name: String, value: String)], headers: HTTPFields, body: [UInt8], credential: Credential,
         configuration: ProxyConfiguration, salt: [UInt8]
     ) throws(ProxyError) {
         var controls = try RequestControls(headers: headers)
@@ -48,7 +48,7 @@ struct RequestKey {
         }
         let shared = configuration.effectiveScope == .shared
         scope = shared ? .shared : .perKey
-        credentialTag = GemcacheKey.scopeTag(credential: credential, salt: salt)
+        credentialTag = GemcacheKey.scopeTag(credential: credential.value, salt: salt)
         scopeTag = shared ? "shared" : credentialTag
         namespace = controls.namespace
         if let named = openAIBody?["model"] as? String {

@@ -28,8 +28,6 @@ final class StreamRecording: Sendable {
     static let window = 1 << 20
     /// How far a subscriber may fall behind the fastest one once the stream is no longer kept whole.
     static let maxLag = 4 << 20
-    /// What a subscriber that was cut off gets (never seen as such: its answer had started).
-    static let cutOff = ProxyError(.badGateway, "UNAVAILABLE", "The client fell too far behind a stream it shared with others.")
 
     private struct Subscriber {
         /// The index (from the stream's start) of the next chunk to receive.
@@ -235,7 +233,7 @@ final class StreamRecording: Sendable {
             defer { state.headWaiters = [] }
             return (state.headWaiters, waiting)
         }
-        for waiter in headWaiters { waiter.resume(throwing: failure ?? ProxyError(.badGateway, "UNAVAILABLE", "The upstream stream ended without an answer.")) }
+        for waiter in headWaiters { waiter.resume(throwing: failure ?? ProxyError.upstreamStreamEndedEarly) }
         for continuation in waiting {
             if let failure { continuation.resume(throwing: failure) } else { continuation.resume(returning: nil) }
         }
@@ -250,7 +248,7 @@ final class StreamRecording: Sendable {
                 enum Next { case chunk(ByteBuffer), end(ProxyError?), cancelled, wait }
                 let (next, reader): (Next, CheckedContinuation<Void, Never>?) = state.withLock { state in
                     // A subscriber still reading that is gone was cut off.
-                    guard var subscriber = state.subscribers[id] else { return (.end(StreamRecording.cutOff), nil) }
+                    guard var subscriber = state.subscribers[id] else { return (.end(.fellBehindSharedStream), nil) }
                     if subscriber.position < state.released + state.chunks.count {
                         let chunk = state.chunks[subscriber.position - state.released]
                         subscriber.position += 1

@@ -79,7 +79,7 @@ public struct UpstreamClient: Sendable {
     /// send any number as `:status`, and building a response from one above 999 would trap.
     private static func checked(_ response: HTTPClientResponse) throws(ProxyError) -> HTTPClientResponse {
         guard (100...599).contains(response.status.code) else {
-            throw ProxyError(.badGateway, "UNAVAILABLE", "The upstream answered with an invalid status.")
+            throw .upstreamInvalidStatus
         }
         return response
     }
@@ -147,8 +147,7 @@ public struct UpstreamClient: Sendable {
         let lease = lease ?? keys.lease()
         keys.recordUse(lease)
         request.url = try upstream.url(for: target.removingCredentials)
-        request.headers.remove(name: "x-goog-api-key")
-        request.headers.remove(name: "authorization")
+        for name in Credential.headerNames { request.headers.remove(name: name.rawName) }
         if target.path.hasPrefix("/v1beta/openai/") {
             request.headers.add(name: "authorization", value: "Bearer \(lease.key)")
         } else {
@@ -173,12 +172,12 @@ public struct UpstreamClient: Sendable {
     /// Upstream failures in Google's terms: deadlines are 504, everything else 502.
     static func mapError(_ error: any Error) -> ProxyError {
         if let error = error as? HTTPClientError, error == .deadlineExceeded || error == .readTimeout {
-            return ProxyError(.gatewayTimeout, "DEADLINE_EXCEEDED", "The upstream did not answer within upstream.timeout.")
+            return .upstreamTimeout
         }
         if let error = error as? HTTPClientError, error == .connectTimeout {
-            return ProxyError(.badGateway, "UNAVAILABLE", "The upstream could not be reached within upstream.connect_timeout.")
+            return .upstreamConnectTimeout
         }
-        return ProxyError(.badGateway, "UNAVAILABLE", "The upstream could not be reached or closed the connection.")
+        return .upstreamUnreachable
     }
 
     /// Shuts both clients down; call once, after the server has stopped.

@@ -39,7 +39,7 @@ struct UpstreamResponse: Sendable {
                     var buffer = try await stream.collect(upTo: limit)
                     return buffer.readBytes(length: buffer.readableBytes) ?? []
                 } catch is NIOTooManyBytesError {
-                    throw ProxyError(.badGateway, "UNAVAILABLE", "The upstream answer is larger than limits.max_body.")
+                    throw ProxyError.upstreamAnswerTooLarge
                 }
             }
         }

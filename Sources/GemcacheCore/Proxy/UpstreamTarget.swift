@@ -23,13 +23,13 @@ struct UpstreamTarget: Sendable, Equatable {
         guard bytes.count >= 1, bytes.count <= Self.maxLength, bytes[0] == UInt8(ascii: "/"),
             bytes.count == 1 || bytes[1] != UInt8(ascii: "/"),
             bytes.allSatisfy(Self.isAllowed)
-        else { throw Self.invalid }
+        else { throw .invalidRequestTarget }
         let mark = bytes.firstIndex(of: UInt8(ascii: "?"))
         let path = String(decoding: bytes[..<(mark ?? bytes.count)], as: UTF8.self)
         let lowercased = path.lowercased()
         guard !path.contains("//"), !path.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }),
             !["%2e", "%2f", "%5c"].contains(where: { lowercased.contains($0) })
-        else { throw Self.invalid }
+        else { throw .invalidRequestTarget }
         self.path = path
         self.query = mark.map { String(decoding: bytes[($0 + 1)...], as: UTF8.self) }
     }
@@ -60,10 +60,6 @@ struct UpstreamTarget: Sendable, Equatable {
 
     /// Longer targets are refused (Google's own front end refuses far shorter ones).
     static let maxLength = 16 << 10
-
-    private static let invalid = ProxyError.invalidArgument(
-        "Invalid request target: gemcache takes an origin-form path (a single leading '/', no scheme, host, '@', '\\', empty or dot segments, or encoded separators)."
-    )
 
     /// RFC 3986 `pchar`, `/` and `?` (path and query), without `@`.
     private static func isAllowed(_ byte: UInt8) -> Bool {

@@ -36,7 +36,7 @@ struct AdminController<Context: RequestContext> {
     private func authorize(_ request: Request) throws(ProxyError) {
         let presented = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
         guard let adminToken, let presented, Digest.sha256(presented) == Digest.sha256(adminToken) else {
-            throw ProxyError(.forbidden, "PERMISSION_DENIED", "Admin actions need Authorization: Bearer <the token in the variable named by admin.token_env>.")
+            throw .adminTokenRequired
         }
     }
 

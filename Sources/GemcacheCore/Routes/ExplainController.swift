@@ -35,7 +35,7 @@ struct ExplainController<Context: RequestContext> {
         for case let (name, value as String) in (input["headers"] as? [String: Any]) ?? [:] {
             if let name = HTTPField.Name(name) { headers[name] = value }
         }
-        guard let credential = try ForwardedRequest.credential(headers: headers, query: query) else { throw ProxyError.missingCredential }
+        guard let credential = try Credential(headers: headers, query: query) else { throw ProxyError.missingCredential }
         let keyed = try await KeyingPool.run(bodySize: body.count) { [headers] () throws(ProxyError) in
             try RequestKey(route: route, query: query, headers: headers, body: body, credential: credential, configuration: configuration, salt: salt)
         }

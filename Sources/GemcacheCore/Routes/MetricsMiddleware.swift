@@ -12,7 +12,7 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.uri.path == "/metrics" {
-            guard request.method == .get || request.method == .head else { throw ProxyError(.methodNotAllowed, "INVALID_ARGUMENT", "Only GET reads /metrics.") }
+            guard request.method == .get || request.method == .head else { throw ProxyError.metricsNeedGet }
             let text = ledger.metrics.exposition(try await ledger.document())
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

@@ -94,21 +94,21 @@ public final class Ledger: Sendable {
     func recordAnswer(model: String, outcome: CacheOutcome, status: Int, tokens: TokenUsage, count: Int64 = 1) {
         if status >= 400 { return recordError(model: model, count: count) }
         let time = now()
-        let name = Counter.name(of: outcome)
+        let kind = Counter(outcome)
         recordRequests(model: model, count: count)
-        store.increment(name, by: count)
-        store.increment(Counter.model(model, name), by: count)
+        store.increment(Counter.total(kind), by: count)
+        store.increment(Counter.model(model, kind), by: count)
         switch outcome {
         case .hit, .coalesced:
             let day = quotaDay(at: time).id
-            store.increment(Counter.savedTokens, by: Int64(tokens.total))
-            store.increment(Counter.model(model, Counter.savedTokens), by: Int64(tokens.total))
-            store.increment(Counter.model(model, Counter.savedPromptTokens), by: Int64(tokens.prompt))
-            store.increment(Counter.day(day, model: model, Counter.savedRequests), by: count)
-            store.increment(Counter.day(day, model: model, Counter.savedTokens), by: Int64(tokens.total))
-            store.increment(Counter.minute(Counter.epochMinute(time), Counter.hits), by: count)
+            store.increment(Counter.total(.savedTokens), by: Int64(tokens.total))
+            store.increment(Counter.model(model, .savedTokens), by: Int64(tokens.total))
+            store.increment(Counter.model(model, .savedPromptTokens), by: Int64(tokens.prompt))
+            store.increment(Counter.day(day, model: model, .savedRequests), by: count)
+            store.increment(Counter.day(day, model: model, .savedTokens), by: Int64(tokens.total))
+            store.increment(Counter.minute(Counter.epochMinute(time), .hits), by: count)
         case .miss, .partial:
-            store.increment(Counter.minute(Counter.epochMinute(time), Counter.misses))
+            store.increment(Counter.minute(Counter.epochMinute(time), .misses))
         case .refresh, .bypass, .stale:
             break
         }
@@ -118,31 +118,31 @@ public final class Ledger: Sendable {
     func recordUpstreamCall(model: String, status: Int, tokens: TokenUsage) {
         let time = now()
         let day = quotaDay(at: time).id, minute = Counter.epochMinute(time)
-        store.increment(Counter.upstreamRequests)
-        store.increment(Counter.model(model, Counter.upstreamRequests))
-        store.increment(Counter.model(model, Counter.upstreamTokens), by: Int64(tokens.total))
-        store.increment(Counter.day(day, model: model, Counter.upstreamRequests))
-        store.increment(Counter.day(day, model: model, Counter.upstreamTokens), by: Int64(tokens.total))
-        store.increment(Counter.minute(minute, model: model, Counter.upstreamRequests))
-        store.increment(Counter.minute(minute, model: model, Counter.upstreamTokens), by: Int64(tokens.total))
+        store.increment(Counter.total(.upstreamRequests))
+        store.increment(Counter.model(model, .upstreamRequests))
+        store.increment(Counter.model(model, .upstreamTokens), by: Int64(tokens.total))
+        store.increment(Counter.day(day, model: model, .upstreamRequests))
+        store.increment(Counter.day(day, model: model, .upstreamTokens), by: Int64(tokens.total))
+        store.increment(Counter.minute(minute, model: model, .upstreamRequests))
+        store.increment(Counter.minute(minute, model: model, .upstreamTokens), by: Int64(tokens.total))
     }
 
     /// A request on a cached route failed, or was answered with an error: counted once, in `requests`
     /// and `errors` (per model too, once the model is known: the OpenAI surface names it in the body).
     func recordError(model: String, count: Int64 = 1) {
         recordRequests(model: model, count: count)
-        store.increment(Counter.errors, by: count)
-        store.increment(Counter.model(model, Counter.errors), by: count)
+        store.increment(Counter.total(.errors), by: count)
+        store.increment(Counter.model(model, .errors), by: count)
     }
 
     private func recordRequests(model: String, count: Int64) {
-        store.increment(Counter.requests, by: count)
-        store.increment(Counter.model(model, Counter.requests), by: count)
+        store.increment(Counter.total(.requests), by: count)
+        store.increment(Counter.model(model, .requests), by: count)
     }
 
     /// A request refused for its credential (SPEC §7): counted here only, with no per-model state.
     func recordRejected() {
-        store.increment(Counter.rejected)
+        store.increment(Counter.total(.rejected))
     }
 
     /// How long a request on a cached route took to answer, by outcome: `HIT` feeds the hit
@@ -190,9 +190,9 @@ public final class Ledger: Sendable {
         for (name, value) in values {
             guard let (minute, field) = Counter.parseMinute(name), minute >= first, minute <= last else { continue }
             let index = Int(minute - first)
-            if field == Counter.hits {
+            if field == Counter.hits.rawValue {
                 history.hits[index] = Counter.sum(history.hits[index], value)
-            } else if field == Counter.misses {
+            } else if field == Counter.misses.rawValue {
                 history.misses[index] = Counter.sum(history.misses[index], value)
             }
         }
@@ -205,7 +205,7 @@ public final class Ledger: Sendable {
         let time = now()
         let oldestMinute = Counter.epochMinute(time) - Int64(Self.historyMinutes)
         let oldestDay = QuotaDay(containing: Date(milliseconds: time).addingTimeInterval(-Double(Self.keptDays) * 86_400))
-        let ranges = [(Counter.minutePrefix, Counter.minute(oldestMinute, "")), (Counter.dayPrefix, Counter.dayPrefix + oldestDay.id)]
+        let ranges = [(Counter.minutePrefix, Counter.minute(oldestMinute)), (Counter.dayPrefix, Counter.dayPrefix + oldestDay.id)]
         for (start, end) in ranges {
             await store.deleteCounters(from: start, upTo: end)
             await shared?.deleteCounters(from: start, upTo: end)
@@ -232,56 +232,70 @@ extension Date {
     }
 }
 
-/// Names of the persistent counters. Totals have plain names; the rest are paths whose byte order
-/// is time order (minutes are zero-padded), so old ones can be deleted as one key range.
-enum Counter {
-    static let requests = "requests"
-    static let hits = "hits"
-    static let coalesced = "coalesced"
-    static let misses = "misses"
-    static let refreshed = "refreshed"
-    static let bypassed = "bypassed"
-    static let stale = "stale"
-    static let errors = "errors"
-    static let rejected = "rejected"
-    static let upstreamRequests = "upstream_requests"
-    static let upstreamTokens = "upstream_tokens"
-    static let savedRequests = "saved_requests"
-    static let savedTokens = "saved_tokens"
-    static let savedPromptTokens = "saved_prompt_tokens"
-    static let savedItems = "saved_items"
-    /// `key/<fingerprint>/upstream_requests`: managed mode's calls per upstream key.
-    static let keyPrefix = "key/"
+/// The kinds of persistent counter (SPEC §7). Every counter's name is built here from its kind, whose
+/// raw value is the name stored since the first build: the total's name, and the last component of the
+/// kind's other names. Totals have plain names; the rest are paths whose byte order is time order
+/// (minutes are zero-padded), so old ones can be deleted as one key range.
+enum Counter: String {
+    case requests
+    case hits
+    case coalesced
+    case misses
+    case refreshed
+    case bypassed
+    case stale
+    case errors
+    case rejected
+    case upstreamRequests = "upstream_requests"
+    case upstreamTokens = "upstream_tokens"
+    case savedRequests = "saved_requests"
+    case savedTokens = "saved_tokens"
+    case savedPromptTokens = "saved_prompt_tokens"
+    case savedItems = "saved_items"
+    /// Entries the store evicted to make room (kept, not reported).
+    case evictions
 
     /// The totals, in the order reports list them.
-    static let totals = [requests, hits, coalesced, misses, refreshed, bypassed, stale, errors, rejected, upstreamRequests, savedTokens, savedItems]
+    static let totals: [Counter] = [.requests, .hits, .coalesced, .misses, .refreshed, .bypassed, .stale, .errors, .rejected, .upstreamRequests, .savedTokens, .savedItems]
+
+    /// The counter of answers with `outcome`.
+    init(_ outcome: CacheOutcome) {
+        switch outcome {
+        case .hit: self = .hits
+        case .coalesced: self = .coalesced
+        case .miss, .partial: self = .misses
+        case .refresh: self = .refreshed
+        case .bypass: self = .bypassed
+        case .stale: self = .stale
+        }
+    }
 
     static let modelPrefix = "model/"
     static let dayPrefix = "day/"
     static let minutePrefix = "minute/"
+    /// `key/<fingerprint>/upstream_requests`: managed mode's calls per upstream key.
+    static let keyPrefix = "key/"
 
-    static func name(of outcome: CacheOutcome) -> String {
-        switch outcome {
-        case .hit: hits
-        case .coalesced: coalesced
-        case .miss, .partial: misses
-        case .refresh: refreshed
-        case .bypass: bypassed
-        case .stale: stale
-        }
-    }
+    /// `<kind>`: the all-time total.
+    static func total(_ kind: Counter) -> String { kind.rawValue }
 
-    /// `model/<id>/<field>`: all time.
-    static func model(_ model: String, _ field: String) -> String { modelPrefix + model + "/" + field }
+    /// `model/<id>/<kind>`: all time.
+    static func model(_ model: String, _ kind: Counter) -> String { modelPrefix + model + "/" + kind.rawValue }
 
-    /// `day/<yyyy-MM-dd>/model/<id>/<field>`: one quota day.
-    static func day(_ day: String, model: String, _ field: String) -> String { dayPrefix + day + "/" + Self.model(model, field) }
+    /// `day/<yyyy-MM-dd>/model/<id>/<kind>`: one quota day.
+    static func day(_ day: String, model: String, _ kind: Counter) -> String { dayPrefix + day + "/" + Self.model(model, kind) }
 
-    /// `minute/<epoch minute>/<field>`: one minute, all models.
-    static func minute(_ minute: Int64, _ field: String) -> String { minutePrefix + paddedMinute(minute) + "/" + field }
+    /// `minute/<epoch minute>/`: every counter of one minute.
+    static func minute(_ minute: Int64) -> String { minutePrefix + paddedMinute(minute) + "/" }
 
-    /// `minute/<epoch minute>/model/<id>/<field>`: one minute, one model.
-    static func minute(_ minute: Int64, model: String, _ field: String) -> String { Self.minute(minute, Self.model(model, field)) }
+    /// `minute/<epoch minute>/<kind>`: one minute, all models.
+    static func minute(_ minute: Int64, _ kind: Counter) -> String { Self.minute(minute) + kind.rawValue }
+
+    /// `minute/<epoch minute>/model/<id>/<kind>`: one minute, one model.
+    static func minute(_ minute: Int64, model: String, _ kind: Counter) -> String { Self.minute(minute) + Self.model(model, kind) }
+
+    /// `key/<fingerprint>/<kind>`: one upstream key (managed mode), by its fingerprint.
+    static func upstreamKey(_ fingerprint: String, _ kind: Counter) -> String { keyPrefix + fingerprint + "/" + kind.rawValue }
 
     static func epochMinute(_ milliseconds: Int64) -> Int64 { milliseconds / 60_000 }
 

@@ -64,14 +64,14 @@ public final class ProxyMetrics: Sendable {
             func gauge(_ name: String, _ value: Double, model: String? = nil) {
                 CoreMetrics.Meter(label: name, dimensions: model.map { [("model", $0)] } ?? [], factory: factory).set(value)
             }
-            for name in Counter.totals { counter("gemcache_\(name)_total", document.totals[name] ?? 0) }
+            for kind in Counter.totals { counter("gemcache_\(kind.rawValue)_total", document.totals[Counter.total(kind)] ?? 0) }
             counter("gemcache_saved_requests_total", document.savedRequests)
             gauge("gemcache_hit_ratio", document.hitRatio)
             gauge("gemcache_saved_usd", document.savedUSD)
             gauge("gemcache_entries", Double(document.entries))
             gauge("gemcache_store_bytes", Double(document.storeBytes))
             for (model, stats) in document.models {
-                for name in StatsDocument.ModelStats.countNames { counter("gemcache_model_\(name)_total", stats.counts[name] ?? 0, model: model) }
+                for kind in StatsDocument.ModelStats.counted { counter("gemcache_model_\(kind.rawValue)_total", stats.counts[kind.rawValue] ?? 0, model: model) }
                 counter("gemcache_model_saved_requests_total", stats.savedRequests, model: model)
                 gauge("gemcache_model_upstream_requests_minute", Double(stats.upstreamRequestsMinute), model: model)
                 gauge("gemcache_model_upstream_tokens_minute", Double(stats.upstreamTokensMinute), model: model)

@@ -40,9 +40,9 @@ public struct StatsDocument: Sendable {
         }
     }
 
-    public var hits: Int64 { totals[Counter.hits] ?? 0 }
-    public var coalesced: Int64 { totals[Counter.coalesced] ?? 0 }
-    public var misses: Int64 { totals[Counter.misses] ?? 0 }
+    public var hits: Int64 { totals[Counter.total(.hits)] ?? 0 }
+    public var coalesced: Int64 { totals[Counter.total(.coalesced)] ?? 0 }
+    public var misses: Int64 { totals[Counter.total(.misses)] ?? 0 }
     public var savedRequests: Int64 { Counter.sum(hits, coalesced) }
 
     /// (hits + coalesced) / (hits + coalesced + misses), to four decimals; 0 before any answer.
@@ -68,7 +68,7 @@ public struct StatsDocument: Sendable {
         /// USD the hits saved at the configured price (six decimals), nil when the model has no price.
         public var savedUSD: Double?
 
-        public var savedRequests: Int64 { Counter.sum(counts[Counter.hits] ?? 0, counts[Counter.coalesced] ?? 0) }
+        public var savedRequests: Int64 { Counter.sum(counts[Counter.hits.rawValue] ?? 0, counts[Counter.coalesced.rawValue] ?? 0) }
 
         /// upstream_requests_today / rpd, in percent; nil when the limit is unknown.
         public var rpdUsedPct: Double? { percent(upstreamRequestsToday) }
@@ -104,7 +104,7 @@ public struct StatsDocument: Sendable {
             "keys": upstreamKeys.mapValues { ["upstream_requests": $0] },
             "shared_tier": sharedTier?.json ?? NSNull(),
         ]
-        for name in Counter.totals { document[name] = totals[name] ?? 0 }
+        for kind in Counter.totals { document[Counter.total(kind)] = totals[Counter.total(kind)] ?? 0 }
         return document
     }
 
@@ -122,9 +122,8 @@ public struct StatsDocument: Sendable {
 
 extension StatsDocument.ModelStats {
     /// Every all-time counter a model reports, in order.
-    static let countNames = [
-        Counter.requests, Counter.hits, Counter.coalesced, Counter.misses, Counter.refreshed, Counter.bypassed, Counter.stale,
-        Counter.errors, Counter.upstreamRequests, Counter.upstreamTokens, Counter.savedTokens,
+    static let counted: [Counter] = [
+        .requests, .hits, .coalesced, .misses, .refreshed, .bypassed, .stale, .errors, .upstreamRequests, .upstreamTokens, .savedTokens,
     ]
 
     var json: [String: Any] {
@@ -142,7 +141,7 @@ extension StatsDocument.ModelStats {
             "rpd_used_pct": orNull(rpdUsedPct),
             "rpd_without_cache_pct": orNull(rpdWithoutCachePct),
         ]
-        for name in Self.countNames { model[name] = counts[name] ?? 0 }
+        for kind in Self.counted { model[kind.rawValue] = counts[kind.rawValue] ?? 0 }
         return model
     }
 }
@@ -153,11 +152,13 @@ extension Ledger {
         let time = now()
         let day = quotaDay(at: time)
         let dayPrefix = Counter.dayPrefix + day.id + "/"
-        let minutePrefix = Counter.minute(Counter.epochMinute(time), "")
-        let (values, cluster) = try await counterValues(prefixes: Counter.totals + [Counter.modelPrefix, dayPrefix, minutePrefix, Counter.keyPrefix])
+        let minutePrefix = Counter.minute(Counter.epochMinute(time))
+        let totalNames = Counter.totals.map(Counter.total)
+        let (values, cluster) = try await counterValues(prefixes: totalNames + [Counter.modelPrefix, dayPrefix, minutePrefix, Counter.keyPrefix])
         var upstreamKeys: [String: Int64] = [:]
-        for (name, value) in values where name.hasPrefix(Counter.keyPrefix) && name.hasSuffix("/" + Counter.upstreamRequests) {
-            upstreamKeys[String(name.dropFirst(Counter.keyPrefix.count).dropLast(Counter.upstreamRequests.count + 1))] = value
+        let upstreamKeyField = "/" + Counter.upstreamRequests.rawValue
+        for (name, value) in values where name.hasPrefix(Counter.keyPrefix) && name.hasSuffix(upstreamKeyField) {
+            upstreamKeys[String(name.dropFirst(Counter.keyPrefix.count).dropLast(upstreamKeyField.count))] = value
         }
         var models: [String: StatsDocument.ModelStats] = [:]
         func update(_ name: String, after prefix: String, _ apply: (inout StatsDocument.ModelStats, String, Int64) -> Void) {
@@ -167,32 +168,32 @@ extension Ledger {
         for name in values.keys {
             update(name, after: "") { stats, field, value in stats.counts[field] = value }
             update(name, after: dayPrefix) { stats, field, value in
-                switch field {
-                case Counter.upstreamRequests: stats.upstreamRequestsToday = value
-                case Counter.upstreamTokens: stats.upstreamTokensToday = value
-                case Counter.savedRequests: stats.savedRequestsToday = value
-                case Counter.savedTokens: stats.savedTokensToday = value
+                switch Counter(rawValue: field) {
+                case .upstreamRequests: stats.upstreamRequestsToday = value
+                case .upstreamTokens: stats.upstreamTokensToday = value
+                case .savedRequests: stats.savedRequestsToday = value
+                case .savedTokens: stats.savedTokensToday = value
                 default: break
                 }
             }
             update(name, after: minutePrefix) { stats, field, value in
-                switch field {
-                case Counter.upstreamRequests: stats.upstreamRequestsMinute = value
-                case Counter.upstreamTokens: stats.upstreamTokensMinute = value
+                switch Counter(rawValue: field) {
+                case .upstreamRequests: stats.upstreamRequestsMinute = value
+                case .upstreamTokens: stats.upstreamTokensMinute = value
                 default: break
                 }
             }
         }
         for (model, price) in prices {
             guard var stats = models[model] else { continue }
-            let prompt = Double(stats.counts[Counter.savedPromptTokens] ?? 0)
-            let total = Double(stats.counts[Counter.savedTokens] ?? 0)
+            let prompt = Double(stats.counts[Counter.savedPromptTokens.rawValue] ?? 0)
+            let total = Double(stats.counts[Counter.savedTokens.rawValue] ?? 0)
             stats.savedUSD = StatsDocument.round((prompt * price.input + max(0, total - prompt) * price.output) / 1_000_000, places: 6)
             models[model] = stats
         }
         return StatsDocument(
             since: Date(milliseconds: try await since()),
-            totals: values.filter { Counter.totals.contains($0.key) },
+            totals: values.filter { totalNames.contains($0.key) },
             savedUSD: StatsDocument.round(models.values.reduce(0) { $0 + ($1.savedUSD ?? 0) }, places: 6),
             entries: try await store.entryCount(),
             storeBytes: store.storeBytes,

@@ -431,7 +431,7 @@ public final class CacheStore: Sendable {
             if evictFraction > 0 {
                 do {
                     let evicted = try await evict(fraction: evictFraction)
-                    increment("evictions", by: Int64(evicted))
+                    increment(Counter.total(.evictions), by: Int64(evicted))
                     logger.warning("store full: evicted entries", metadata: ["store.evicted": "\(evicted)"])
                 } catch {
                     logger.error("eviction failed", metadata: ["store.error": "\(error)"])
