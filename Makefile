@@ -20,6 +20,9 @@ build: deps
 run: build
 	.build/release/gemcache serve --config proxy.conf
 
+# The first line checks the code's format against .swift-format (Hummingbird's, less
+# OnlyOneTrailingClosureArgument: the tests' `with…(configure: {…}) { body }` reads better as it is);
+# `swift format format -i -r Sources Tests` applies it.
 # The dashboard test renders the page in Debian's headless chromium; the shared-tier tests start
 # private PostgreSQL servers (a target-specific variable reaches the deps prerequisite too). The last
 # line fuzzes the HTTP front of the built binary for 20 s (a finding's inputs go to .build-fuzz/http-findings/).
@@ -28,6 +31,7 @@ run: build
 # bounds (about 106 s in all, against 41 s in parallel).
 test: APT_PACKAGES += chromium postgresql openssl
 test: deps
+	$(SWIFT) format lint --strict --recursive Sources Tests
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 	scripts/sdk-tests.sh

@@ -25,15 +25,23 @@ public func buildApplication(
     let upstreamKeys = managed ? list(configuration.auth.upstreamKeyEnv) : []
     let clientTokens = managed ? list(configuration.auth.clientTokensEnv) : []
     if managed && upstreamKeys.isEmpty {
-        throw ConfigurationError(key: "auth.upstream_key_env", problem: "managed mode needs the upstream keys, comma-separated, in \(configuration.auth.upstreamKeyEnv)")
+        throw ConfigurationError(
+            key: "auth.upstream_key_env",
+            problem: "managed mode needs the upstream keys, comma-separated, in \(configuration.auth.upstreamKeyEnv)"
+        )
     }
     if managed && clientTokens.isEmpty {
-        throw ConfigurationError(key: "auth.client_tokens_env", problem: "managed mode needs the proxy tokens, comma-separated, in \(configuration.auth.clientTokensEnv)")
+        throw ConfigurationError(
+            key: "auth.client_tokens_env",
+            problem: "managed mode needs the proxy tokens, comma-separated, in \(configuration.auth.clientTokensEnv)"
+        )
     }
     let tls = try configuration.listen.tls?.serverConfiguration()
     let egress = try EgressProxy.resolve(setting: configuration.upstream.proxy, upstreamURL: configuration.upstream.url, environment: environment)
     let salt = environment[configuration.cache.scopeSaltEnv].flatMap { $0.isEmpty ? nil : Array($0.utf8) }
-    let sharedSettings = try configuration.store.shared.map { url throws(ConfigurationError) in try SharedTierSettings(url: url, environment: environment) }
+    let sharedSettings = try configuration.store.shared.map { url throws(ConfigurationError) in
+        try SharedTierSettings(url: url, environment: environment)
+    }
     let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger)
     let shared = sharedSettings.map { SharedTier(settings: $0, logger: logger) }
     if shared != nil && salt == nil && configuration.effectiveScope == .perKey {
@@ -51,7 +59,9 @@ public func buildApplication(
     let router = Router(context: ProxyRequestContext.self)
     StatsController(store: store, ledger: ledger).addRoutes(to: router)
     ExplainController(configuration: configuration, salt: store.scopeSalt).addRoutes(to: router)
-    AdminController(store: store, shared: shared, adminToken: environment[configuration.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }).addRoutes(to: router)
+    AdminController(store: store, shared: shared, adminToken: environment[configuration.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }).addRoutes(
+        to: router
+    )
     router.add(middleware: MetricsMiddleware(ledger: ledger))
     router.add(middleware: GeminiMiddleware(proxy: proxy))
 

@@ -113,13 +113,14 @@ struct CanonicalWriter {
             let isText = normalizesText && (role == .textual || role == .textualList)
             writeString(isText ? TextNormalization.normalize(string) : string)
         case .array(let elements):
-            let elementRole: Role = switch role {
-            case .freeForm: .freeForm
-            case .partList: .part
-            case .messageList: .message
-            case .textualList: .textual
-            default: .generic
-            }
+            let elementRole: Role =
+                switch role {
+                case .freeForm: .freeForm
+                case .partList: .part
+                case .messageList: .message
+                case .textualList: .textual
+                default: .generic
+                }
             output.append(UInt8(ascii: "["))
             for (index, element) in elements.enumerated() {
                 if index > 0 { output.append(UInt8(ascii: ",")) }
@@ -189,7 +190,8 @@ struct CanonicalWriter {
         var index = 0
         while index < bytes.count {
             if bytes[index] == UInt8(ascii: "_"), !out.isEmpty, index + 1 < bytes.count,
-               (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(bytes[index + 1]) {
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(bytes[index + 1])
+            {
                 out.append(bytes[index + 1] - 0x20)
                 index += 2
             } else {

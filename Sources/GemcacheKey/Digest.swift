@@ -36,9 +36,13 @@ public enum Digest {
                         [UInt8](unsafeUninitializedCapacity: sha256Length) { out, initialized in
                             var length: UInt32 = 0
                             let result = HMAC(
-                                EVP_sha256(), keyPointer, Int32(keyCount),
-                                messagePointer.assumingMemoryBound(to: UInt8.self), messageCount,
-                                out.baseAddress, &length
+                                EVP_sha256(),
+                                keyPointer,
+                                Int32(keyCount),
+                                messagePointer.assumingMemoryBound(to: UInt8.self),
+                                messageCount,
+                                out.baseAddress,
+                                &length
                             )
                             precondition(result != nil && length == sha256Length, "HMAC(SHA-256) failed")
                             initialized = Int(length)

@@ -59,9 +59,15 @@ struct KeyJSONParser {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
         default: throw unexpected()
         }
@@ -89,7 +95,10 @@ struct KeyJSONParser {
             skipWhitespace()
             switch peek() {
             case UInt8(ascii: ","): position += 1
-            case UInt8(ascii: "}"): position += 1; depth -= 1; return .object(members)
+            case UInt8(ascii: "}"):
+                position += 1
+                depth -= 1
+                return .object(members)
             default: throw unexpected()
             }
         }
@@ -111,7 +120,10 @@ struct KeyJSONParser {
             skipWhitespace()
             switch peek() {
             case UInt8(ascii: ","): position += 1
-            case UInt8(ascii: "]"): position += 1; depth -= 1; return .array(elements)
+            case UInt8(ascii: "]"):
+                position += 1
+                depth -= 1
+                return .array(elements)
             default: throw unexpected()
             }
         }
@@ -141,7 +153,8 @@ struct KeyJSONParser {
         while true {
             let runStart = position
             while position < bytes.count, bytes[position] != UInt8(ascii: "\""),
-                  bytes[position] != UInt8(ascii: "\\"), bytes[position] >= 0x20 {
+                bytes[position] != UInt8(ascii: "\\"), bytes[position] >= 0x20
+            {
                 position += 1
             }
             utf8.append(contentsOf: bytes[runStart..<position])
@@ -177,7 +190,8 @@ struct KeyJSONParser {
             var scalar = UInt32(try parseHex4())
             if (0xD800...0xDBFF).contains(scalar) {
                 guard peek() == UInt8(ascii: "\\"), position + 1 < bytes.count,
-                      bytes[position + 1] == UInt8(ascii: "u") else {
+                    bytes[position + 1] == UInt8(ascii: "u")
+                else {
                     throw invalid("Unpaired surrogate escape at byte \(escapeStart).")
                 }
                 position += 2
@@ -248,10 +262,15 @@ struct KeyJSONParser {
             if exponentNegative { exponent = -exponent }
         }
         let lexeme = String(decoding: bytes[start..<position], as: UTF8.self)
-        guard let canonical = Self.canonicalNumber(
-            lexeme: lexeme, negative: negative,
-            integerDigits: integerDigits, fractionDigits: fractionDigits, exponent: exponent
-        ) else {
+        guard
+            let canonical = Self.canonicalNumber(
+                lexeme: lexeme,
+                negative: negative,
+                integerDigits: integerDigits,
+                fractionDigits: fractionDigits,
+                exponent: exponent
+            )
+        else {
             throw invalid("Number out of range at byte \(start).")
         }
         return canonical
@@ -273,8 +292,11 @@ struct KeyJSONParser {
     /// printed as Swift's shortest round-trip `description`, except that a Double with an
     /// integral value inside Int64 range prints as an integer too. -0 and 0 both print "0".
     static func canonicalNumber(
-        lexeme: String, negative: Bool,
-        integerDigits: ArraySlice<UInt8>, fractionDigits: ArraySlice<UInt8>, exponent: Int
+        lexeme: String,
+        negative: Bool,
+        integerDigits: ArraySlice<UInt8>,
+        fractionDigits: ArraySlice<UInt8>,
+        exponent: Int
     ) -> String? {
         var digits = Array(integerDigits) + Array(fractionDigits)
         var scale = exponent - fractionDigits.count
@@ -319,7 +341,8 @@ struct KeyJSONParser {
 
     private mutating func skipWhitespace() {
         while let byte = peek(),
-              byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\t") {
+            byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\t")
+        {
             position += 1
         }
     }

@@ -17,7 +17,8 @@ enum TextNormalization {
             afterCR = false
         }
         guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else {
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else {
             return ""
         }
         return String(scalars[first...last])

@@ -32,14 +32,19 @@ enum GeminiAnswers {
             var part: [(String, JSONValue)] = [("text", .string(delta.text))]
             if index == 0, let signature = answer.thoughtSignature { part.append(("thoughtSignature", .string(signature))) }
             var candidate: [(String, JSONValue)] = [
-                ("content", .object([("parts", .array([.object(part)])), ("role", .string("model"))])),
+                ("content", .object([("parts", .array([.object(part)])), ("role", .string("model"))]))
             ]
             if index == pieces.count - 1, !truncated {
                 candidate.append(("finishReason", answer.hitLimit ? enums.value("MAX_TOKENS", 2) : enums.value("STOP", 1)))
             }
             candidate.append(("index", .int(0)))
-            return response([("candidates", .array([.object(candidate)]))],
-                            answer: answer, candidateTokens: delta.cumulativeWords, model: model, enums: enums)
+            return response(
+                [("candidates", .array([.object(candidate)]))],
+                answer: answer,
+                candidateTokens: delta.cumulativeWords,
+                model: model,
+                enums: enums
+            )
         }
     }
 
@@ -65,7 +70,11 @@ enum GeminiAnswers {
     }
 
     private static func response(
-        _ leading: [(String, JSONValue)], answer: Synthesis, candidateTokens: Int, model: String, enums: EnumEncoding
+        _ leading: [(String, JSONValue)],
+        answer: Synthesis,
+        candidateTokens: Int,
+        model: String,
+        enums: EnumEncoding
     ) -> JSONValue {
         var usage: [(String, JSONValue)] = [("promptTokenCount", .int(answer.promptTokens))]
         if candidateTokens > 0 { usage.append(("candidatesTokenCount", .int(candidateTokens))) }
@@ -73,11 +82,13 @@ enum GeminiAnswers {
             ("totalTokenCount", .int(answer.promptTokens + candidateTokens)),
             ("promptTokensDetails", tokenDetails(answer.promptTokens, enums)),
         ]
-        return .object(leading + [
-            ("usageMetadata", .object(usage)),
-            ("modelVersion", .string(model)),
-            ("responseId", .string(answer.responseId)),
-        ])
+        return .object(
+            leading + [
+                ("usageMetadata", .object(usage)),
+                ("modelVersion", .string(model)),
+                ("responseId", .string(answer.responseId)),
+            ]
+        )
     }
 
     private static func tokenDetails(_ tokens: Int, _ enums: EnumEncoding) -> JSONValue {
@@ -90,14 +101,19 @@ enum GeminiAnswers {
                 ("category", enums.value("HARM_CATEGORY_DANGEROUS_CONTENT", 10)),
                 ("probability", enums.value("HIGH", 4)),
                 ("blocked", .bool(true)),
-            ]),
+            ])
         ])
     }
 
     private static func model(
-        _ id: String, _ displayName: String, input: Int, output: Int, generative: Bool
+        _ id: String,
+        _ displayName: String,
+        input: Int,
+        output: Int,
+        generative: Bool
     ) -> (id: String, body: JSONValue) {
-        let methods = generative
+        let methods =
+            generative
             ? ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
             : ["embedContent", "countTokens", "countTextTokens", "asyncBatchEmbedContent"]
         var fields: [(String, JSONValue)] = [
@@ -110,8 +126,10 @@ enum GeminiAnswers {
             ("supportedGenerationMethods", .array(methods.map(JSONValue.string))),
         ]
         if generative {
-            fields += [("temperature", .int(1)), ("topP", .double(0.95)), ("topK", .int(64)),
-                       ("maxTemperature", .int(2)), ("thinking", .bool(true))]
+            fields += [
+                ("temperature", .int(1)), ("topP", .double(0.95)), ("topK", .int(64)),
+                ("maxTemperature", .int(2)), ("thinking", .bool(true)),
+            ]
         }
         return (id, .object(fields))
     }

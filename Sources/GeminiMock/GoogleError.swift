@@ -28,13 +28,16 @@ struct GoogleError: Error {
 
 extension GoogleError {
     static let missingCredential = GoogleError(
-        httpStatus: .forbidden, status: "PERMISSION_DENIED",
+        httpStatus: .forbidden,
+        status: "PERMISSION_DENIED",
         message: "Method doesn't allow unregistered callers (callers without established identity). "
             + "Please use API Key or other form of API consumer identity to call this API."
     )
 
     static let invalidKey = GoogleError(
-        httpStatus: .badRequest, status: "INVALID_ARGUMENT", message: "API key not valid. Please pass a valid API key.",
+        httpStatus: .badRequest,
+        status: "INVALID_ARGUMENT",
+        message: "API key not valid. Please pass a valid API key.",
         details: [
             .object([
                 ("@type", .string("type.googleapis.com/google.rpc.ErrorInfo")),
@@ -51,13 +54,16 @@ extension GoogleError {
     )
 
     static let internalError = GoogleError(
-        httpStatus: .internalServerError, status: "INTERNAL",
+        httpStatus: .internalServerError,
+        status: "INTERNAL",
         message: "An internal error has occurred. Please retry or report in "
             + "https://developers.generativeai.google/guide/troubleshooting"
     )
 
     static let overloaded = GoogleError(
-        httpStatus: .serviceUnavailable, status: "UNAVAILABLE", message: "The model is overloaded. Please try again later."
+        httpStatus: .serviceUnavailable,
+        status: "UNAVAILABLE",
+        message: "The model is overloaded. Please try again later."
     )
 
     static func invalidArgument(_ message: String) -> GoogleError {
@@ -66,30 +72,37 @@ extension GoogleError {
 
     static func quotaExceeded(model: String) -> GoogleError {
         GoogleError(
-            httpStatus: .tooManyRequests, status: "RESOURCE_EXHAUSTED",
+            httpStatus: .tooManyRequests,
+            status: "RESOURCE_EXHAUSTED",
             message: "You exceeded your current quota, please check your plan and billing details. "
                 + "For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
                 + "Please retry in 2s.",
             details: [
                 .object([
                     ("@type", .string("type.googleapis.com/google.rpc.QuotaFailure")),
-                    ("violations", .array([
-                        .object([
-                            ("quotaMetric", .string("generativelanguage.googleapis.com/generate_content_free_tier_requests")),
-                            ("quotaId", .string("GenerateRequestsPerMinutePerProjectPerModel-FreeTier")),
-                            ("quotaDimensions", .object([("location", .string("global")), ("model", .string(model))])),
-                            ("quotaValue", .string("10")),
-                        ]),
-                    ])),
+                    (
+                        "violations",
+                        .array([
+                            .object([
+                                ("quotaMetric", .string("generativelanguage.googleapis.com/generate_content_free_tier_requests")),
+                                ("quotaId", .string("GenerateRequestsPerMinutePerProjectPerModel-FreeTier")),
+                                ("quotaDimensions", .object([("location", .string("global")), ("model", .string(model))])),
+                                ("quotaValue", .string("10")),
+                            ])
+                        ])
+                    ),
                 ]),
                 .object([
                     ("@type", .string("type.googleapis.com/google.rpc.Help")),
-                    ("links", .array([
-                        .object([
-                            ("description", .string("Learn more about Gemini API quotas")),
-                            ("url", .string("https://ai.google.dev/gemini-api/docs/rate-limits")),
-                        ]),
-                    ])),
+                    (
+                        "links",
+                        .array([
+                            .object([
+                                ("description", .string("Learn more about Gemini API quotas")),
+                                ("url", .string("https://ai.google.dev/gemini-api/docs/rate-limits")),
+                            ])
+                        ])
+                    ),
                 ]),
                 .object([
                     ("@type", .string("type.googleapis.com/google.rpc.RetryInfo")),
@@ -110,7 +123,8 @@ extension GoogleError {
         } else {
             let statuses = [400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 413: "INVALID_ARGUMENT"]
             self.init(
-                httpStatus: error.status, status: statuses[error.status.code] ?? "INTERNAL",
+                httpStatus: error.status,
+                status: statuses[error.status.code] ?? "INTERNAL",
                 message: error.body ?? error.status.reasonPhrase
             )
         }

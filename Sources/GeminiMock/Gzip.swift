@@ -7,7 +7,18 @@ enum Gzip {
         var stream = z_stream()
         // > deflateInit2: windowBits can also be greater than 15 for optional gzip encoding. Add 16 to
         // > windowBits to write a simple gzip header and trailer around the compressed data.
-        guard deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        guard
+            deflateInit2_(
+                &stream,
+                Z_DEFAULT_COMPRESSION,
+                Z_DEFLATED,
+                15 + 16,
+                8,
+                Z_DEFAULT_STRATEGY,
+                ZLIB_VERSION,
+                Int32(MemoryLayout<z_stream>.size)
+            ) == Z_OK
+        else {
             return []
         }
         defer { deflateEnd(&stream) }

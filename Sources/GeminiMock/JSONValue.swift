@@ -46,11 +46,18 @@ enum JSONValue: Sendable {
     }
 
     private func writeContainer(
-        open: String, close: String, count: Int, into out: inout String, indent: Int?,
+        open: String,
+        close: String,
+        count: Int,
+        into out: inout String,
+        indent: Int?,
         element: (Int, inout String, Int?) -> Void
     ) {
         out += open
-        guard count > 0 else { return out += close }
+        guard count > 0 else {
+            out += close
+            return
+        }
         let inner = indent.map { $0 + 2 }
         for index in 0..<count {
             if index > 0 { out += "," }

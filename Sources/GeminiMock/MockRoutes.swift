@@ -69,7 +69,9 @@ struct MockRoutes: Sendable {
             try await applyFaults(Fault.parse(texts), body: body, model: model)
             return jsonResponse(GeminiAnswers.countTokens(texts.reduce(0) { $0 + wordCount($1) }, enums: format.enums).pretty + "\n")
         case .embedContent:
-            guard let content = json.root["content"] else { throw GoogleError.invalidArgument("* EmbedContentRequest.content: content is not specified") }
+            guard let content = json.root["content"] else {
+                throw GoogleError.invalidArgument("* EmbedContentRequest.content: content is not specified")
+            }
             let text = try await embeddingText(content, body: body, model: model)
             return jsonResponse(JSONValue.object([("embedding", GeminiAnswers.embedding(text))]).pretty + "\n")
         case .batchEmbedContents:
@@ -174,7 +176,11 @@ struct MockRoutes: Sendable {
         let stream = json.root["stream"] as? Bool ?? false
         let chunks = OpenAIAnswers.chat(synthesis, model: model, faults: faults, stream: stream)
         guard stream else { return jsonResponse(chunks[0].compact) }
-        return self.stream(StreamFraming.openAI(chunks, done: !faults.contains(.truncate)), contentType: "text/event-stream", held: faults.contains(.hold))
+        return self.stream(
+            StreamFraming.openAI(chunks, done: !faults.contains(.truncate)),
+            contentType: "text/event-stream",
+            held: faults.contains(.hold)
+        )
     }
 
     private func openAIEmbeddings(_ request: Request) async throws -> Response {

@@ -70,12 +70,15 @@ struct GoogleEnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
     let latency: Duration
 
     func handle(
-        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         let path = request.uri.path
         guard path != MockRoutes.statsPath else { return try await next(request, context) }
         recorder.record(path: path, headers: request.headers)
-        let wrapped = path.hasPrefix("/v1beta/openai/")
+        let wrapped =
+            path.hasPrefix("/v1beta/openai/")
             || (path.hasSuffix(":streamGenerateContent") && !ResponseFormat(query: request.uri.query).isSSE)
         do {
             if latency > .zero { try await Task.sleep(for: latency) }

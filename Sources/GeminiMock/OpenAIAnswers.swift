@@ -39,9 +39,14 @@ enum OpenAIAnswers {
         let tokens = inputs.reduce(0) { $0 + wordCount($1) }
         return .object([
             ("object", .string("list")),
-            ("data", .array(inputs.enumerated().map { index, text in
-                .object([("object", .string("embedding")), ("index", .int(index)), ("embedding", .array(embeddingValues(for: text)))])
-            })),
+            (
+                "data",
+                .array(
+                    inputs.enumerated().map { index, text in
+                        .object([("object", .string("embedding")), ("index", .int(index)), ("embedding", .array(embeddingValues(for: text)))])
+                    }
+                )
+            ),
             ("model", .string(model)),
             ("usage", .object([("prompt_tokens", .int(tokens)), ("total_tokens", .int(tokens))])),
         ])

@@ -148,11 +148,14 @@ extension MockRoutes {
         let id = "mock-" + hex(fnv1a(Array(body.readableBytesView) + Array("\(size)/\(mimeType)".utf8))).prefix(12)
         resources.startUpload(id, .init(displayName: metadata?["displayName"] as? String, mimeType: mimeType, declaredSize: size))
         let host = request.head.authority ?? "127.0.0.1"
-        return Response(status: .ok, headers: [
-            HTTPField.Name("x-goog-upload-url")!: "http://\(host)\(request.uri.path)?upload_id=\(id)&upload_protocol=resumable",
-            Self.uploadStatus: "active",
-            HTTPField.Name("x-goog-upload-chunk-granularity")!: "8388608",
-        ])
+        return Response(
+            status: .ok,
+            headers: [
+                HTTPField.Name("x-goog-upload-url")!: "http://\(host)\(request.uri.path)?upload_id=\(id)&upload_protocol=resumable",
+                Self.uploadStatus: "active",
+                HTTPField.Name("x-goog-upload-chunk-granularity")!: "8388608",
+            ]
+        )
     }
 
     /// One chunk of an upload at `X-Goog-Upload-Offset`; with `finalize`, the file it made.
@@ -219,10 +222,16 @@ extension MockRoutes {
             ]
             var fields: [(String, JSONValue)] = [("name", .string(name)), ("metadata", .object(metadata))]
             if done {
-                fields += [("done", .bool(true)), ("response", .object([
-                    ("@type", .string("type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput")),
-                    ("inlinedResponses", .object([("inlinedResponses", .array(responses))])),
-                ]))]
+                fields += [
+                    ("done", .bool(true)),
+                    (
+                        "response",
+                        .object([
+                            ("@type", .string("type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput")),
+                            ("inlinedResponses", .object([("inlinedResponses", .array(responses))])),
+                        ])
+                    ),
+                ]
             }
             return .object(fields)
         }
@@ -253,10 +262,12 @@ extension MockRoutes {
             ("total_input_tokens", .int(answer.promptTokens)), ("total_output_tokens", .int(answer.words.count)),
             ("total_tokens", .int(answer.promptTokens + answer.words.count)),
         ])
-        let completed = JSONValue.object(header + [
-            ("status", .string("completed")), ("created", .string(created)), ("updated", .string(created)), ("role", .string("model")),
-            ("outputs", .array([.object([("type", .string("text")), ("text", .string(answer.text))])])), ("usage", usage),
-        ])
+        let completed = JSONValue.object(
+            header + [
+                ("status", .string("completed")), ("created", .string(created)), ("updated", .string(created)), ("role", .string("model")),
+                ("outputs", .array([.object([("type", .string("text")), ("text", .string(answer.text))])])), ("usage", usage),
+            ]
+        )
         resources.put("interactions/" + id, completed)
         guard json.root["stream"] as? Bool == true else { return jsonResponse(completed.pretty + "\n") }
         func event(_ type: String, _ fields: [(String, JSONValue)]) -> (type: String, data: JSONValue) {
@@ -265,14 +276,15 @@ extension MockRoutes {
         let deltas = answer.deltas(count: 3).map { delta in
             event("step.delta", [("index", .int(0)), ("delta", .object([("type", .string("text")), ("text", .string(delta.text))]))])
         }
-        let events = [
-            event("interaction.created", [("interaction", .object(header + [("status", .string("in_progress"))]))]),
-            event("interaction.status_update", [("interaction_id", .string(id)), ("status", .string("in_progress"))]),
-            event("step.start", [("index", .int(0)), ("step", .object([("type", .string("model_output"))]))]),
-        ] + deltas + [
-            event("step.stop", [("index", .int(0))]),
-            event("interaction.completed", [("interaction", .object(header + [("status", .string("completed")), ("usage", usage)]))]),
-        ]
+        let events =
+            [
+                event("interaction.created", [("interaction", .object(header + [("status", .string("in_progress"))]))]),
+                event("interaction.status_update", [("interaction_id", .string(id)), ("status", .string("in_progress"))]),
+                event("step.start", [("index", .int(0)), ("step", .object([("type", .string("model_output"))]))]),
+            ] + deltas + [
+                event("step.stop", [("index", .int(0))]),
+                event("interaction.completed", [("interaction", .object(header + [("status", .string("completed")), ("usage", usage)]))]),
+            ]
         return stream(StreamFraming.interactions(events), contentType: "text/event-stream", held: faults.contains(.hold))
     }
 }

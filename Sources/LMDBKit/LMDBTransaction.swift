@@ -60,7 +60,9 @@ public struct LMDBTransaction: ~Copyable {
     /// another module pays no generic-metadata lookups per read (they showed in profiles of the
     /// cache-hit path), so the fast path reads through this.
     public func withRawValue(
-        _ db: LMDBDatabase, key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> Void
+        _ db: LMDBDatabase,
+        key: UnsafeRawBufferPointer,
+        _ body: (UnsafeRawBufferPointer?) throws -> Void
     ) throws {
         var k = MDB_val(key)
         var v = MDB_val()

@@ -70,7 +70,10 @@ struct Serve: AsyncParsableCommand {
         let app: any ApplicationProtocol
         do {
             app = try await buildApplication(configuration: settings, environment: environment, logger: logger) { port in
-                logger.info("gemcache listening", metadata: ["listen.host": "\(settings.listen.host)", "listen.port": "\(port)", "upstream.url": "\(settings.upstream.url)"])
+                logger.info(
+                    "gemcache listening",
+                    metadata: ["listen.host": "\(settings.listen.host)", "listen.port": "\(port)", "upstream.url": "\(settings.upstream.url)"]
+                )
             }
         } catch let error as ConfigurationError {
             fail(error.description)

@@ -19,7 +19,8 @@ struct ImportCommand: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
     @Flag(
         name: .customLong("assume-shared"),
-        help: "When the scope salts differ, import entries of unknown scope (stored before entries recorded it) as shared (right when the source only had shared entries: cache.scope shared, or managed mode)."
+        help:
+            "When the scope salts differ, import entries of unknown scope (stored before entries recorded it) as shared (right when the source only had shared entries: cache.scope shared, or managed mode)."
     )
     var assumeShared = false
     @Argument(help: "The file gemcache export wrote, or - for standard input.")
@@ -40,8 +41,12 @@ struct ImportCommand: AsyncParsableCommand {
         let summary: StoreTransfer.ImportSummary
         do {
             summary = try await StoreTransfer.import(
-                cache, from: input, totalBytes: size, maxEntrySize: settings.cache.maxEntrySize,
-                saltFromEnvironment: store.saltFromEnvironment(settings), assumeShared: assumeShared,
+                cache,
+                from: input,
+                totalBytes: size,
+                maxEntrySize: settings.cache.maxEntrySize,
+                saltFromEnvironment: store.saltFromEnvironment(settings),
+                assumeShared: assumeShared,
                 refused: { line, reason in
                     progress.finish()
                     FileHandle.standardError.write(Data("gemcache: line \(line) refused: \(reason)\n".utf8))

@@ -31,7 +31,9 @@ struct StatsCommand: AsyncParsableCommand {
             } else {
                 let file = config ?? (FileManager.default.fileExists(atPath: "proxy.conf") ? "proxy.conf" : nil)
                 let settings = try await ProxyConfiguration.load(
-                    filePath: file, environment: ProcessInfo.processInfo.environment, overrides: data.map { ["store.path": $0] } ?? [:]
+                    filePath: file,
+                    environment: ProcessInfo.processInfo.environment,
+                    overrides: data.map { ["store.path": $0] } ?? [:]
                 )
                 document = try await StatsReader.fromStore(configuration: settings)
             }

@@ -15,7 +15,9 @@ struct StoreOptions: ParsableArguments {
         let file = config ?? (FileManager.default.fileExists(atPath: "proxy.conf") ? "proxy.conf" : nil)
         do {
             return try await ProxyConfiguration.load(
-                filePath: file, environment: ProcessInfo.processInfo.environment, overrides: data.map { ["store.path": $0] } ?? [:]
+                filePath: file,
+                environment: ProcessInfo.processInfo.environment,
+                overrides: data.map { ["store.path": $0] } ?? [:]
             )
         } catch {
             fail(error.description)

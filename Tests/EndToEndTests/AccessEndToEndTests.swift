@@ -23,10 +23,14 @@ struct AccessEndToEndTests {
 
     @Test func managedModeAdmitsProxyTokensAndSpendsTheUpstreamKeysInTurn() async throws {
         let environment = ["GEMINI_API_KEY": "upstream-one, upstream-two", "GEMCACHE_CLIENT_TOKENS": "team-token"]
-        try await withStack(validKeys: ["upstream-one", "upstream-two"], environment: environment, configure: {
-            $0.auth.mode = .managed
-            $0.upstream.retry.attempts = 1
-        }) { port, recorder, _ in
+        try await withStack(
+            validKeys: ["upstream-one", "upstream-two"],
+            environment: environment,
+            configure: {
+                $0.auth.mode = .managed
+                $0.upstream.retry.attempts = 1
+            }
+        ) { port, recorder, _ in
             let none = try await send(port: port, path: path, body: generateBody("hello"))
             #expect(none.status == 401)
             #expect(none.body.contains("\"status\":\"UNAUTHENTICATED\""))
@@ -46,7 +50,12 @@ struct AccessEndToEndTests {
             let again = try await send(port: port, path: path, body: generateBody("first"), headers: ["x-goog-api-key": "team-token"])
             #expect(again.header("x-gemcache") == "HIT")
 
-            let limited = try await send(port: port, path: path, body: generateBody("out of quota [[fault:429]]"), headers: ["x-goog-api-key": "team-token"])
+            let limited = try await send(
+                port: port,
+                path: path,
+                body: generateBody("out of quota [[fault:429]]"),
+                headers: ["x-goog-api-key": "team-token"]
+            )
             #expect(limited.status == 429)
             #expect(recorder.lastHeaders["x-goog-api-key"] == "upstream-one")
             for text in ["after one", "after two"] {
@@ -133,7 +142,12 @@ struct AccessEndToEndTests {
             _ = try await send(port: port, path: generate, body: generateBody("miss then hit"), headers: key)
             _ = try await send(port: port, path: generate, body: generateBody("miss then hit"), headers: key)
             _ = try await send(port: port, path: generate + "?key=\(secret)", body: generateBody("in the query"))
-            _ = try await send(port: port, path: "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", body: generateBody("stream"), headers: key)
+            _ = try await send(
+                port: port,
+                path: "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+                body: generateBody("stream"),
+                headers: key
+            )
             _ = try await send(port: port, path: generate, body: generateBody("error [[fault:500]]"), headers: key)
             _ = try await send(port: port, path: generate, body: generateBody("retry [[fault:once-500]]"), headers: key)
             _ = try await send(port: port, path: generate, body: "not json", headers: key)

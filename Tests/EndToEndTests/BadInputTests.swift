@@ -19,7 +19,10 @@ struct BadInputTests {
         configure: @Sendable (inout ProxyConfiguration) -> Void = { _ in },
         _ body: @Sendable (_ port: Int, _ recorder: MockUpstreamRecorder) async throws -> R
     ) async throws -> R {
-        try await withProxyBehindMock(configure: { $0.limits.maxBody = 4096; configure(&$0) }) { port, recorder, _ in try await body(port, recorder) }
+        try await withProxyBehindMock(configure: {
+            $0.limits.maxBody = 4096
+            configure(&$0)
+        }) { port, recorder, _ in try await body(port, recorder) }
     }
 
     /// Google's envelope: `{"error": {"code", "message", "status"}}`, in a one-element array when `wrapped`.
@@ -58,7 +61,12 @@ struct BadInputTests {
             }
             let tooLarge = try await send(port: port, path: generate, body: generateBody(String(repeating: "a", count: 8192)), headers: key)
             try expectEnvelope(tooLarge, code: 413, status: "INVALID_ARGUMENT", "a body over limits.max_body")
-            let badModel = try await send(port: port, path: "/v1beta/openai/chat/completions", body: #"{"model":"../../files","messages":[{"role":"user","content":"Hi"}]}"#, headers: key)
+            let badModel = try await send(
+                port: port,
+                path: "/v1beta/openai/chat/completions",
+                body: #"{"model":"../../files","messages":[{"role":"user","content":"Hi"}]}"#,
+                headers: key
+            )
             try expectEnvelope(badModel, code: 400, status: "INVALID_ARGUMENT", wrapped: true, "a path trick in the OpenAI model")
             #expect(recorder.totalRequests == 0)
             #expect(try await send("GET", port: port, path: "/healthz").status == 200)
@@ -89,7 +97,10 @@ struct BadInputTests {
             #expect(recorder.totalRequests == 0)
             // The forms the proxy does serve still work.
             #expect(try await send(port: port, path: generate + "?alt=json", body: body, headers: key).status == 200)
-            #expect(try await send(port: port, path: "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", body: body, headers: key).status == 200)
+            #expect(
+                try await send(port: port, path: "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", body: body, headers: key).status
+                    == 200
+            )
         }
     }
 

@@ -22,7 +22,8 @@ struct CostlyTextEndToEndTests {
         try await withTemporaryDirectory { directory in
             try await withMockUpstream { upstreamPort, recorder in
                 let process = try await GemcacheProcess(
-                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", directory.path + "/store"], directory: directory.path
+                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", directory.path + "/store"],
+                    directory: directory.path
                 )
                 let result = try await body(process.port, recorder)
                 #expect(await process.stop() == 0)

@@ -15,7 +15,8 @@ struct EgressProxyEndToEndTests {
 
     /// The mock, and in front of it the proxy with `configure`'s settings and `environment`.
     private func withStack(
-        environment: [String: String] = [:], configure: @escaping @Sendable (inout ProxyConfiguration) -> Void,
+        environment: [String: String] = [:],
+        configure: @escaping @Sendable (inout ProxyConfiguration) -> Void,
         _ body: @Sendable (_ port: Int, _ upstreamPort: Int, _ recorder: MockUpstreamRecorder) async throws -> Void
     ) async throws {
         try await withTemporaryDirectory { directory in
@@ -34,11 +35,19 @@ struct EgressProxyEndToEndTests {
                 environment: ["GEMCACHE_PROXY_CREDENTIALS": "egress-user:s3cret pass"],
                 configure: { $0.upstream.proxy = "http://127.0.0.1:\(egress.port)" }
             ) { port, upstreamPort, recorder in
-                let miss = try await send(port: port, path: path, body: generateBody("through the egress proxy"), headers: ["x-goog-api-key": testKey])
+                let miss = try await send(
+                    port: port,
+                    path: path,
+                    body: generateBody("through the egress proxy"),
+                    headers: ["x-goog-api-key": testKey]
+                )
                 #expect(miss.status == 200 && miss.header("x-gemcache") == "MISS")
                 let passed = try await send("GET", port: port, path: "/v1beta/cachedContents", headers: ["x-goog-api-key": testKey])
                 #expect(passed.header("x-gemcache") == "PASS")
-                let closed = try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)\(LiveEndToEndTests.livePath)?key=\(testKey)", logger: quietLogger) { inbound, outbound, _ in
+                let closed = try await WebSocketClient.connect(
+                    url: "ws://127.0.0.1:\(port)\(LiveEndToEndTests.livePath)?key=\(testKey)",
+                    logger: quietLogger
+                ) { inbound, outbound, _ in
                     var frames = inbound.makeAsyncIterator()
                     try await outbound.write(.text(LiveEndToEndTests.setup))
                     let setupComplete = try #require(try await frames.next())
@@ -63,7 +72,8 @@ struct EgressProxyEndToEndTests {
             for noProxy in ["127.0.0.1", "*", "localhost, 127.0.0.1:443"] {
                 let before = egress.tunnels.count
                 try await withStack(
-                    environment: ["http_proxy": "http://127.0.0.1:\(egress.port)", "NO_PROXY": noProxy], configure: { _ in }
+                    environment: ["http_proxy": "http://127.0.0.1:\(egress.port)", "NO_PROXY": noProxy],
+                    configure: { _ in }
                 ) { port, _, _ in
                     let miss = try await send(port: port, path: path, body: generateBody("direct \(noProxy)"), headers: ["x-goog-api-key": testKey])
                     #expect(miss.status == 200)
@@ -96,7 +106,9 @@ struct EgressProxyEndToEndTests {
         for (setting, environment, named) in cases {
             do {
                 var configuration = try await ProxyConfiguration.load(
-                    filePath: nil, environment: environment, overrides: setting.map { ["upstream.proxy": $0] } ?? [:]
+                    filePath: nil,
+                    environment: environment,
+                    overrides: setting.map { ["upstream.proxy": $0] } ?? [:]
                 )
                 configuration.store.path = NSTemporaryDirectory() + "/gemcache-egress-\(UUID())"
                 _ = try await buildApplication(configuration: configuration, environment: environment, logger: quietLogger)

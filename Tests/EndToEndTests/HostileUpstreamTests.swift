@@ -23,7 +23,8 @@ struct HostileUpstreamTests {
     /// request, and its memory then.
     private static func proxyWithSmallEntries(in upstream: HostileUpstream, _ dir: TemporaryDirectory) async throws -> (GemcacheProcess, Memory) {
         let proxy = try await GemcacheProcess(
-            arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"], directory: dir.path,
+            arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"],
+            directory: dir.path,
             environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "1MiB"]
         )
         #expect(try await send("GET", port: proxy.port, path: "/_gemcache/stats").status == 200)
@@ -70,7 +71,9 @@ struct HostileUpstreamTests {
             let (proxy, before) = try await Self.proxyWithSmallEntries(in: upstream, dir)
             var client: RawConnection? = try RawConnection(port: proxy.port)
             let body = generateBody("never ending")
-            client?.send("POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            client?.send(
+                "POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            )
             #expect(try await HostileUpstream.eventually(within: .seconds(10)) { upstream.requests == 1 })
             // The client reads nothing for 5 s. Unbounded, the proxy went on reading the upstream: 45 MiB
             // even in a debug build on a loaded machine; bounded, it holds 1 MiB kept plus 1 MiB of lag.
@@ -150,7 +153,9 @@ struct HostileUpstreamTests {
                 #expect(try await HostileUpstream.eventually(within: .seconds(20)) { upstream.requests == 1 })
                 // A second client joins the same stream (its head says so), then reads nothing more.
                 let stalled = try RawConnection(port: port)
-                stalled.send("POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+                stalled.send(
+                    "POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                )
                 let head = await stalled.readToEnd(timeout: .seconds(2)).text
                 #expect(head.contains("X-Gemcache: COALESCED"))
                 release.add(1)
@@ -200,7 +205,8 @@ struct HostileUpstreamTests {
     }
 
     private func withTimeoutStack<R: Sendable>(
-        _ upstream: HostileUpstream, _ body: @Sendable (_ port: Int) async throws -> R
+        _ upstream: HostileUpstream,
+        _ body: @Sendable (_ port: Int) async throws -> R
     ) async throws -> R {
         try await withTemporaryDirectory { dir in
             var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstream.port)", dataDirectory: dir.path)
@@ -212,7 +218,9 @@ struct HostileUpstreamTests {
 
     @Test(arguments: Misbehaviour.allCases)
     func aCachedAnswerThatDoesNotArriveWholeIsAnErrorInGooglesEnvelope(_ misbehaviour: Misbehaviour) async throws {
-        let answer = Array(#"{"candidates":[{"content":{"parts":[{"text":"complete-looking"}],"role":"model"},"finishReason":"STOP","index":0}]}"#.utf8)
+        let answer = Array(
+            #"{"candidates":[{"content":{"parts":[{"text":"complete-looking"}],"role":"model"},"finishReason":"STOP","index":0}]}"#.utf8
+        )
         let upstream = try HostileUpstream { misbehaviour.play($0, contentType: "application/json; charset=UTF-8", body: answer, chunked: false) }
         try await withTimeoutStack(upstream) { port in
             let started = ContinuousClock.now
@@ -243,7 +251,9 @@ struct HostileUpstreamTests {
             let client = try RawConnection(port: port)
             let body = generateBody("stream, hurry")
             let started = ContinuousClock.now
-            client.send("POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            client.send(
+                "POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            )
             let (text, closed) = await client.readToEnd(timeout: .seconds(60))
             let elapsed = ContinuousClock.now - started
             #expect(text.hasPrefix("HTTP/1.1 200"), "the stream had started")
@@ -293,15 +303,21 @@ struct HostileUpstreamTests {
         let upstream = try HostileUpstream { connection in
             guard let index = delays.indices.first(where: { connection.request.contains("/models/hostile-\($0):") }) else {
                 let answer = #"{"candidates":[{"content":{"parts":[{"text":"fine"}],"role":"model"},"finishReason":"STOP","index":0}]}"#
-                connection.write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(answer.utf8.count)\r\nConnection: close\r\n\r\n\(answer)")
+                connection.write(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(answer.utf8.count)\r\nConnection: close\r\n\r\n\(answer)"
+                )
                 return
             }
-            let error = #"{"error":{"code":429,"message":"Quota exceeded.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"\#(delays[index])"}]}}"#
-            connection.write("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: \(error.utf8.count)\r\nConnection: close\r\n\r\n\(error)")
+            let error =
+                #"{"error":{"code":429,"message":"Quota exceeded.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"\#(delays[index])"}]}}"#
+            connection.write(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: \(error.utf8.count)\r\nConnection: close\r\n\r\n\(error)"
+            )
         }
         try await withTemporaryDirectory { dir in
             let proxy = try await GemcacheProcess(
-                arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"], directory: dir.path,
+                arguments: ["--upstream", "http://127.0.0.1:\(upstream.port)", "--data", dir.path + "/store"],
+                directory: dir.path,
                 environment: [
                     "GEMCACHE_UPSTREAM_RETRY_ATTEMPTS": "2", "GEMCACHE_UPSTREAM_RETRY_BUDGET": "3s",
                     "GEMCACHE_LIMITS_ENFORCE": "true", "GEMCACHE_LIMITS_MAX_WAIT": "1s",
@@ -323,7 +339,10 @@ struct HostileUpstreamTests {
             // The capped delay paused its model for an hour: the quota guard answers, with a bounded Retry-After.
             let paused = try await send(port: proxy.port, path: "/v1beta/models/hostile-4:generateContent", body: generateBody("again"), headers: key)
             #expect(paused.status == 429)
-            #expect(paused.header("retry-after").flatMap(Int.init).map { (3500...3601).contains($0) } == true, "Retry-After \(paused.header("retry-after") ?? "none")")
+            #expect(
+                paused.header("retry-after").flatMap(Int.init).map { (3500...3601).contains($0) } == true,
+                "Retry-After \(paused.header("retry-after") ?? "none")"
+            )
             #expect(upstream.requestLines.filter { $0.contains("/models/hostile-4:") }.count == 1)
             let fine = try await send(port: proxy.port, path: generatePath, body: generateBody("still there?"), headers: key)
             #expect(fine.status == 200)
@@ -373,7 +392,12 @@ private struct Checksum: Equatable, Sendable {
 
 /// Streams a request's answer, counting what arrives into `progress`.
 /// - Returns: The status, `X-Gemcache`, and the checksum of the body.
-private func readStream(port: Int, path: String, body: String, progress: Counter? = nil) async throws -> (status: Int, cache: String?, received: Checksum) {
+private func readStream(
+    port: Int,
+    path: String,
+    body: String,
+    progress: Counter? = nil
+) async throws -> (status: Int, cache: String?, received: Checksum) {
     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
     request.method = .POST
     request.headers.add(name: "x-goog-api-key", value: testKey)

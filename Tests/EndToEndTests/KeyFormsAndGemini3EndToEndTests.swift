@@ -20,7 +20,8 @@ struct KeyFormsAndGemini3EndToEndTests {
             try await withMockUpstream(.init(validKeys: [credential, other])) { upstreamPort, recorder in
                 let process = try await GemcacheProcess(
                     arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", directory.path + "/store"],
-                    directory: directory.path, environment: ["LOG_LEVEL": "trace"]
+                    directory: directory.path,
+                    environment: ["LOG_LEVEL": "trace"]
                 )
                 let body = generateBody("which key am I")
                 func ask(_ path: String, _ headers: [String: String]) async throws -> TestResponse {
@@ -44,7 +45,8 @@ struct KeyFormsAndGemini3EndToEndTests {
                 let stats = try await send("GET", port: process.port, path: "/_gemcache/stats")
                 let metrics = try await send("GET", port: process.port, path: "/metrics")
                 #expect(await process.stop() == 0)
-                let written = [stats.body, metrics.body, process.log, String(decoding: directory.allBytes(), as: UTF8.self)]
+                let written =
+                    [stats.body, metrics.body, process.log, String(decoding: directory.allBytes(), as: UTF8.self)]
                     + [miss, repeated, query, bearer, otherKey, madeUp].flatMap { $0.headers.values }
                 for text in written {
                     #expect(!text.contains(credential) && !text.contains(String(credential.prefix(12))))
@@ -57,7 +59,8 @@ struct KeyFormsAndGemini3EndToEndTests {
 
     @Test func managedModeSendsANewerFormUpstreamKeyAndShowsOnlyItsFingerprint() async throws {
         try await withProxyBehindMock(
-            .init(validKeys: [newerFormKey]), environment: ["GEMINI_API_KEY": newerFormKey, "GEMCACHE_CLIENT_TOKENS": "team-token"],
+            .init(validKeys: [newerFormKey]),
+            environment: ["GEMINI_API_KEY": newerFormKey, "GEMCACHE_CLIENT_TOKENS": "team-token"],
             configure: { $0.auth.mode = .managed }
         ) { port, recorder, _ in
             let answer = try await send(port: port, path: generate, body: generateBody("managed"), headers: ["x-goog-api-key": "team-token"])
@@ -82,8 +85,12 @@ struct KeyFormsAndGemini3EndToEndTests {
             func body(_ config: String) -> String {
                 #"{"contents":[{"role":"user","parts":[{"text":"Who wrote it?"}]}],\#(config)}"#
             }
-            let camel = body(#""generationConfig":{"thinkingConfig":{"thinkingLevel":"high"},"mediaResolution":"MEDIA_RESOLUTION_HIGH","responseMimeType":"application/json","responseJsonSchema":\#(schema)}"#)
-            let snake = body(#""generation_config":{"thinking_config":{"thinking_level":"high"},"media_resolution":"MEDIA_RESOLUTION_HIGH","response_mime_type":"application/json","response_json_schema":\#(schema)}"#)
+            let camel = body(
+                #""generationConfig":{"thinkingConfig":{"thinkingLevel":"high"},"mediaResolution":"MEDIA_RESOLUTION_HIGH","responseMimeType":"application/json","responseJsonSchema":\#(schema)}"#
+            )
+            let snake = body(
+                #""generation_config":{"thinking_config":{"thinking_level":"high"},"media_resolution":"MEDIA_RESOLUTION_HIGH","response_mime_type":"application/json","response_json_schema":\#(schema)}"#
+            )
             let userKeyRenamed = camel.replacingOccurrences(of: "first_name", with: "firstName")
 
             let miss = try await send(port: port, path: path, body: camel, headers: key)

@@ -1,8 +1,8 @@
 import Foundation
-import HTTPTypes
 import GemcacheCore
 import GemcacheTestSupport
 import GeminiMock
+import HTTPTypes
 import HummingbirdWSClient
 import InMemoryLogging
 import Logging
@@ -25,11 +25,16 @@ struct LiveEndToEndTests {
 
     /// Runs a session against `url`; `body` gets the frame iterator and the writer.
     private func session(
-        _ url: String, headers: HTTPFields = [:], tls: TLSConfiguration? = nil,
+        _ url: String,
+        headers: HTTPFields = [:],
+        tls: TLSConfiguration? = nil,
         _ body: @escaping @Sendable (inout WebSocketInboundStream.AsyncIterator, WebSocketOutboundWriter) async throws -> Void
     ) async throws -> WebSocketCloseFrame? {
         let configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 20, additionalHeaders: headers)
-        return try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: quietLogger) { inbound, outbound, _ in
+        return try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: quietLogger) {
+            inbound,
+            outbound,
+            _ in
             var frames = inbound.makeAsyncIterator()
             try await body(&frames, outbound)
         }
@@ -98,7 +103,10 @@ struct LiveEndToEndTests {
             #expect(live.hasPrefix("HTTP/1.1 101"), "\(live)")
             #expect(live.lowercased().contains("x-gemcache: pass"))
             #expect(live.lowercased().contains("cache-status: gemcache; fwd=bypass"))
-            let alpha = try await upgrade("/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained?access_token=t", credential: "")
+            let alpha = try await upgrade(
+                "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained?access_token=t",
+                credential: ""
+            )
             #expect(alpha.hasPrefix("HTTP/1.1 101"), "\(alpha)")
 
             for target in ["/v1beta/models", "/ws/google.ai.generativelanguage.v1beta.GenerativeService.Other", "/ws/../v1beta/models"] {
@@ -117,7 +125,9 @@ struct LiveEndToEndTests {
         let mock = MockUpstreamConfiguration(validKeys: ["upstream-secret-1"])
         try await withProxyBehindMock(mock, environment: environment, configure: { $0.auth.mode = .managed }) { port, recorder, _ in
             // The SDK sends the key as a header.
-            let accepted = try await session("ws://127.0.0.1:\(port)\(Self.livePath)", headers: [HTTPField.Name("x-goog-api-key")!: "team-token"]) { frames, outbound in
+            let accepted = try await session("ws://127.0.0.1:\(port)\(Self.livePath)", headers: [HTTPField.Name("x-goog-api-key")!: "team-token"]) {
+                frames,
+                outbound in
                 try await outbound.write(.text(Self.setup))
                 let setupComplete = try #require(try await frames.next())
                 #expect(String(buffer: setupComplete.data) == #"{"setupComplete": {}}"#)

@@ -14,7 +14,9 @@ struct PassThroughRoutesEndToEndTests {
     let key = ["x-goog-api-key": testKey]
 
     /// The mock, and the proxy in front of it; `body` gets both ports, so a test can ask either.
-    private func withMockAndProxy(_ body: @escaping @Sendable (_ proxy: Int, _ mock: Int, _ recorder: MockUpstreamRecorder) async throws -> Void) async throws {
+    private func withMockAndProxy(
+        _ body: @escaping @Sendable (_ proxy: Int, _ mock: Int, _ recorder: MockUpstreamRecorder) async throws -> Void
+    ) async throws {
         try await withTemporaryDirectory { directory in
             try await withMockUpstream(.init(chunkDelay: .milliseconds(5))) { mockPort, recorder in
                 try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(mockPort)", dataDirectory: directory.path)) { port in
@@ -26,7 +28,12 @@ struct PassThroughRoutesEndToEndTests {
 
     /// The same request to the proxy and to the mock: the proxy's answer is the mock's, unchanged.
     private func expectSameThroughTheProxy(
-        _ path: String, method: String = "POST", body: String? = nil, headers: [String: String] = [:], proxy: Int, mock: Int
+        _ path: String,
+        method: String = "POST",
+        body: String? = nil,
+        headers: [String: String] = [:],
+        proxy: Int,
+        mock: Int
     ) async throws -> TestResponse {
         let headers = key.merging(headers) { $1 }
         let proxied = try await send(method, port: proxy, path: path, body: body, headers: headers)
@@ -53,7 +60,10 @@ struct PassThroughRoutesEndToEndTests {
     @Test func interactionsPassThroughAndTheirStreamArrivesEventByEvent() async throws {
         try await withMockAndProxy { port, mock, recorder in
             let created = try await expectSameThroughTheProxy(
-                "/v1beta/interactions", body: #"{"model":"gemini-3-flash-preview","input":"Tell me a short story"}"#, proxy: port, mock: mock
+                "/v1beta/interactions",
+                body: #"{"model":"gemini-3-flash-preview","input":"Tell me a short story"}"#,
+                proxy: port,
+                mock: mock
             )
             let id = try #require(try Self.object(created)["id"] as? String)
             #expect(try Self.object(created)["status"] as? String == "completed")
@@ -84,7 +94,8 @@ struct PassThroughRoutesEndToEndTests {
 
     @Test func cachedContentsPassThroughAndAreNeverServedFromTheCache() async throws {
         try await withMockAndProxy { port, mock, recorder in
-            let create = #"{"model":"models/gemini-2.5-flash","displayName":"docs","ttl":"600s","contents":[{"role":"user","parts":[{"text":"a long document"}]}]}"#
+            let create =
+                #"{"model":"models/gemini-2.5-flash","displayName":"docs","ttl":"600s","contents":[{"role":"user","parts":[{"text":"a long document"}]}]}"#
             let created = try await expectSameThroughTheProxy("/v1beta/cachedContents", body: create, proxy: port, mock: mock)
             let name = try #require(try Self.object(created)["name"] as? String)
             #expect(name.hasPrefix("cachedContents/"))
@@ -114,7 +125,10 @@ struct PassThroughRoutesEndToEndTests {
             for (name, value) in start {
                 #expect(arrived[name.lowercased()] == value, "\(name) reached the upstream")
             }
-            Self.expectPassedUnchanged(started, try await send(port: mock, path: "/upload/v1beta/files", body: metadata, headers: key.merging(start) { $1 }))
+            Self.expectPassedUnchanged(
+                started,
+                try await send(port: mock, path: "/upload/v1beta/files", body: metadata, headers: key.merging(start) { $1 })
+            )
             #expect(started.header("x-goog-upload-status") == "active")
             let origin = "http://127.0.0.1:\(mock)"
             let url = try #require(started.header("x-goog-upload-url"))
@@ -124,14 +138,18 @@ struct PassThroughRoutesEndToEndTests {
             let session = String(url.dropFirst(origin.count))
             let cut = 12_000
             let first = try await send(
-                port: port, path: session, body: String(decoding: content[..<cut], as: UTF8.self),
+                port: port,
+                path: session,
+                body: String(decoding: content[..<cut], as: UTF8.self),
                 headers: key.merging(["X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0"]) { $1 }
             )
             #expect(first.status == 200 && first.header("x-gemcache") == "PASS")
             #expect(first.header("x-goog-upload-status") == "active")
             #expect(recorder.lastHeaders["x-goog-upload-offset"] == "0")
             let last = try await send(
-                port: port, path: session, body: String(decoding: content[cut...], as: UTF8.self),
+                port: port,
+                path: session,
+                body: String(decoding: content[cut...], as: UTF8.self),
                 headers: key.merging(["X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": String(cut)]) { $1 }
             )
             #expect(last.status == 200 && last.header("x-gemcache") == "PASS")
@@ -149,7 +167,10 @@ struct PassThroughRoutesEndToEndTests {
             let items = ["first", "second"].map { #"{"request":{"contents":[{"parts":[{"text":"\#($0) question"}]}]},"metadata":{"key":"\#($0)"}}"# }
             let batch = #"{"batch":{"displayName":"nightly","inputConfig":{"requests":{"requests":[\#(items.joined(separator: ","))]}}}}"#
             let created = try await expectSameThroughTheProxy(
-                "/v1beta/models/gemini-2.5-flash:batchGenerateContent", body: batch, proxy: port, mock: mock
+                "/v1beta/models/gemini-2.5-flash:batchGenerateContent",
+                body: batch,
+                proxy: port,
+                mock: mock
             )
             let name = try #require(try Self.object(created)["name"] as? String)
             #expect(try (Self.object(created)["metadata"] as? [String: Any])?["state"] as? String == "BATCH_STATE_PENDING")

@@ -59,7 +59,8 @@ struct ProxyEndToEndTests {
             try await withMockUpstream { upstreamPort, recorder in
                 try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
                     let first = #"{"contents":[{"role":"user","parts":[{"text":"Hello"}]}],"generationConfig":{"temperature":1.0}}"#
-                    let variant = "{\"generation_config\": {\"temperature\": 1},\r\n \"contents\": [{\"parts\": [{\"text\": \"  Hello\\r\\n\"}], \"role\": \"user\"}]}"
+                    let variant =
+                        "{\"generation_config\": {\"temperature\": 1},\r\n \"contents\": [{\"parts\": [{\"text\": \"  Hello\\r\\n\"}], \"role\": \"user\"}]}"
                     let miss = try await send(port: port, path: path, body: first, headers: ["x-goog-api-key": testKey])
                     let hit = try await send(port: port, path: path, body: variant, headers: ["x-goog-api-key": testKey])
                     #expect(miss.header("x-gemcache") == "MISS")
@@ -126,7 +127,12 @@ struct ProxyEndToEndTests {
                 try await withProxy(.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)) { port in
                     let key = ["x-goog-api-key": testKey]
                     let body = generateBody("controls")
-                    let onlyCached = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "only-if-cached"]) { $1 })
+                    let onlyCached = try await send(
+                        port: port,
+                        path: path,
+                        body: body,
+                        headers: key.merging(["cache-control": "only-if-cached"]) { $1 }
+                    )
                     #expect(onlyCached.status == 504)
                     #expect(onlyCached.body.contains("\"status\":\"DEADLINE_EXCEEDED\""))
                     #expect(recorder.totalRequests == 0)
@@ -142,7 +148,12 @@ struct ProxyEndToEndTests {
                     #expect(hit.header("x-gemcache") == "HIT")
                     #expect(recorder.totalRequests == 3)
 
-                    let namespaced = try await send(port: port, path: path, body: body, headers: key.merging(["x-gemcache-namespace": "team-a"]) { $1 })
+                    let namespaced = try await send(
+                        port: port,
+                        path: path,
+                        body: body,
+                        headers: key.merging(["x-gemcache-namespace": "team-a"]) { $1 }
+                    )
                     #expect(namespaced.header("x-gemcache") == "MISS")
                     #expect(namespaced.header("x-gemcache-key") != hit.header("x-gemcache-key"))
 
@@ -217,9 +228,19 @@ struct ProxyEndToEndTests {
                     let malformed = try await send(port: port, path: path, body: "{\"contents\": [", headers: ["x-goog-api-key": testKey])
                     #expect(malformed.status == 400)
                     #expect(malformed.body.contains("\"status\":\"INVALID_ARGUMENT\""))
-                    let tooBig = try await send(port: port, path: path, body: generateBody(String(repeating: "a", count: 5000)), headers: ["x-goog-api-key": testKey])
+                    let tooBig = try await send(
+                        port: port,
+                        path: path,
+                        body: generateBody(String(repeating: "a", count: 5000)),
+                        headers: ["x-goog-api-key": testKey]
+                    )
                     #expect(tooBig.status == 413)
-                    let trick = try await send(port: port, path: "/v1beta/models/..%2F..%2Fx:generateContent", body: generateBody("x"), headers: ["x-goog-api-key": testKey])
+                    let trick = try await send(
+                        port: port,
+                        path: "/v1beta/models/..%2F..%2Fx:generateContent",
+                        body: generateBody("x"),
+                        headers: ["x-goog-api-key": testKey]
+                    )
                     #expect(trick.status == 400)
                     #expect(recorder.totalRequests == 0)
                 }

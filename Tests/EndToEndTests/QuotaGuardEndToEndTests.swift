@@ -24,7 +24,8 @@ struct QuotaGuardEndToEndTests {
 
     private func retryDelay(_ response: TestResponse) -> String? {
         let envelope = try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: [String: Any]]
-        return (envelope?["error"]?["details"] as? [[String: Any]])?.first { ($0["@type"] as? String)?.hasSuffix("RetryInfo") == true }?["retryDelay"] as? String
+        return (envelope?["error"]?["details"] as? [[String: Any]])?.first { ($0["@type"] as? String)?.hasSuffix("RetryInfo") == true }?["retryDelay"]
+            as? String
     }
 
     @Test func rpmIsNeverExceededAndHitsAreStillServed() async throws {
@@ -44,7 +45,10 @@ struct QuotaGuardEndToEndTests {
     }
 
     @Test func rpdExhaustionAnswers429AtOnce() async throws {
-        try await withStack(configure: { $0.limits.models["gemini-2.5-flash"] = .init(rpd: 1); $0.limits.maxWait = .seconds(30) }) { port, recorder in
+        try await withStack(configure: {
+            $0.limits.models["gemini-2.5-flash"] = .init(rpd: 1)
+            $0.limits.maxWait = .seconds(30)
+        }) { port, recorder in
             _ = try await send(port: port, path: path, body: generateBody("today's only call"), headers: key)
             let started = ContinuousClock.now
             let refused = try await send(port: port, path: path, body: generateBody("one too many"), headers: key)
@@ -65,7 +69,12 @@ struct QuotaGuardEndToEndTests {
             #expect(paused.body.contains("paused"))
             #expect(recorder.totalRequests == 1)
             // A model without built-in limits.
-            let other = try await send(port: port, path: "/v1beta/models/gemini-3-flash-preview:generateContent", body: generateBody("other model"), headers: key)
+            let other = try await send(
+                port: port,
+                path: "/v1beta/models/gemini-3-flash-preview:generateContent",
+                body: generateBody("other model"),
+                headers: key
+            )
             #expect(other.status == 200, "only that model pauses")
         }
     }
@@ -85,7 +94,12 @@ struct QuotaGuardEndToEndTests {
             #expect(recorder.requests(path: "/v1beta/models/gemini-2.5-flash:generateContent") == 2)
             #expect(recorder.requests(path: pro) == 0)
 
-            let stream = try await send(port: port, path: "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse", body: generateBody("fall back"), headers: key)
+            let stream = try await send(
+                port: port,
+                path: "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+                body: generateBody("fall back"),
+                headers: key
+            )
             #expect(stream.status == 200)
             #expect(stream.header("x-gemcache-fallback") == "gemini-2.5-flash")
             #expect(stream.body.hasPrefix("data: "))
@@ -93,14 +107,22 @@ struct QuotaGuardEndToEndTests {
     }
 
     @Test func madeUpKeysAndOneClients429NeverSpendAnotherClientsQuota() async throws {
-        try await withProxyBehindMock(.init(validKeys: [testKey, "second-key"]), configure: { configuration in
-            configuration.limits.enforce = true
-            configuration.limits.maxWait = .zero
-            configuration.upstream.retry.attempts = 1
-            configuration.limits.models["gemini-2.5-flash"] = .init(rpm: 2, rpd: 3)
-        }) { port, recorder, _ in
+        try await withProxyBehindMock(
+            .init(validKeys: [testKey, "second-key"]),
+            configure: { configuration in
+                configuration.limits.enforce = true
+                configuration.limits.maxWait = .zero
+                configuration.upstream.retry.attempts = 1
+                configuration.limits.models["gemini-2.5-flash"] = .init(rpm: 2, rpd: 3)
+            }
+        ) { port, recorder, _ in
             for index in 0..<5 {
-                let refused = try await send(port: port, path: path, body: generateBody("made up \(index)"), headers: ["x-goog-api-key": "made-up-\(index % 2)"])
+                let refused = try await send(
+                    port: port,
+                    path: path,
+                    body: generateBody("made up \(index)"),
+                    headers: ["x-goog-api-key": "made-up-\(index % 2)"]
+                )
                 #expect(refused.status == 400, "Google refuses the key; the guard does not count the call")
             }
             let limited = try await send(port: port, path: path, body: generateBody("quota [[fault:429]]"), headers: ["x-goog-api-key": "second-key"])

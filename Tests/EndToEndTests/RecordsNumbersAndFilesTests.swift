@@ -1,6 +1,6 @@
-import GemcacheKey
 import Foundation
 import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import GeminiMock
 import LMDBKit
@@ -17,7 +17,10 @@ struct RecordsNumbersAndFilesTests {
     /// Runs `body` with `gemcache serve <arguments>`, then stops the process and expects a clean exit
     /// (nothing it was sent stopped it); when `body` throws, kills it, so that no proxy outlives a test.
     static func serving(
-        _ arguments: [String], directory: String, environment: [String: String] = [:], sourceLocation: SourceLocation = #_sourceLocation,
+        _ arguments: [String],
+        directory: String,
+        environment: [String: String] = [:],
+        sourceLocation: SourceLocation = #_sourceLocation,
         _ body: (GemcacheProcess) async throws -> Void
     ) async throws {
         let proxy = try await GemcacheProcess(arguments: arguments, directory: directory, environment: environment)
@@ -136,7 +139,9 @@ struct RecordsNumbersAndFilesTests {
     @Test func editedExportLinesAreRefusedByLineAndNeverServed() async throws {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream { upstreamPort, recorder in
-                let store = dir.path + "/store", export = dir.path + "/export.jsonl", edited = dir.path + "/edited.jsonl"
+                let store = dir.path + "/store"
+                let export = dir.path + "/export.jsonl"
+                let edited = dir.path + "/edited.jsonl"
                 let prompts = ["split", "cookie", "ancient", "status", "big", "good"]
                 let keys = try await Self.storeAnswers(prompts, store: store, upstreamPort: upstreamPort, directory: dir.path)
                 #expect(try StoreCommandsTests.gemcache(["export", "--data", store, export], directory: dir.path).status == 0)
@@ -164,7 +169,9 @@ struct RecordsNumbersAndFilesTests {
 
                 #expect(try StoreCommandsTests.gemcache(["purge", "--data", store, "--all"], directory: dir.path).output == "deleted 6 entries\n")
                 let imported = try StoreCommandsTests.gemcache(
-                    ["import", "--data", store, edited], directory: dir.path, environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "2KiB"]
+                    ["import", "--data", store, edited],
+                    directory: dir.path,
+                    environment: ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "2KiB"]
                 )
                 #expect(imported.status == 1, "some lines were refused")
                 #expect(imported.output.hasPrefix("imported 1 entries into \(store); refused 5 lines (named above)\n"))
@@ -195,7 +202,11 @@ struct RecordsNumbersAndFilesTests {
         let database = try environment.openDatabase("counters", create: false)
         try await environment.write { txn in
             for (name, value) in counters {
-                try txn.put(database, key: Array(name.utf8), value: (0..<8).reversed().map { UInt8(truncatingIfNeeded: UInt64(bitPattern: value) >> (UInt64($0) * 8)) })
+                try txn.put(
+                    database,
+                    key: Array(name.utf8),
+                    value: (0..<8).reversed().map { UInt8(truncatingIfNeeded: UInt64(bitPattern: value) >> (UInt64($0) * 8)) }
+                )
             }
         }
         environment.close()
@@ -230,10 +241,13 @@ struct RecordsNumbersAndFilesTests {
             }
 
             // Counters an older build left: past Int64 (stored at its top) and wrapped below zero.
-            try await Self.poison(store, [
-                ("saved_tokens", .max), ("model/gemini-2.5-flash/saved_tokens", .max), ("hits", -7),
-                ("model/gemini-2.5-flash/upstream_tokens", .max - 1),
-            ])
+            try await Self.poison(
+                store,
+                [
+                    ("saved_tokens", .max), ("model/gemini-2.5-flash/saved_tokens", .max), ("hits", -7),
+                    ("model/gemini-2.5-flash/upstream_tokens", .max - 1),
+                ]
+            )
             try await Self.serving(arguments, directory: dir.path) { proxy in
                 #expect(try await ask(proxy.port, "count me") == "HIT")
                 #expect(try await ask(proxy.port, "a new prompt") == "MISS")
@@ -270,7 +284,11 @@ struct RecordsNumbersAndFilesTests {
         ]
         try await withTemporaryDirectory { dir in
             for (variable, value) in cases {
-                let result = try StoreCommandsTests.gemcache(["serve", "--port", "0", "--data", dir.path + "/store"], directory: dir.path, environment: [variable: value])
+                let result = try StoreCommandsTests.gemcache(
+                    ["serve", "--port", "0", "--data", dir.path + "/store"],
+                    directory: dir.path,
+                    environment: [variable: value]
+                )
                 #expect(result.status == 1, "\(variable)=\(value)")
                 #expect(result.errors.split(separator: "\n").count == 1 && result.errors.contains(variable), "\(variable)=\(value): \(result.errors)")
             }
@@ -285,21 +303,35 @@ struct RecordsNumbersAndFilesTests {
         try await withTemporaryDirectory { dir in
             for value in values {
                 let result = try StoreCommandsTests.gemcache(["purge", "--data", dir.path + "/store", "--older-than=\(value)"], directory: dir.path)
-                #expect(result.status == 1 && result.errors.hasPrefix("gemcache: --older-than: ") && result.errors.split(separator: "\n").count == 1, "\(value)")
+                #expect(
+                    result.status == 1 && result.errors.hasPrefix("gemcache: --older-than: ") && result.errors.split(separator: "\n").count == 1,
+                    "\(value)"
+                )
             }
             try await withMockUpstream { upstreamPort, _ in
                 let arguments = ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", dir.path + "/store"]
                 try await Self.serving(arguments, directory: dir.path, environment: ["GEMCACHE_ADMIN_TOKEN": "admin-secret"]) { proxy in
-                    let bodies = values.map { #"{"older_than": "\#($0)"}"# } + [#"{"older_than": 1e300}"#, #"{"older_than": -1}"#, #"{"older_than": 9223372036854775807}"#]
+                    let bodies =
+                        values.map { #"{"older_than": "\#($0)"}"# } + [
+                            #"{"older_than": 1e300}"#, #"{"older_than": -1}"#, #"{"older_than": 9223372036854775807}"#,
+                        ]
                     for body in bodies {
-                        let answer = try await send(port: proxy.port, path: "/_gemcache/purge", body: body, headers: ["authorization": "Bearer admin-secret"])
+                        let answer = try await send(
+                            port: proxy.port,
+                            path: "/_gemcache/purge",
+                            body: body,
+                            headers: ["authorization": "Bearer admin-secret"]
+                        )
                         #expect(answer.status == 400, "\(body)")
                         let error = try #require(try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: [String: Any]])["error"]
                         #expect(error?["code"] as? Int == 400 && error?["status"] as? String == "INVALID_ARGUMENT", "\(body)")
                         #expect((error?["message"] as? String)?.hasPrefix("older_than: ") == true, "\(body)")
                     }
                     let fine = try await send(
-                        port: proxy.port, path: "/_gemcache/purge", body: #"{"older_than": "3650d"}"#, headers: ["authorization": "Bearer admin-secret"]
+                        port: proxy.port,
+                        path: "/_gemcache/purge",
+                        body: #"{"older_than": "3650d"}"#,
+                        headers: ["authorization": "Bearer admin-secret"]
                     )
                     #expect(fine.status == 200 && fine.body.contains(#""deleted":0"#))
                 }
@@ -332,12 +364,16 @@ struct RecordsNumbersAndFilesTests {
             #expect(try String(contentsOfFile: existing, encoding: .utf8).split(separator: "\n").count == 9)
             #expect(String(decoding: reader.readDataToEndOfFile(), as: UTF8.self) == "before\n", "an open handle never sees the export")
 
-            let target = dir.path + "/target.txt", link = dir.path + "/link.jsonl"
+            let target = dir.path + "/target.txt"
+            let link = dir.path + "/link.jsonl"
             #expect(FileManager.default.createFile(atPath: target, contents: Data("kept\n".utf8), attributes: [.posixPermissions: 0o644]))
             try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
             #expect(try StoreCommandsTests.gemcache(["export", "--data", store, link], directory: dir.path).status == 0)
             let replaced = try FileManager.default.attributesOfItem(atPath: link)
-            #expect(replaced[.type] as? FileAttributeType == .typeRegular && replaced[.posixPermissions] as? Int == 0o600, "a private file, no longer a link")
+            #expect(
+                replaced[.type] as? FileAttributeType == .typeRegular && replaced[.posixPermissions] as? Int == 0o600,
+                "a private file, no longer a link"
+            )
             #expect(try String(contentsOfFile: target, encoding: .utf8) == "kept\n", "the link's target is untouched")
             #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).allSatisfy { !$0.contains(".jsonl.") }, "no temporary file left")
         }
@@ -348,7 +384,8 @@ struct RecordsNumbersAndFilesTests {
     @Test func aStoreOpenToOtherUsersIsUsedWithAWarning() async throws {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream { upstreamPort, _ in
-                let loose = dir.path + "/loose", own = dir.path + "/own"
+                let loose = dir.path + "/loose"
+                let own = dir.path + "/own"
                 _ = try await StoreCommandsTests.populate(loose)
                 try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: loose)
                 for file in ["data.mdb", "lock.mdb"] {
@@ -357,7 +394,9 @@ struct RecordsNumbersAndFilesTests {
                 try await Self.serving(["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", loose], directory: dir.path) { proxy in
                     let warning = try #require(proxy.log.split(separator: "\n").first { $0.contains("store is open to other users") })
                     #expect(warning.contains("warning"))
-                    #expect(warning.contains("\(loose) 0777") && warning.contains("\(loose)/data.mdb 0666") && warning.contains("\(loose)/lock.mdb 0666"))
+                    #expect(
+                        warning.contains("\(loose) 0777") && warning.contains("\(loose)/data.mdb 0666") && warning.contains("\(loose)/lock.mdb 0666")
+                    )
                     #expect(try await send("GET", port: proxy.port, path: "/healthz").status == 200, "the store is used")
                 }
 

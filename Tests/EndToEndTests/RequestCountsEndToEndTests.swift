@@ -44,14 +44,18 @@ struct RequestCountsEndToEndTests {
                 (chat, chatBody, [:]),
                 (chat, #"{"model":"gemini-2.5-pro","messages":[]}"#, [:]),
             ])
-            #expect(seen == [
-                "200 MISS", "200 HIT", "200 BYPASS", "200 REFRESH", "200 MISS", "200 HIT",
-                "400 MISS", "500 MISS", "400 -", "200 MISS", "200 HIT", "400 MISS",
-            ])
+            #expect(
+                seen == [
+                    "200 MISS", "200 HIT", "200 BYPASS", "200 REFRESH", "200 MISS", "200 HIT",
+                    "400 MISS", "500 MISS", "400 -", "200 MISS", "200 HIT", "400 MISS",
+                ]
+            )
             let coalesced = try await withThrowingTaskGroup(of: String.self) { group in
                 for _ in 0..<3 {
                     group.addTask {
-                        try await send(port: port, path: generate, body: generateBody("together [[fault:slow:300]]"), headers: key).header("x-gemcache") ?? "-"
+                        try await send(port: port, path: generate, body: generateBody("together [[fault:slow:300]]"), headers: key).header(
+                            "x-gemcache"
+                        ) ?? "-"
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }

@@ -49,7 +49,10 @@ struct ResilienceEndToEndTests {
     }
 
     @Test func aSlowUpstreamGetsA504InGooglesEnvelope() async throws {
-        try await withStack(configure: { $0.upstream.timeout = .milliseconds(300); $0.upstream.retry.attempts = 1 }) { port, _ in
+        try await withStack(configure: {
+            $0.upstream.timeout = .milliseconds(300)
+            $0.upstream.retry.attempts = 1
+        }) { port, _ in
             let answer = try await send(port: port, path: path, body: generateBody("take your time [[fault:slow:3000]]"), headers: key)
             #expect(answer.status == 504)
             #expect(answer.body.contains("\"status\":\"DEADLINE_EXCEEDED\""))

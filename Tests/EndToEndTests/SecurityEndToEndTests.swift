@@ -26,9 +26,12 @@ struct SecurityEndToEndTests {
     @Test(arguments: [false, true])
     func requestTargetsThatNameAnotherHostAreRefusedBeforeAnyConnection(managedMode: Bool) async throws {
         try await withCanary { canary in
-            try await withProxyBehindMock(environment: managedMode ? managed : [:], configure: {
-                if managedMode { $0.auth.mode = .managed }
-            }) { port, recorder, _ in
+            try await withProxyBehindMock(
+                environment: managedMode ? managed : [:],
+                configure: {
+                    if managedMode { $0.auth.mode = .managed }
+                }
+            ) { port, recorder, _ in
                 let credential = managedMode ? "team-token" : testKey
                 let targets = [
                     "*@127.0.0.1:\(canary.port)/steal",
@@ -45,7 +48,11 @@ struct SecurityEndToEndTests {
                 ]
                 for target in targets {
                     for method in ["GET", "POST"] {
-                        let answer = try await raw(port, "\(method) \(target) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(credential)", body: method == "POST" ? "{}" : "")
+                        let answer = try await raw(
+                            port,
+                            "\(method) \(target) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(credential)",
+                            body: method == "POST" ? "{}" : ""
+                        )
                         #expect(answer.hasPrefix("HTTP/1.1 400"), "\(method) \(target): \(answer.prefix(200))")
                         // NIO's HTTP parser refuses some of these itself (a bare 400 and a close); the rest get Google's envelope.
                         let parsed = !answer.hasSuffix("\r\n\r\n")
@@ -53,13 +60,21 @@ struct SecurityEndToEndTests {
                     }
                 }
                 // Absolute form is HTTP (RFC 9112 §3.2.2): its authority is ignored, the upstream stays the configured one.
-                let absolute = try await raw(port, "GET http://127.0.0.1:\(canary.port)/v1beta/cachedContents HTTP/1.1\r\nHost: 127.0.0.1:\(canary.port)\r\nx-goog-api-key: \(credential)")
+                let absolute = try await raw(
+                    port,
+                    "GET http://127.0.0.1:\(canary.port)/v1beta/cachedContents HTTP/1.1\r\nHost: 127.0.0.1:\(canary.port)\r\nx-goog-api-key: \(credential)"
+                )
                 #expect(absolute.contains("X-Gemcache: PASS") || absolute.contains("x-gemcache: PASS"))
                 // Host and forwarding headers never choose a host.
-                let forwarded = try await send("GET", port: port, path: "/v1beta/cachedContents", headers: [
-                    "x-goog-api-key": credential, "host": "127.0.0.1:\(canary.port)", "x-forwarded-host": "127.0.0.1:\(canary.port)",
-                    "forwarded": "host=127.0.0.1:\(canary.port);proto=http", "x-forwarded-proto": "http",
-                ])
+                let forwarded = try await send(
+                    "GET",
+                    port: port,
+                    path: "/v1beta/cachedContents",
+                    headers: [
+                        "x-goog-api-key": credential, "host": "127.0.0.1:\(canary.port)", "x-forwarded-host": "127.0.0.1:\(canary.port)",
+                        "forwarded": "host=127.0.0.1:\(canary.port);proto=http", "x-forwarded-proto": "http",
+                    ]
+                )
                 #expect(forwarded.header("x-gemcache") == "PASS")
                 #expect(recorder.totalRequests == 2, "only the two well-formed requests reached the configured upstream")
                 #expect(canary.connections == 0)
@@ -72,7 +87,11 @@ struct SecurityEndToEndTests {
     @Test func upstreamRedirectsAreHandedBackNotFollowed() async throws {
         try await withCanary { canary in
             try await withScriptedUpstream({ _ in
-                Response(status: .found, headers: [.location: "http://127.0.0.1:\(canary.port)/collect"], body: .init(byteBuffer: .init(string: "moved")))
+                Response(
+                    status: .found,
+                    headers: [.location: "http://127.0.0.1:\(canary.port)/collect"],
+                    body: .init(byteBuffer: .init(string: "moved"))
+                )
             }) { upstreamPort in
                 try await withTemporaryDirectory { directory in
                     var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: directory.path)
@@ -83,7 +102,11 @@ struct SecurityEndToEndTests {
                         #expect(passed.hasPrefix("HTTP/1.1 302"))
                         #expect(passed.contains("Location: http://127.0.0.1:\(canary.port)/collect"))
                         #expect(passed.contains("X-Gemcache: PASS"))
-                        let cached = try await raw(port, "POST \(path) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: team-token", body: generateBody("redirected"))
+                        let cached = try await raw(
+                            port,
+                            "POST \(path) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: team-token",
+                            body: generateBody("redirected")
+                        )
                         #expect(cached.hasPrefix("HTTP/1.1 302"))
                         #expect(canary.connections == 0, "the team's upstream key never follows a Location")
                     }
@@ -99,11 +122,14 @@ struct SecurityEndToEndTests {
         try await withTemporaryDirectory { directory in
             try await withMockUpstream { upstreamPort, _ in
                 let proxy = try await GemcacheProcess(
-                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", directory.path + "/store"], directory: directory.path
+                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", directory.path + "/store"],
+                    directory: directory.path
                 )
                 let connection = try RawConnection(port: proxy.port)
                 // The mock answers 404 for this route at once, whatever the body.
-                connection.send("GET /v1beta/cachedContents/missing HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nContent-Length: 20000\r\n\r\n")
+                connection.send(
+                    "GET /v1beta/cachedContents/missing HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nContent-Length: 20000\r\n\r\n"
+                )
                 connection.send(String(repeating: "a", count: 10_000))
                 let head = await connection.readAnswer(timeout: .seconds(3))
                 #expect(head.hasPrefix("HTTP/1.1 404"), "\(head.prefix(200))")
@@ -124,13 +150,19 @@ struct SecurityEndToEndTests {
         try await withProxyBehindMock { port, recorder, _ in
             for path in ["/upload/v1beta/files", "/v1beta/models/gemini-2.5-flash:generateContent"] {
                 let answer = try await raw(
-                    port, "POST \(path) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nX-Pad: " + String(repeating: "p", count: 65_000),
+                    port,
+                    "POST \(path) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nX-Pad: " + String(repeating: "p", count: 65_000),
                     body: generateBody("padded")
                 )
                 #expect(answer.hasPrefix("HTTP/1.1 431"), "\(path): \(answer.prefix(200))")
                 #expect(answer.contains("\"status\":\"INVALID_ARGUMENT\""))
             }
-            let normal = try await send(port: port, path: "/upload/v1beta/files", body: "file", headers: ["x-goog-api-key": testKey, "x-pad": String(repeating: "p", count: 16_000)])
+            let normal = try await send(
+                port: port,
+                path: "/upload/v1beta/files",
+                body: "file",
+                headers: ["x-goog-api-key": testKey, "x-pad": String(repeating: "p", count: 16_000)]
+            )
             #expect(normal.status == 200)
             #expect(recorder.totalRequests == 1)
         }
@@ -144,17 +176,37 @@ struct SecurityEndToEndTests {
             let stored = try await send(port: port, path: path, body: generateBody("numbers"), headers: headers)
             #expect(stored.header("x-gemcache") == "MISS")
             for ttl in ["9223372036854775807", "-1", "315360001", "1e9", "99999999999999999999999", " ", "0x10"] {
-                let answer = try await send(port: port, path: path, body: generateBody("ttl \(ttl)"), headers: headers.merging(["x-gemcache-ttl": ttl]) { $1 })
+                let answer = try await send(
+                    port: port,
+                    path: path,
+                    body: generateBody("ttl \(ttl)"),
+                    headers: headers.merging(["x-gemcache-ttl": ttl]) { $1 }
+                )
                 #expect(answer.status == 400, "X-Gemcache-TTL: \(ttl)")
                 #expect(answer.body.contains("X-Gemcache-TTL"))
             }
-            let longest = try await send(port: port, path: path, body: generateBody("ten years"), headers: headers.merging(["x-gemcache-ttl": "315360000"]) { $1 })
+            let longest = try await send(
+                port: port,
+                path: path,
+                body: generateBody("ten years"),
+                headers: headers.merging(["x-gemcache-ttl": "315360000"]) { $1 }
+            )
             #expect(longest.status == 200)
-            let none = try await send(port: port, path: path, body: generateBody("zero ttl"), headers: headers.merging(["x-gemcache-ttl": "0"]) { $1 })
+            let none = try await send(
+                port: port,
+                path: path,
+                body: generateBody("zero ttl"),
+                headers: headers.merging(["x-gemcache-ttl": "0"]) { $1 }
+            )
             #expect(none.status == 200)
             #expect(none.header("cache-status")?.contains("stored") == false, "TTL 0 stores nothing")
             for maxAge in ["9223372036854775807", "99999999999999999999999999", "2147483649", "-5", "abc", "1e3", ""] {
-                let answer = try await send(port: port, path: path, body: generateBody("numbers"), headers: headers.merging(["cache-control": "max-age=\(maxAge), max-stale=\(maxAge), min-fresh=\(maxAge)"]) { $1 })
+                let answer = try await send(
+                    port: port,
+                    path: path,
+                    body: generateBody("numbers"),
+                    headers: headers.merging(["cache-control": "max-age=\(maxAge), max-stale=\(maxAge), min-fresh=\(maxAge)"]) { $1 }
+                )
                 #expect(answer.status == 200, "max-age=\(maxAge)")
                 #expect(answer.header("x-gemcache") == "HIT", "a huge or malformed max-age does not refuse the entry: max-age=\(maxAge)")
             }
@@ -167,7 +219,12 @@ struct SecurityEndToEndTests {
     @Test func fieldMasksAndSystemParametersNeverPoisonThePlainEntry() async throws {
         try await withProxyBehindMock { port, recorder, _ in
             let headers = ["x-goog-api-key": testKey]
-            let masked = try await send(port: port, path: path, body: generateBody("mask"), headers: headers.merging(["x-goog-fieldmask": "candidates.finishReason"]) { $1 })
+            let masked = try await send(
+                port: port,
+                path: path,
+                body: generateBody("mask"),
+                headers: headers.merging(["x-goog-fieldmask": "candidates.finishReason"]) { $1 }
+            )
             #expect(masked.header("x-gemcache") == "MISS")
             let fields = try await send(port: port, path: path + "?$fields=candidates.finishReason", body: generateBody("mask"), headers: headers)
             #expect(fields.header("x-gemcache") == "MISS")
@@ -175,8 +232,16 @@ struct SecurityEndToEndTests {
             #expect(plain.header("x-gemcache") == "MISS", "the plain request never gets a masked answer")
             #expect(Set([masked, fields, plain].compactMap { $0.header("x-gemcache-key") }).count == 3)
             // The same bytes again: the plain one is a hit (the fast path's), the masked one its own hit.
-            #expect(try await send(port: port, path: path, body: generateBody("mask"), headers: headers).header("x-gemcache-key") == plain.header("x-gemcache-key"))
-            let maskedAgain = try await send(port: port, path: path, body: generateBody("mask"), headers: headers.merging(["x-goog-fieldmask": "candidates.finishReason"]) { $1 })
+            #expect(
+                try await send(port: port, path: path, body: generateBody("mask"), headers: headers).header("x-gemcache-key")
+                    == plain.header("x-gemcache-key")
+            )
+            let maskedAgain = try await send(
+                port: port,
+                path: path,
+                body: generateBody("mask"),
+                headers: headers.merging(["x-goog-fieldmask": "candidates.finishReason"]) { $1 }
+            )
             #expect(maskedAgain.header("x-gemcache") == "HIT")
             #expect(maskedAgain.header("x-gemcache-key") == masked.header("x-gemcache-key"))
 
@@ -197,7 +262,12 @@ struct SecurityEndToEndTests {
                 let answer = try await send(port: port, path: "/v1beta/models/junk\(index):countTokens", body: generateBody("x"))
                 #expect(answer.status == 401)
             }
-            let twice = try await send(port: port, path: "/v1beta/models/junk-two:generateContent?key=team-token", body: generateBody("x"), headers: ["x-goog-api-key": "other"])
+            let twice = try await send(
+                port: port,
+                path: "/v1beta/models/junk-two:generateContent?key=team-token",
+                body: generateBody("x"),
+                headers: ["x-goog-api-key": "other"]
+            )
             #expect(twice.status == 400)
             let document = try await statsDocument(port: port)
             #expect(document["rejected"] as? Int == 201)
@@ -242,11 +312,20 @@ struct SecurityEndToEndTests {
         let answered = Mutex(Set<String>())
         try await withScriptedUpstream({ request in
             guard answered.withLock({ $0.insert(request.uri.path).inserted }) else {
-                return Response(status: .serviceUnavailable, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: #"{"error":{"code":503,"message":"down","status":"UNAVAILABLE"}}"#)))
+                return Response(
+                    status: .serviceUnavailable,
+                    headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: .init(string: #"{"error":{"code":503,"message":"down","status":"UNAVAILABLE"}}"#))
+                )
             }
-            let answer = #"{"candidates":[{"content":{"parts":[{"text":"hi"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1,"totalTokenCount":2}}"#
+            let answer =
+                #"{"candidates":[{"content":{"parts":[{"text":"hi"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1,"totalTokenCount":2}}"#
             if request.uri.path.hasSuffix(":streamGenerateContent") {
-                return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init(byteBuffer: .init(string: "data: \(answer)\r\n\r\n")))
+                return Response(
+                    status: .ok,
+                    headers: [.contentType: "text/event-stream"],
+                    body: .init(byteBuffer: .init(string: "data: \(answer)\r\n\r\n"))
+                )
             }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: answer)))
         }) { upstreamPort in
@@ -258,7 +337,12 @@ struct SecurityEndToEndTests {
                 try await withProxy(configuration) { port in
                     let stream = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
                     for route in [path, stream] {
-                        let first = try await send(port: port, path: route, body: generateBody("stale"), headers: ["x-goog-api-key": testKey, "x-gemcache-ttl": "1"])
+                        let first = try await send(
+                            port: port,
+                            path: route,
+                            body: generateBody("stale"),
+                            headers: ["x-goog-api-key": testKey, "x-gemcache-ttl": "1"]
+                        )
                         #expect(first.header("x-gemcache") == "MISS", "\(route)")
                     }
                     // Real time is the subject: the entries must expire.
@@ -305,7 +389,9 @@ struct SecurityEndToEndTests {
             // A whole chunked request is answered, then the idle connection is closed.
             let idle = try RawConnection(port: port)
             let body = generateBody("chunked")
-            idle.send("POST \(path) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nTransfer-Encoding: chunked\r\n\r\n\(String(body.utf8.count, radix: 16))\r\n\(body)\r\n0\r\n\r\n")
+            idle.send(
+                "POST \(path) HTTP/1.1\r\nHost: x\r\nx-goog-api-key: \(testKey)\r\nTransfer-Encoding: chunked\r\n\r\n\(String(body.utf8.count, radix: 16))\r\n\(body)\r\n0\r\n\r\n"
+            )
             let (answer, closedWhenIdle) = await idle.readToEnd(timeout: .seconds(15))
             #expect(answer.hasPrefix("HTTP/1.1 200"))
             #expect(closedWhenIdle, "an idle keep-alive connection is let go after limits.client_timeout")

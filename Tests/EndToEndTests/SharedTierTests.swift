@@ -16,13 +16,17 @@ import Testing
     /// Two proxies on one mock upstream, each with its own store, both on `postgres`'s shared tier,
     /// once both report the tier healthy.
     static func withTwoInstances<R: Sendable>(
-        _ postgres: PostgresServer, mock: MockUpstreamConfiguration = .init(),
+        _ postgres: PostgresServer,
+        mock: MockUpstreamConfiguration = .init(),
         _ body: @Sendable (_ first: Int, _ second: Int, _ recorder: MockUpstreamRecorder) async throws -> R
     ) async throws -> R {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream(mock) { upstreamPort, recorder in
                 let configurations = ["first", "second"].map { name in
-                    var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path + "/" + name)
+                    var configuration = ProxyConfiguration.testing(
+                        upstreamURL: "http://127.0.0.1:\(upstreamPort)",
+                        dataDirectory: dir.path + "/" + name
+                    )
                     configuration.store.shared = postgres.url
                     return configuration
                 }
@@ -159,7 +163,10 @@ import Testing
                 let answer = try await send(port: first, path: Self.path, body: purged, headers: Self.key)
                 let key = try #require(answer.header("x-gemcache-key"))
                 let purge = try await send(
-                    port: first, path: "/_gemcache/purge", body: #"{"key": "\#(key)"}"#, headers: ["authorization": "Bearer admin-secret"]
+                    port: first,
+                    path: "/_gemcache/purge",
+                    body: #"{"key": "\#(key)"}"#,
+                    headers: ["authorization": "Bearer admin-secret"]
                 )
                 #expect(purge.status == 200)
                 let result = try #require(try JSONSerialization.jsonObject(with: Data(purge.body.utf8)) as? [String: Any])

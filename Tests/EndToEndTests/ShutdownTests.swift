@@ -21,7 +21,8 @@ struct ShutdownTests {
                     (model + ":streamGenerateContent?alt=sse", "sse stream"), (model + ":streamGenerateContent", "array stream"),
                     ("/v1beta/openai/chat/completions", "openai stream"),
                 ].map { path, text in
-                    let body = path.hasPrefix("/v1beta/openai")
+                    let body =
+                        path.hasPrefix("/v1beta/openai")
                         ? #"{"model":"gemini-2.5-flash","stream":true,"messages":[{"role":"user","content":"\#(text) [[fault:slow:800]]"}]}"#
                         : generateBody("\(text) [[fault:slow:800]]")
                     return (path: path, body: body)
@@ -58,7 +59,10 @@ struct ShutdownTests {
 
     @Test func sigtermClosesIdleConnectionsAndRefusesNewOnes() async throws {
         try await withTemporaryDirectory { dir in
-            let process = try await GemcacheProcess(arguments: ["--upstream", "http://127.0.0.1:9", "--data", dir.path + "/store"], directory: dir.path)
+            let process = try await GemcacheProcess(
+                arguments: ["--upstream", "http://127.0.0.1:9", "--data", dir.path + "/store"],
+                directory: dir.path
+            )
             let idle = try RawConnection(port: process.port)
             idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             let (first, _) = await idle.readToEnd(timeout: .milliseconds(300))

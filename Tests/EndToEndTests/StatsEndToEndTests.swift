@@ -19,7 +19,9 @@ struct StatsEndToEndTests {
 
     static func ask(_ port: Int, model: String = flash, _ text: String, headers: [String: String] = [:]) async throws -> TestResponse {
         try await send(
-            port: port, path: "/v1beta/models/\(model):generateContent", body: generateBody(text),
+            port: port,
+            path: "/v1beta/models/\(model):generateContent",
+            body: generateBody(text),
             headers: headers.merging(["x-goog-api-key": testKey]) { $1 }
         )
     }
@@ -126,7 +128,10 @@ struct StatsEndToEndTests {
                     #expect(response.header("content-type")?.hasPrefix("text/plain; version=0.0.4") == true)
                     #expect(!response.body.contains(testKey))
                     let samples = Self.samples(response.body)
-                    for name in ["requests", "hits", "coalesced", "misses", "refreshed", "bypassed", "stale", "errors", "upstream_requests", "saved_requests", "saved_tokens", "saved_items"] {
+                    for name in [
+                        "requests", "hits", "coalesced", "misses", "refreshed", "bypassed", "stale", "errors", "upstream_requests", "saved_requests",
+                        "saved_tokens", "saved_items",
+                    ] {
                         #expect(samples["gemcache_\(name)_total"] == (stats[name] as? NSNumber)?.doubleValue, "\(name)")
                     }
                     for name in ["hit_ratio", "saved_usd", "entries"] {
@@ -137,8 +142,14 @@ struct StatsEndToEndTests {
                         for name in ["hits", "coalesced", "misses", "upstream_requests", "saved_requests", "saved_tokens"] {
                             #expect(samples["gemcache_model_\(name)_total{model=\"\(model)\"}"] == (fields[name] as? NSNumber)?.doubleValue)
                         }
-                        for name in ["upstream_requests_today", "saved_requests_today", "upstream_requests_minute", "rpd_used_pct", "rpd_without_cache_pct", "saved_usd"] {
-                            #expect(samples["gemcache_model_\(name){model=\"\(model)\"}"] == (fields[name] as? NSNumber)?.doubleValue, "\(model) \(name)")
+                        for name in [
+                            "upstream_requests_today", "saved_requests_today", "upstream_requests_minute", "rpd_used_pct", "rpd_without_cache_pct",
+                            "saved_usd",
+                        ] {
+                            #expect(
+                                samples["gemcache_model_\(name){model=\"\(model)\"}"] == (fields[name] as? NSNumber)?.doubleValue,
+                                "\(model) \(name)"
+                            )
                         }
                     }
                     #expect(samples["gemcache_model_free_tier_rpd{model=\"\(Self.unlisted)\"}"] == nil)
@@ -323,7 +334,14 @@ struct DashboardBrowserTests {
                     #expect(dom.contains(#"data-loaded="true""#))
                     let shown = Self.shownValues(dom)
                     func number(_ text: String?) -> Double? {
-                        text.flatMap { Double($0.replacingOccurrences(of: ",", with: "").replacingOccurrences(of: "$", with: "").replacingOccurrences(of: " %", with: "")) }
+                        text.flatMap {
+                            Double(
+                                $0.replacingOccurrences(of: ",", with: "").replacingOccurrences(of: "$", with: "").replacingOccurrences(
+                                    of: " %",
+                                    with: ""
+                                )
+                            )
+                        }
                     }
                     for field in ["requests", "saved_requests", "saved_tokens", "upstream_requests", "hits", "coalesced", "misses", "entries"] {
                         #expect(number(shown[field]) == (stats[field] as? NSNumber)?.doubleValue, "\(field)")

@@ -1,6 +1,6 @@
-import GemcacheKey
 import Foundation
 import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import GeminiMock
 import Testing
@@ -12,7 +12,9 @@ struct StoreCommandsTests {
     /// Runs `gemcache <arguments>` to its end with `environment`; returns its exit status, standard
     /// output and standard error.
     static func gemcache(
-        _ arguments: [String], directory: String, environment: [String: String] = [:]
+        _ arguments: [String],
+        directory: String,
+        environment: [String: String] = [:]
     ) throws -> (status: Int32, output: String, errors: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: GemcacheProcess.executablePath)
@@ -44,9 +46,16 @@ struct StoreCommandsTests {
         for (index, model) in ["gemini-2.5-flash", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-embedding-001"].enumerated() {
             for (age, suffix) in [(3_600_000 as Int64, "old"), (0, "new")] {
                 let entry = CacheEntry(
-                    status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
-                    body: Array("{\"answer\":\(index),\"age\":\"\(suffix)\"}".utf8), storedAt: now - age, expiresAt: now + 86_400_000,
-                    model: model, namespace: index == 1 ? "team-a" : nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 9,
+                    status: 200,
+                    headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
+                    body: Array("{\"answer\":\(index),\"age\":\"\(suffix)\"}".utf8),
+                    storedAt: now - age,
+                    expiresAt: now + 86_400_000,
+                    model: model,
+                    namespace: index == 1 ? "team-a" : nil,
+                    endpoint: "generateContent",
+                    promptTokens: 3,
+                    totalTokens: 9,
                     scope: index == 2 ? .shared : .perKey
                 )
                 entries[key("\(index)-\(suffix)")] = entry
@@ -94,8 +103,14 @@ struct StoreCommandsTests {
     @Test func purgeFailsWithOneLineOnBadOptionsOrAMissingStore() async throws {
         try await withTemporaryDirectory { dir in
             let cases: [([String], String)] = [
-                (["purge", "--data", dir.path + "/store", "--older-than", "soon"], "gemcache: --older-than: expected a duration such as 90, 90s, 30m, 24h or 7d, got \"soon\"\n"),
-                (["purge", "--data", dir.path + "/store"], "gemcache: say what to purge: --all, or any of --model, --namespace, --key, --older-than\n"),
+                (
+                    ["purge", "--data", dir.path + "/store", "--older-than", "soon"],
+                    "gemcache: --older-than: expected a duration such as 90, 90s, 30m, 24h or 7d, got \"soon\"\n"
+                ),
+                (
+                    ["purge", "--data", dir.path + "/store"],
+                    "gemcache: say what to purge: --all, or any of --model, --namespace, --key, --older-than\n"
+                ),
                 (["purge", "--data", dir.path + "/store", "--all"], "gemcache: no gemcache store at \(dir.path)/store\n"),
                 (["export", "--data", dir.path + "/store", dir.path + "/out.jsonl"], "gemcache: no gemcache store at \(dir.path)/store\n"),
             ]
@@ -145,20 +160,26 @@ struct StoreCommandsTests {
                 /// The `X-Gemcache` of each prompt, asked in order of one proxy on `store`.
                 func ask(_ texts: [String], store: String, scope: String) async throws -> [String?] {
                     let proxy = try await GemcacheProcess(
-                        arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: dir.path,
+                        arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store],
+                        directory: dir.path,
                         environment: ["GEMCACHE_CACHE_SCOPE": scope]
                     )
                     var answers: [String?] = []
                     for text in texts {
-                        answers.append(try await send(
-                            port: proxy.port, path: "/v1beta/models/gemini-2.5-flash:generateContent", body: generateBody(text),
-                            headers: ["x-goog-api-key": testKey]
-                        ).header("x-gemcache"))
+                        answers.append(
+                            try await send(
+                                port: proxy.port,
+                                path: "/v1beta/models/gemini-2.5-flash:generateContent",
+                                body: generateBody(text),
+                                headers: ["x-goog-api-key": testKey]
+                            ).header("x-gemcache")
+                        )
                     }
                     #expect(await proxy.stop() == 0)
                     return answers
                 }
-                let source = dir.path + "/source", target = dir.path + "/target"
+                let source = dir.path + "/source"
+                let target = dir.path + "/target"
                 #expect(try await ask(["for everyone"], store: source, scope: "shared") == ["MISS"])
                 #expect(try await ask(["for this key"], store: source, scope: "per_key") == ["MISS"])
                 #expect(try await ask(["already there"], store: target, scope: "per_key") == ["MISS"], "the target has entries and a salt of its own")
@@ -185,10 +206,15 @@ struct StoreCommandsTests {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream { upstreamPort, recorder in
                 let store = dir.path + "/store"
-                let proxy = try await GemcacheProcess(arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: dir.path)
+                let proxy = try await GemcacheProcess(
+                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store],
+                    directory: dir.path
+                )
                 func ask(_ text: String) async throws -> String? {
                     try await send(
-                        port: proxy.port, path: "/v1beta/models/gemini-2.5-flash:generateContent", body: generateBody(text),
+                        port: proxy.port,
+                        path: "/v1beta/models/gemini-2.5-flash:generateContent",
+                        body: generateBody(text),
                         headers: ["x-goog-api-key": testKey]
                     ).header("x-gemcache")
                 }

@@ -1,6 +1,6 @@
-import GemcacheKey
 import Foundation
 import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import GeminiMock
 import LMDBKit
@@ -17,9 +17,17 @@ struct StoreReliabilityTests {
     /// A 16 KiB entry stored at `storedAt` that expires at `expiresAt` (Unix milliseconds).
     private static func bigEntry(_ name: String, storedAt: Int64, expiresAt: Int64) -> CacheEntry {
         CacheEntry(
-            status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
-            body: Array((name + String(repeating: "x", count: 16 << 10)).utf8), storedAt: storedAt, expiresAt: expiresAt,
-            model: "gemini-2.5-flash", namespace: nil, endpoint: "generateContent", promptTokens: 1, totalTokens: 2, scope: .perKey
+            status: 200,
+            headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
+            body: Array((name + String(repeating: "x", count: 16 << 10)).utf8),
+            storedAt: storedAt,
+            expiresAt: expiresAt,
+            model: "gemini-2.5-flash",
+            namespace: nil,
+            endpoint: "generateContent",
+            promptTokens: 1,
+            totalTokens: 2,
+            scope: .perKey
         )
     }
 
@@ -36,14 +44,26 @@ struct StoreReliabilityTests {
     @Test func aFullMapEvictsExpiredEntriesBeforeTheOldestLiveOnes() async throws {
         try await withTemporaryDirectory { dir in
             let clock = Mutex<Int64>(1_800_000_000_000)
-            let store = try await CacheStore.open(configuration: Self.storeSettings(dir), scopeSalt: nil, logger: quietLogger) { clock.withLock { $0 } }
+            let store = try await CacheStore.open(configuration: Self.storeSettings(dir), scopeSalt: nil, logger: quietLogger) {
+                clock.withLock { $0 }
+            }
             let start = clock.withLock { $0 }
             // The live entries are older than the expired ones: eviction by age alone would take them first.
             for index in 0..<4 {
-                #expect(await store.store(Self.bigEntry("old\(index)", storedAt: start + Int64(index), expiresAt: start + 3_600_000), for: Self.cacheKey("old\(index)")))
+                #expect(
+                    await store.store(
+                        Self.bigEntry("old\(index)", storedAt: start + Int64(index), expiresAt: start + 3_600_000),
+                        for: Self.cacheKey("old\(index)")
+                    )
+                )
             }
             for index in 0..<4 {
-                #expect(await store.store(Self.bigEntry("exp\(index)", storedAt: start + 100 + Int64(index), expiresAt: start + 1000), for: Self.cacheKey("exp\(index)")))
+                #expect(
+                    await store.store(
+                        Self.bigEntry("exp\(index)", storedAt: start + 100 + Int64(index), expiresAt: start + 1000),
+                        for: Self.cacheKey("exp\(index)")
+                    )
+                )
             }
             clock.withLock { $0 += 2000 }
             func present(_ prefix: String) async throws -> Int {
@@ -54,7 +74,12 @@ struct StoreReliabilityTests {
             var filler = 0
             while filler < 200 {
                 clock.withLock { $0 += 1 }
-                #expect(await store.store(Self.bigEntry("fill\(filler)", storedAt: clock.withLock { $0 }, expiresAt: start + 3_600_000), for: Self.cacheKey("fill\(filler)")))
+                #expect(
+                    await store.store(
+                        Self.bigEntry("fill\(filler)", storedAt: clock.withLock { $0 }, expiresAt: start + 3_600_000),
+                        for: Self.cacheKey("fill\(filler)")
+                    )
+                )
                 filler += 1
                 let (old, expired) = (try await present("old"), try await present("exp"))
                 #expect(old == 4 || expired == 0, "a live entry was evicted while \(expired) expired ones remained")
@@ -73,7 +98,10 @@ struct StoreReliabilityTests {
             let now = CacheStore.wallClock()
             let prefill = try await CacheStore.open(configuration: Self.storeSettings(dir), scopeSalt: nil, logger: quietLogger)
             for index in 0..<8 {
-                await prefill.store(Self.bigEntry("old\(index)", storedAt: now - 60_000 + Int64(index), expiresAt: now + 3_600_000), for: Self.cacheKey("old\(index)"))
+                await prefill.store(
+                    Self.bigEntry("old\(index)", storedAt: now - 60_000 + Int64(index), expiresAt: now + 3_600_000),
+                    for: Self.cacheKey("old\(index)")
+                )
             }
             await prefill.close()
 
@@ -102,7 +130,10 @@ struct StoreReliabilityTests {
                         if sent % 64 == 0 {
                             let health = try await send("GET", port: port, path: "/healthz")
                             #expect(health.status == 200)
-                            let stats = try #require(try JSONSerialization.jsonObject(with: Data(try await send("GET", port: port, path: "/_gemcache/stats").body.utf8)) as? [String: Any])
+                            let stats = try #require(
+                                try JSONSerialization.jsonObject(with: Data(try await send("GET", port: port, path: "/_gemcache/stats").body.utf8))
+                                    as? [String: Any]
+                            )
                             let entries = try #require(stats["entries"] as? Int)
                             evictedEnough = entries + 100 < sent + 8
                         }
@@ -144,7 +175,8 @@ struct StoreReliabilityTests {
                         for index in 0..<32 {
                             group.addTask {
                                 let body = generateBody("crash \(round) \(index) [[fault:slow:\(index * 80)]]")
-                                guard let answer = try? await send(port: process.port, path: path, body: body, headers: key), answer.status == 200 else { return }
+                                guard let answer = try? await send(port: process.port, path: path, body: body, headers: key), answer.status == 200
+                                else { return }
                                 done.withLock { $0.append((body, answer.body)) }
                             }
                         }
@@ -210,14 +242,21 @@ struct StoreReliabilityTests {
         let before = FileManager.default.contents(atPath: store + "/" + file)
 
         // store.on_corrupt: fail stops start-up with one line and leaves the files where they are.
-        let failing = try Self.runToExit(["serve", "--port", "0", "--data", store], directory: dir.path, environment: ["GEMCACHE_STORE_ON_CORRUPT": "fail"])
+        let failing = try Self.runToExit(
+            ["serve", "--port", "0", "--data", store],
+            directory: dir.path,
+            environment: ["GEMCACHE_STORE_ON_CORRUPT": "fail"]
+        )
         #expect(failing.status != 0)
         #expect(failing.output.split(separator: "\n").count == 1)
         #expect(failing.output.contains("store.on_corrupt is fail"))
         #expect(FileManager.default.contents(atPath: store + "/" + file) == before)
 
         try await withMockUpstream { upstreamPort, _ in
-            let process = try await GemcacheProcess(arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store], directory: dir.path)
+            let process = try await GemcacheProcess(
+                arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store],
+                directory: dir.path
+            )
             let health = try await send("GET", port: process.port, path: "/healthz")
             #expect(health.status == 200)
             let document = try Self.json(health.body)

@@ -1,7 +1,7 @@
-import GemcacheKey
 import AsyncHTTPClient
 import Foundation
 import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import GeminiMock
 import NIOCore
@@ -211,13 +211,20 @@ struct SurfaceEndToEndTests {
     @Test func explainGivesTheKeyOfTheRealRequest() async throws {
         try await withStack { port, _ in
             let path = "/v1beta/models/gemini-2.5-flash:generateContent"
-            let real = try await send(port: port, path: path, body: generateBody("explain me"), headers: key.merging(["x-gemcache-namespace": "docs"]) { $1 })
+            let real = try await send(
+                port: port,
+                path: path,
+                body: generateBody("explain me"),
+                headers: key.merging(["x-gemcache-namespace": "docs"]) { $1 }
+            )
             let request: [String: Any] = [
                 "path": path, "headers": ["x-goog-api-key": testKey, "X-Gemcache-Namespace": "docs"],
                 "body": ["contents": [["parts": [["text": "  explain me\r\n"]], "role": "user"]]],
             ]
             let explained = try await send(
-                port: port, path: "/_gemcache/explain", body: String(decoding: try JSONSerialization.data(withJSONObject: request), as: UTF8.self)
+                port: port,
+                path: "/_gemcache/explain",
+                body: String(decoding: try JSONSerialization.data(withJSONObject: request), as: UTF8.self)
             )
             let answer = try #require(try JSONSerialization.jsonObject(with: Data(explained.body.utf8)) as? [String: Any])
             #expect(answer["key"] as? String == real.header("x-gemcache-key"))

@@ -19,7 +19,10 @@ struct TLSEndToEndTests {
     @Test func httpsServesHitsAndTheLiveAPIOverWss() async throws {
         try await withTemporaryDirectory { directory in
             let certificate = try TestCertificate(in: directory.path)
-            try await withProxyBehindMock(configure: { $0.listen.tls = .init(certFile: certificate.certFile, keyFile: certificate.keyFile) }) { port, recorder, _ in
+            try await withProxyBehindMock(configure: { $0.listen.tls = .init(certFile: certificate.certFile, keyFile: certificate.keyFile) }) {
+                port,
+                recorder,
+                _ in
                 var tls = TLSConfiguration.makeClientConfiguration()
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(certificate.certFile))
                 var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
@@ -46,7 +49,9 @@ struct TLSEndToEndTests {
                     #expect(recorder.totalRequests == 1)
 
                     let closed = try await WebSocketClient.connect(
-                        url: "wss://localhost:\(port)\(LiveEndToEndTests.livePath)?key=\(testKey)", tlsConfiguration: tls, logger: quietLogger
+                        url: "wss://localhost:\(port)\(LiveEndToEndTests.livePath)?key=\(testKey)",
+                        tlsConfiguration: tls,
+                        logger: quietLogger
                     ) { inbound, outbound, _ in
                         var frames = inbound.makeAsyncIterator()
                         try await outbound.write(.text(LiveEndToEndTests.setup))

@@ -1,10 +1,11 @@
-import GemcacheKey
 import Foundation
-@testable import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import LMDBKit
 import Synchronization
 import Testing
+
+@testable import GemcacheCore
 
 @Suite(.timeLimit(.minutes(1)))
 struct CacheStoreTests {
@@ -15,7 +16,12 @@ struct CacheStoreTests {
         func advance(seconds: Int64) { milliseconds.withLock { $0 += seconds * 1000 } }
     }
 
-    private func open(_ directory: TemporaryDirectory, maxSize: Int = 64 << 20, onCorrupt: ProxyConfiguration.Store.OnCorrupt = .moveAside, clock: ManualClock = .init()) async throws -> CacheStore {
+    private func open(
+        _ directory: TemporaryDirectory,
+        maxSize: Int = 64 << 20,
+        onCorrupt: ProxyConfiguration.Store.OnCorrupt = .moveAside,
+        clock: ManualClock = .init()
+    ) async throws -> CacheStore {
         var configuration = ProxyConfiguration.Store()
         configuration.path = directory.path + "/store"
         configuration.maxSize = maxSize
@@ -25,9 +31,17 @@ struct CacheStoreTests {
 
     private func entry(_ body: String, at now: Int64, ttlSeconds: Int64 = 60) -> CacheEntry {
         CacheEntry(
-            status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
-            body: Array(body.utf8), storedAt: now, expiresAt: now + ttlSeconds * 1000, model: "gemini-2.5-flash",
-            namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10, scope: .perKey
+            status: 200,
+            headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
+            body: Array(body.utf8),
+            storedAt: now,
+            expiresAt: now + ttlSeconds * 1000,
+            model: "gemini-2.5-flash",
+            namespace: nil,
+            endpoint: "generateContent",
+            promptTokens: 3,
+            totalTokens: 10,
+            scope: .perKey
         )
     }
 

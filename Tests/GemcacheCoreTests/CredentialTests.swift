@@ -1,6 +1,7 @@
-@testable import GemcacheCore
 import HTTPTypes
 import Testing
+
+@testable import GemcacheCore
 
 /// SPEC §8: a request's one credential, and the 400 for more than one, in one place.
 struct CredentialTests {

@@ -75,7 +75,9 @@ struct DeploymentFilesTests {
 
     @Test func servicesAndProfilesNameOnlyWhatExists() throws {
         let services = try Self.services()
-        #expect(Set(services.keys) == ["gemcache", "mock-upstream", "gemcache-demo", "demo-load", "postgres", "gemcache-shared-a", "gemcache-shared-b"])
+        #expect(
+            Set(services.keys) == ["gemcache", "mock-upstream", "gemcache-demo", "demo-load", "postgres", "gemcache-shared-a", "gemcache-shared-b"]
+        )
         #expect(services["gemcache"]?["profiles"] == nil, "the proxy starts without a profile")
         let demo = services.filter { ($0.value["profiles"] as? [String]) == ["demo"] }.keys
         #expect(Set(demo) == ["mock-upstream", "gemcache-demo", "demo-load"])
@@ -156,7 +158,10 @@ struct DeploymentFilesTests {
                 #expect(published.split(separator: ":").last.map(String.init) == port, "\(name) publishes \(published) but listens on \(port)")
             }
             let store = try #require(environment["GEMCACHE_STORE_PATH"])
-            #expect((service["volumes"] as? [String] ?? []).contains { $0.hasSuffix(":" + store) && !$0.hasPrefix(".") }, "\(name) keeps its store outside a named volume")
+            #expect(
+                (service["volumes"] as? [String] ?? []).contains { $0.hasSuffix(":" + store) && !$0.hasPrefix(".") },
+                "\(name) keeps its store outside a named volume"
+            )
             let grace = try Self.seconds(try #require(service["stop_grace_period"] as? String))
             #expect(grace > 120, "\(name): stop_grace_period must outlast a graceful shutdown (upstream.timeout 120s)")
         }
@@ -179,7 +184,10 @@ struct DeploymentFilesTests {
         let (build, run) = (stages[0], stages[1])
         let makefile = try Self.makefile()
         #expect(makefile.build == "swift build -c release --product gemcache")
-        #expect(build.contains { $0.instruction == "RUN" && $0.arguments.contains(makefile.build) }, "the Dockerfile builds otherwise than `make build`")
+        #expect(
+            build.contains { $0.instruction == "RUN" && $0.arguments.contains(makefile.build) },
+            "the Dockerfile builds otherwise than `make build`"
+        )
         #expect(build.contains { $0.instruction == "RUN" && $0.arguments.contains("cp .build/release/gemcache ") })
         #expect(run.contains { $0.instruction == "ENTRYPOINT" && $0.arguments == #"["gemcache"]"# })
         #expect(Set(makefile.packages).isSubset(of: Self.aptPackages(build)), "the build stage lacks some of the Makefile's APT_PACKAGES")

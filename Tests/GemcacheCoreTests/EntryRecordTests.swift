@@ -1,14 +1,23 @@
-@testable import GemcacheCore
 import NIOCore
 import Testing
+
+@testable import GemcacheCore
 
 /// The stored record of an entry: every field survives encoding, and records of version 1 (written
 /// before entries kept their scope) are still read, by the slow path and by the fast path's reader.
 struct EntryRecordTests {
     static let entry = CacheEntry(
-        status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
-        body: Array(#"{"candidates":[]}"#.utf8), storedAt: 1_800_000_000_000, expiresAt: 1_800_000_060_000,
-        model: "gemini-2.5-flash", namespace: "team-a", endpoint: "generateContent", promptTokens: 3, totalTokens: 10, scope: .shared
+        status: 200,
+        headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
+        body: Array(#"{"candidates":[]}"#.utf8),
+        storedAt: 1_800_000_000_000,
+        expiresAt: 1_800_000_060_000,
+        model: "gemini-2.5-flash",
+        namespace: "team-a",
+        endpoint: "generateContent",
+        promptTokens: 3,
+        totalTokens: 10,
+        scope: .shared
     )
 
     /// The record `entry` had in version 1: the same layout without the scope byte.
@@ -68,7 +77,9 @@ struct RecordValidationTests {
         return entry
     }
 
-    static let headerSplit = Array("Content-Type: application/json\r\nx: y\r\n\r\nHTTP/1.1 200 OK\r\nSet-Cookie: a=b\r\nContent-Length: 2\r\n\r\nhi".utf8)
+    static let headerSplit = Array(
+        "Content-Type: application/json\r\nx: y\r\n\r\nHTTP/1.1 200 OK\r\nSet-Cookie: a=b\r\nContent-Length: 2\r\n\r\nhi".utf8
+    )
 
     static let damaged: [(String, CacheEntry, RecordProblem)] = [
         ("a status of 1000", entry { $0.status = 1000 }, .status(1000)),
@@ -131,10 +142,11 @@ struct RecordValidationTests {
     }
 
     @Test func wellFormedHeadersOfEveryKindPass() throws {
-        let blocks = [
-            "", "Content-Type: application/json\r\n", "X-Empty:\r\n", "X-Tab: a\tb\r\n",
-            "!#$%&'*+-.^_`|~09azAZ: v\r\n", "X-Te: trailers\r\nX-Content-Length-Note: 5\r\n",
-        ].map { Array($0.utf8) } + [[0x58, 0x3A, 0x20, 0xFF, 0x80, 0x0D, 0x0A]]  // bytes ≥ 0x80 in a value
+        let blocks =
+            [
+                "", "Content-Type: application/json\r\n", "X-Empty:\r\n", "X-Tab: a\tb\r\n",
+                "!#$%&'*+-.^_`|~09azAZ: v\r\n", "X-Te: trailers\r\nX-Content-Length-Note: 5\r\n",
+            ].map { Array($0.utf8) } + [[0x58, 0x3A, 0x20, 0xFF, 0x80, 0x0D, 0x0A]]  // bytes ≥ 0x80 in a value
         for block in blocks {
             let entry = Self.entry { $0.headerBlock = block }
             try EntryRecord.validate(entry)

@@ -1,12 +1,13 @@
-import GemcacheKey
 import Foundation
-@testable import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import Synchronization
 import Testing
+
+@testable import GemcacheCore
 
 /// The fast-path handler on an embedded channel over a real store: what it answers itself, and that
 /// everything else reaches the next handler byte for byte.
@@ -36,18 +37,31 @@ struct FastPathHandlerTests {
             let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: nil, logger: quietLogger, now: clock.now)
             let key = CacheKey(hex: Digest.hex(Digest.sha256(Array("entry".utf8))))!
             let entry = CacheEntry(
-                status: 200, headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
-                body: Array(Self.answer.utf8), storedAt: Self.start - 5000, expiresAt: Self.start + 60_000,
-                model: "gemini-2.5-flash", namespace: nil, endpoint: "generateContent", promptTokens: 3, totalTokens: 10, scope: .perKey
+                status: 200,
+                headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
+                body: Array(Self.answer.utf8),
+                storedAt: Self.start - 5000,
+                expiresAt: Self.start + 60_000,
+                model: "gemini-2.5-flash",
+                namespace: nil,
+                endpoint: "generateContent",
+                promptTokens: 3,
+                totalTokens: 10,
+                scope: .perKey
             )
             let rawKey = RawKeyHasher(normalize: configuration.cache.normalize).key(
-                target: Array(Self.path.utf8), scope: Array(scopeTag(credential: credential, salt: store.scopeSalt).utf8),
-                namespace: nil, body: Array(Self.body.utf8)
+                target: Array(Self.path.utf8),
+                scope: Array(scopeTag(credential: credential, salt: store.scopeSalt).utf8),
+                namespace: nil,
+                body: Array(Self.body.utf8)
             )
             #expect(await store.store(entry, for: key, alias: rawKey))
             let fastPath = FastPath(
-                configuration: configuration, store: store, ledger: Ledger(store: store, configuration: configuration),
-                access: AccessControl(configuration: configuration, clientTokens: []), now: clock.now
+                configuration: configuration,
+                store: store,
+                ledger: Ledger(store: store, configuration: configuration),
+                access: AccessControl(configuration: configuration, clientTokens: []),
+                now: clock.now
             )
             let handler = FastPathHandler(fastPath: fastPath)
             let channel = EmbeddedChannel()
@@ -71,7 +85,8 @@ struct FastPathHandlerTests {
             let (answer, passed) = try send(Self.request(), to: channel)
             #expect(passed == nil)
             #expect(fastPath.hits == 1)
-            let expected = "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nAge: 5\r\nX-Gemcache: HIT\r\n"
+            let expected =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nAge: 5\r\nX-Gemcache: HIT\r\n"
                 + "X-Gemcache-Key: \(key.hex)\r\nCache-Status: gemcache; hit; ttl=60; key=\"\(key.hex)\"\r\n"
                 + "Content-Length: \(Self.answer.utf8.count)\r\nDate: Fri, 15 Jan 2027 08:00:00 GMT\r\n\r\n\(Self.answer)"
             #expect(answer == expected)

@@ -1,9 +1,10 @@
 import Foundation
-@testable import GemcacheCore
 import GemcacheTestSupport
 import LMDBKit
 import Synchronization
 import Testing
+
+@testable import GemcacheCore
 
 /// The ledger's arithmetic on a real store, with a clock the test moves.
 @Suite(.timeLimit(.minutes(1)))
@@ -194,7 +195,11 @@ struct LedgerTests {
             let counters = try store.environment.openDatabase("counters", create: false)
             try await store.environment.write { txn in
                 for (name, value) in poisoned {
-                    try txn.put(counters, key: Array(name.utf8), value: (0..<8).reversed().map { UInt8(truncatingIfNeeded: UInt64(bitPattern: value) >> (UInt64($0) * 8)) })
+                    try txn.put(
+                        counters,
+                        key: Array(name.utf8),
+                        value: (0..<8).reversed().map { UInt8(truncatingIfNeeded: UInt64(bitPattern: value) >> (UInt64($0) * 8)) }
+                    )
                 }
             }
             let biggest = TokenUsage(prompt: TokenUsage.range.upperBound, total: TokenUsage.range.upperBound)
@@ -238,9 +243,12 @@ struct LedgerTests {
             #expect(Counter.upstreamKey("sha256:ab", kind) == "key/sha256:ab/" + name)
         }
         #expect(Counter(.partial) == .misses && Counter(.refresh) == .refreshed && Counter(.bypass) == .bypassed)
-        #expect(Counter.totals.map(Counter.total) == [
-            "requests", "hits", "coalesced", "misses", "refreshed", "bypassed", "stale", "errors", "rejected", "upstream_requests", "saved_tokens", "saved_items",
-        ])
+        #expect(
+            Counter.totals.map(Counter.total) == [
+                "requests", "hits", "coalesced", "misses", "refreshed", "bypassed", "stale", "errors", "rejected", "upstream_requests",
+                "saved_tokens", "saved_items",
+            ]
+        )
     }
 
     @Test func countsPastEitherEndSaturate() {
@@ -254,7 +262,10 @@ struct LedgerTests {
     /// Usage counts from the upstream's JSON are whole numbers clamped to 0...UInt32.max at parse.
     @Test func usageFromAnAnswerIsClampedWhereItIsParsed() throws {
         let cases: [(String, TokenUsage)] = [
-            (#"{"usageMetadata":{"promptTokenCount":9223372036854775807,"totalTokenCount":18446744073709551615}}"#, .init(prompt: 4_294_967_295, total: 4_294_967_295)),
+            (
+                #"{"usageMetadata":{"promptTokenCount":9223372036854775807,"totalTokenCount":18446744073709551615}}"#,
+                .init(prompt: 4_294_967_295, total: 4_294_967_295)
+            ),
             (#"{"usageMetadata":{"promptTokenCount":-9223372036854775808,"totalTokenCount":-1}}"#, .zero),
             (#"{"usageMetadata":{"promptTokenCount":1e300,"totalTokenCount":12.5}}"#, .init(prompt: 4_294_967_295, total: 0)),
             (#"{"usageMetadata":{"promptTokenCount":"12","totalTokenCount":[1]}}"#, .zero),

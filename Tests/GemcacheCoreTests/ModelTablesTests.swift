@@ -1,8 +1,9 @@
 import Foundation
-@testable import GemcacheCore
 import GemcacheTestSupport
 import Testing
 import Yams
+
+@testable import GemcacheCore
 
 /// The free-tier limits and prices are built in (SPEC §1): proxy.conf lists the same tables, and a file
 /// overrides them model by model.

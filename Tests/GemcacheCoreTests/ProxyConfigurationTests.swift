@@ -1,11 +1,16 @@
-import GemcacheKey
 import Foundation
-@testable import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import Testing
 
+@testable import GemcacheCore
+
 struct ProxyConfigurationTests {
-    private func load(file: String?, environment: [String: String] = [:], overrides: [String: String] = [:]) async throws(ConfigurationError) -> ProxyConfiguration {
+    private func load(
+        file: String?,
+        environment: [String: String] = [:],
+        overrides: [String: String] = [:]
+    ) async throws(ConfigurationError) -> ProxyConfiguration {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         var path: String?
@@ -71,7 +76,8 @@ struct ProxyConfigurationTests {
     /// SPEC §1: a kind's TTL is its `cache.ttl` entry, else `cache.default_ttl`, else the built-in one,
     /// which is what proxy.conf ships.
     @Test func aKindThatCacheTTLDoesNotNameTakesTheDefaultTTL() async throws {
-        let hour = 3600, day = 86400
+        let hour = 3600
+        let day = 86400
         let expected: [CachedRoute.Operation: Int] = [
             .generateContent: day, .streamGenerateContent: day, .countTokens: 30 * day, .embedContent: 30 * day,
             .batchEmbedContents: 30 * day, .listModels: hour, .getModel: hour, .openAIChat: day, .openAIEmbeddings: day,

@@ -1,5 +1,6 @@
-@testable import GemcacheCore
 import Testing
+
+@testable import GemcacheCore
 
 /// Which targets the fast path looks up, and how it reads header names: byte comparisons with ASCII
 /// literals, letters without case.

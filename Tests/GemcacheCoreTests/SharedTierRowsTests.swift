@@ -1,9 +1,10 @@
-import GemcacheKey
 import Foundation
-@testable import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import PostgresNIO
 import Testing
+
+@testable import GemcacheCore
 
 /// What the shared tier reads back from PostgreSQL is checked like the store's own records (issue #15,
 /// class 2): a row whose record does not validate is a miss, and counters past Int64 or below zero

@@ -1,6 +1,7 @@
-@testable import GemcacheCore
 import PostgresNIO
 import Testing
+
+@testable import GemcacheCore
 
 /// `store.shared` with the environment: what the shared tier connects to, and the one-line errors.
 @Suite struct SharedTierSettingsTests {

@@ -1,5 +1,6 @@
-@testable import GemcacheCore
 import Testing
+
+@testable import GemcacheCore
 
 /// The storing rules of SPEC §2 for answers cut short: a length-limited answer is stored only when the
 /// request set the limit, and the request is parsed only for such an answer.
@@ -53,7 +54,10 @@ struct StorePolicyTests {
         #expect(Self.decide(.streamGenerateContent, answer: cut, request: #"{"generationConfig":{"maxOutputTokens":5}}"#).stored)
         #expect(!Self.decide(.generateContent, answer: cut, request: "{}").stored)
         for unfinished in [0, 3, 4, 5, 8] {
-            #expect(!Self.decide(.generateContent, answer: Self.generation(numbers: 1, unfinished), request: "{}").stored, "finishReason \(unfinished)")
+            #expect(
+                !Self.decide(.generateContent, answer: Self.generation(numbers: 1, unfinished), request: "{}").stored,
+                "finishReason \(unfinished)"
+            )
         }
         #expect(!Self.decide(.generateContent, answer: #"{"candidates":[{"finishReason":1.5}]}"#, request: "{}").stored)
         #expect(!Self.decide(.generateContent, answer: #"{"promptFeedback":{"blockReason":1}}"#, request: "{}").stored)

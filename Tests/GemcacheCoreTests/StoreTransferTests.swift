@@ -1,8 +1,9 @@
-import GemcacheKey
 import Foundation
-@testable import GemcacheCore
+import GemcacheKey
 import GemcacheTestSupport
 import Testing
+
+@testable import GemcacheCore
 
 /// `gemcache export` / `import` on real stores: identical round trips, the scope salt rules of SPEC §3,
 /// malformed input; and the option parsing of `gemcache purge`.
@@ -36,23 +37,48 @@ struct StoreTransferTests {
     static func sampleEntries() -> [(CacheKey, CacheEntry)] {
         let json = CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8"), ("Vary", "Origin")])
         func entry(
-            _ body: [UInt8], headers: [UInt8] = json, namespace: String? = nil, expires: Int64 = now + 86_400_000, model: String = "gemini-2.5-flash",
+            _ body: [UInt8],
+            headers: [UInt8] = json,
+            namespace: String? = nil,
+            expires: Int64 = now + 86_400_000,
+            model: String = "gemini-2.5-flash",
             scope: CacheEntry.Scope? = .perKey
         ) -> CacheEntry {
             CacheEntry(
-                status: 200, headerBlock: headers, body: body, storedAt: now - 5000, expiresAt: expires, model: model,
-                namespace: namespace, endpoint: "generateContent", promptTokens: 7, totalTokens: 42, scope: scope
+                status: 200,
+                headerBlock: headers,
+                body: body,
+                storedAt: now - 5000,
+                expiresAt: expires,
+                model: model,
+                namespace: namespace,
+                endpoint: "generateContent",
+                promptTokens: 7,
+                totalTokens: 42,
+                scope: scope
             )
         }
         var entries = [
             (key("named"), entry(Array(#"{"text":"Grüße, 世界 🌍"}"#.utf8), namespace: "team-a")),
             (key("empty-namespace"), entry(Array("{}".utf8), namespace: "", scope: .shared)),
-            (key("stream"), entry(Array("data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\r\n\r\n".utf8), headers: CacheEntry.headerBlock([("Content-Type", "text/event-stream")]), scope: nil)),
-            (key("binary"), entry([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3], headers: Array("X-Raw: ".utf8) + [0xFF, 0x80, 0x0D, 0x0A], scope: .shared)),
+            (
+                key("stream"),
+                entry(
+                    Array("data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\r\n\r\n".utf8),
+                    headers: CacheEntry.headerBlock([("Content-Type", "text/event-stream")]),
+                    scope: nil
+                )
+            ),
+            (
+                key("binary"),
+                entry([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3], headers: Array("X-Raw: ".utf8) + [0xFF, 0x80, 0x0D, 0x0A], scope: .shared)
+            ),
             (key("expired"), entry(Array("{\"old\":true}".utf8), expires: now - 1000, model: "gemini-2.5-pro")),
         ]
         for index in 0..<1200 {
-            entries.append((key("plain-\(index)"), entry(Array("{\"n\":\(index)}".utf8), model: index % 2 == 0 ? "gemini-2.5-flash" : "gemini-embedding-001")))
+            entries.append(
+                (key("plain-\(index)"), entry(Array("{\"n\":\(index)}".utf8), model: index % 2 == 0 ? "gemini-2.5-flash" : "gemini-embedding-001"))
+            )
         }
         return entries
     }
@@ -71,13 +97,22 @@ struct StoreTransferTests {
     }
 
     static func `import`(
-        _ file: String, into store: CacheStore, maxEntrySize: Int = 16 << 20, saltFromEnvironment: [UInt8]? = nil, assumeShared: Bool = false,
+        _ file: String,
+        into store: CacheStore,
+        maxEntrySize: Int = 16 << 20,
+        saltFromEnvironment: [UInt8]? = nil,
+        assumeShared: Bool = false,
         refused: (Int, String) -> Void = { line, reason in Issue.record("line \(line) refused: \(reason)") }
     ) async throws -> StoreTransfer.ImportSummary {
         let input = try #require(FileHandle(forReadingAtPath: file))
         defer { try? input.close() }
         return try await StoreTransfer.import(
-            store, from: input, totalBytes: nil, maxEntrySize: maxEntrySize, saltFromEnvironment: saltFromEnvironment, assumeShared: assumeShared,
+            store,
+            from: input,
+            totalBytes: nil,
+            maxEntrySize: maxEntrySize,
+            saltFromEnvironment: saltFromEnvironment,
+            assumeShared: assumeShared,
             refused: refused
         )
     }
@@ -95,8 +130,14 @@ struct StoreTransferTests {
             var seen: [Int] = []
             let input = try #require(FileHandle(forReadingAtPath: dir.path + "/cache.jsonl"))
             let summary = try await StoreTransfer.import(
-                target, from: input, totalBytes: nil, maxEntrySize: 16 << 20, saltFromEnvironment: nil, assumeShared: false,
-                refused: { line, reason in Issue.record("line \(line) refused: \(reason)") }, progress: { seen.append($0.entries) }
+                target,
+                from: input,
+                totalBytes: nil,
+                maxEntrySize: 16 << 20,
+                saltFromEnvironment: nil,
+                assumeShared: false,
+                refused: { line, reason in Issue.record("line \(line) refused: \(reason)") },
+                progress: { seen.append($0.entries) }
             )
             #expect(summary == .init(imported: samples.count, skipped: 0, dropped: 0, salt: .adopted))
             #expect(seen.last == samples.count && seen == seen.sorted())
@@ -134,7 +175,10 @@ struct StoreTransferTests {
             #expect(objects.first { $0["key"] as? String == Self.key("stream").hex }?.keys.contains("scope") == false, "unknown scope: no field")
             #expect(named["expires_at"] as? Int == Int(Self.now + 86_400_000))
             let binary = try #require(objects.first { $0["key"] as? String == Self.key("binary").hex })
-            #expect(binary["body"] == nil && binary["body_base64"] as? String == Data([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3]).base64EncodedString())
+            #expect(
+                binary["body"] == nil
+                    && binary["body_base64"] as? String == Data([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x00, 0xC3]).base64EncodedString()
+            )
             #expect(binary["headers_base64"] != nil)
         }
     }
@@ -200,7 +244,8 @@ struct StoreTransferTests {
                 try text.write(toFile: file, atomically: true, encoding: .utf8)
                 await #expect { try await Self.import(file, into: store) } throws: { ($0 as? StoreTransferError)?.description == message }
             }
-            let good = "{\"key\":\"\(Self.key("good").hex)\",\"status\":200,\"stored_at\":1,\"expires_at\":2,\"model\":\"m\",\"endpoint\":\"e\",\"prompt_tokens\":0,\"total_tokens\":0,\"body\":\"\",\"headers\":\"\",\"scope\":\"shared\"}"
+            let good =
+                "{\"key\":\"\(Self.key("good").hex)\",\"status\":200,\"stored_at\":1,\"expires_at\":2,\"model\":\"m\",\"endpoint\":\"e\",\"prompt_tokens\":0,\"total_tokens\":0,\"body\":\"\",\"headers\":\"\",\"scope\":\"shared\"}"
             let lines = [
                 "{\"gemcache_export\":1,\"store_format\":1}",
                 "{\"key\":\"abc\"}",
@@ -213,9 +258,12 @@ struct StoreTransferTests {
             try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
             var refusals: [String] = []
             let summary = try await Self.import(file, into: store) { refusals.append("line \($0): \($1)") }
-            #expect(refusals == [
-                "line 2: missing status", "line 4: key must be 64 hex digits", "line 5: scope must be shared or per_key", "line 6: malformed JSON",
-            ])
+            #expect(
+                refusals == [
+                    "line 2: missing status", "line 4: key must be 64 hex digits", "line 5: scope must be shared or per_key",
+                    "line 6: malformed JSON",
+                ]
+            )
             #expect(summary.imported == 1 && summary.refused == 4)
             #expect(try store.lookup(Self.key("good")) != nil)
             await store.close()
@@ -250,7 +298,10 @@ struct StoreTransferTests {
                 ("forever", { $0["expires_at"] = Int64.max }, RecordProblem.times(storedAt: Self.now - 5000, expiresAt: .max).description),
                 ("status", { $0["status"] = 1000 }, RecordProblem.status(1000).description),
                 ("huge-status", { $0["status"] = 70000 }, "status 70000 is not an HTTP status"),
-                ("big", { $0["body"] = String(repeating: "a", count: maxEntrySize + 1) }, "a body of 1025 bytes is over cache.max_entry_size (1024 bytes)"),
+                (
+                    "big", { $0["body"] = String(repeating: "a", count: maxEntrySize + 1) },
+                    "a body of 1025 bytes is over cache.max_entry_size (1024 bytes)"
+                ),
                 ("tokens", { $0["total_tokens"] = Int64.max }, "total_tokens 9223372036854775807 is outside 0...4294967295"),
                 ("negative", { $0["prompt_tokens"] = -1 }, "prompt_tokens -1 is outside 0...4294967295"),
                 ("model", { $0["model"] = String(repeating: "m", count: 70000) }, "model is longer than 65535 bytes"),
@@ -258,23 +309,29 @@ struct StoreTransferTests {
             ]
             var expected: [String] = []
             for (name, change, reason) in edits {
-                lines.append(try edited(template) { object in
-                    object["key"] = Self.key("edited-\(name)").hex
-                    (object["stored_at"], object["expires_at"]) = (Self.now - 5000, Self.now + 86_400_000)
-                    (object["headers_base64"], object["body_base64"]) = (nil, nil)
-                    (object["headers"], object["body"]) = ("Content-Type: application/json\r\n", "{}")
-                    change(&object)
-                })
+                lines.append(
+                    try edited(template) { object in
+                        object["key"] = Self.key("edited-\(name)").hex
+                        (object["stored_at"], object["expires_at"]) = (Self.now - 5000, Self.now + 86_400_000)
+                        (object["headers_base64"], object["body_base64"]) = (nil, nil)
+                        (object["headers"], object["body"]) = ("Content-Type: application/json\r\n", "{}")
+                        change(&object)
+                    }
+                )
                 expected.append("line \(lines.count): \(reason)")
             }
             let longest = StoreTransfer.longestLine(maxEntrySize: maxEntrySize)
             lines.append(try edited(template) { $0["body"] = String(repeating: "b", count: longest) })
-            expected.append("line \(lines.count): a line of \(lines.last!.utf8.count) bytes is longer than any entry within cache.max_entry_size (1024 bytes)")
+            expected.append(
+                "line \(lines.count): a line of \(lines.last!.utf8.count) bytes is longer than any entry within cache.max_entry_size (1024 bytes)"
+            )
             try lines.joined(separator: "\n").write(toFile: dir.path + "/edited.jsonl", atomically: true, encoding: .utf8)
 
             let target = try await Self.commandStore(dir.path + "/target")
             var refusals: [String] = []
-            let summary = try await Self.import(dir.path + "/edited.jsonl", into: target, maxEntrySize: maxEntrySize) { refusals.append("line \($0): \($1)") }
+            let summary = try await Self.import(dir.path + "/edited.jsonl", into: target, maxEntrySize: maxEntrySize) {
+                refusals.append("line \($0): \($1)")
+            }
             #expect(refusals == expected)
             #expect(summary == .init(imported: 5, skipped: 0, dropped: 0, refused: edits.count + 1, salt: .adopted))
             #expect(try await target.entryCount() == 5)
@@ -284,7 +341,13 @@ struct StoreTransferTests {
     }
 
     @Test func purgeOptionsParseLikeSettingsAndMustNameSomething() throws {
-        let filter = try PurgeFilter(all: false, model: "models/gemini-2.5-flash", namespace: "team-a", keyHex: Self.key("k").hex.uppercased(), olderThan: "90m")
+        let filter = try PurgeFilter(
+            all: false,
+            model: "models/gemini-2.5-flash",
+            namespace: "team-a",
+            keyHex: Self.key("k").hex.uppercased(),
+            olderThan: "90m"
+        )
         #expect(filter == PurgeFilter(model: "gemini-2.5-flash", namespace: "team-a", key: Self.key("k"), olderThan: .seconds(5400)))
         #expect(try PurgeFilter(all: false, model: nil, namespace: nil, keyHex: nil, olderThan: "3600").olderThan == .seconds(3600))
         let failures: [(String?, String?, String)] = [

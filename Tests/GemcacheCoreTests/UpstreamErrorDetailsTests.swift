@@ -1,5 +1,6 @@
-@testable import GemcacheCore
 import Testing
+
+@testable import GemcacheCore
 
 /// What the proxy reads from Google's error details: numbers from the upstream, parsed into a bounded
 /// range (SPEC §4), never a trap.
@@ -27,7 +28,8 @@ struct UpstreamErrorDetailsTests {
 
     @Test func quotaValuesOutsideZeroToIntMaxAreLeftOut() {
         let violations = ["250", "-1", "9223372036854775808", "1e3", "0"].map { #"{"quotaId":"Q\#($0)","quotaValue":"\#($0)"}"# }
-        let body = #"{"error":{"details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[\#(violations.joined(separator: ","))]}]}}"#
+        let body =
+            #"{"error":{"details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[\#(violations.joined(separator: ","))]}]}}"#
         let read = UpstreamErrorDetails.quotaViolations(in: Array(body.utf8))
         #expect(read.map(\.0) == ["Q250", "Q0"])
         #expect(read.map(\.1) == [250, 0])

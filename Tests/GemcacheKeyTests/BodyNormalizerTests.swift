@@ -39,8 +39,12 @@ private func generationConfig(_ config: String) -> String {
     static let collisionCases: [CollisionCase] = [
         .gemini("identical bodies", prompt("hi"), prompt("hi"), [.exact, .canonical, .text]),
         .gemini("key order", #"{"b":2,"a":1}"#, #"{"a":1,"b":2}"#, CollisionCase.canonical),
-        .gemini("nested key order", generationConfig(#"{"topK":3,"temperature":0.2}"#),
-                generationConfig(#"{"temperature":0.2,"topK":3}"#), CollisionCase.canonical),
+        .gemini(
+            "nested key order",
+            generationConfig(#"{"topK":3,"temperature":0.2}"#),
+            generationConfig(#"{"temperature":0.2,"topK":3}"#),
+            CollisionCase.canonical
+        ),
         .gemini("whitespace", " {\n \"a\" : [ 1 , 2 ]\t}\r\n", #"{"a":[1,2]}"#, CollisionCase.canonical),
         .gemini("1 vs 1.0", generationConfig(#"{"temperature":1}"#), generationConfig(#"{"temperature":1.0}"#), CollisionCase.canonical),
         .gemini("1 vs 1e0", generationConfig(#"{"temperature":1}"#), generationConfig(#"{"temperature":1e0}"#), CollisionCase.canonical),
@@ -48,35 +52,67 @@ private func generationConfig(_ config: String) -> String {
         .gemini("1 vs 10E-1", generationConfig(#"{"temperature":1}"#), generationConfig(#"{"temperature":10E-1}"#), CollisionCase.canonical),
         .gemini("0.5 vs 5e-1", generationConfig(#"{"temperature":0.5}"#), generationConfig(#"{"temperature":5e-1}"#), CollisionCase.canonical),
         .gemini("-0 vs 0", generationConfig(#"{"temperature":-0.0}"#), generationConfig(#"{"temperature":0}"#), CollisionCase.canonical),
-        .gemini("exact large integer in float form", generationConfig(#"{"seed":9007199254740993.0}"#),
-                generationConfig(#"{"seed":9007199254740993}"#), CollisionCase.canonical),
-        .gemini("generation_config vs generationConfig",
-                prompt("hi", extra: #","generation_config":{"max_output_tokens":64,"response_mime_type":"text/plain"}"#),
-                prompt("hi", extra: #","generationConfig":{"maxOutputTokens":64,"responseMimeType":"text/plain"}"#),
-                CollisionCase.canonical),
-        .gemini("thinking_config/thinking_budget", generationConfig(#"{"thinking_config":{"thinking_budget":0}}"#),
-                generationConfig(#"{"thinkingConfig":{"thinkingBudget":0}}"#), CollisionCase.canonical),
-        .gemini("inline_data/mime_type",
-                #"{"contents":[{"parts":[{"inline_data":{"mime_type":"image/png","data":"AAAA"}}]}]}"#,
-                #"{"contents":[{"parts":[{"inlineData":{"mimeType":"image/png","data":"AAAA"}}]}]}"#, CollisionCase.canonical),
-        .gemini("file_data/file_uri",
-                #"{"contents":[{"parts":[{"file_data":{"file_uri":"https://x/files/a"}}]}]}"#,
-                #"{"contents":[{"parts":[{"fileData":{"fileUri":"https://x/files/a"}}]}]}"#, CollisionCase.canonical),
-        .gemini("system_instruction", prompt("hi", extra: #","system_instruction":{"parts":[{"text":"be brief"}]}"#),
-                prompt("hi", extra: #","systemInstruction":{"parts":[{"text":"be brief"}]}"#), CollisionCase.canonical),
-        .gemini("function_declarations container renamed, parameters kept",
-                #"{"tools":[{"function_declarations":[{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer"}}}}]}]}"#,
-                #"{"tools":[{"functionDeclarations":[{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer"}}}}]}]}"#,
-                CollisionCase.canonical),
-        .gemini("function_call container renamed, args kept",
-                #"{"contents":[{"parts":[{"function_call":{"name":"f","args":{"max_tokens":1}}}]}]}"#,
-                #"{"contents":[{"parts":[{"functionCall":{"name":"f","args":{"max_tokens":1}}}]}]}"#, CollisionCase.canonical),
-        .gemini("response_schema container renamed",
-                generationConfig(#"{"response_schema":{"properties":{"user_name":{"type":"STRING"}}}}"#),
-                generationConfig(#"{"responseSchema":{"properties":{"user_name":{"type":"STRING"}}}}"#), CollisionCase.canonical),
+        .gemini(
+            "exact large integer in float form",
+            generationConfig(#"{"seed":9007199254740993.0}"#),
+            generationConfig(#"{"seed":9007199254740993}"#),
+            CollisionCase.canonical
+        ),
+        .gemini(
+            "generation_config vs generationConfig",
+            prompt("hi", extra: #","generation_config":{"max_output_tokens":64,"response_mime_type":"text/plain"}"#),
+            prompt("hi", extra: #","generationConfig":{"maxOutputTokens":64,"responseMimeType":"text/plain"}"#),
+            CollisionCase.canonical
+        ),
+        .gemini(
+            "thinking_config/thinking_budget",
+            generationConfig(#"{"thinking_config":{"thinking_budget":0}}"#),
+            generationConfig(#"{"thinkingConfig":{"thinkingBudget":0}}"#),
+            CollisionCase.canonical
+        ),
+        .gemini(
+            "inline_data/mime_type",
+            #"{"contents":[{"parts":[{"inline_data":{"mime_type":"image/png","data":"AAAA"}}]}]}"#,
+            #"{"contents":[{"parts":[{"inlineData":{"mimeType":"image/png","data":"AAAA"}}]}]}"#,
+            CollisionCase.canonical
+        ),
+        .gemini(
+            "file_data/file_uri",
+            #"{"contents":[{"parts":[{"file_data":{"file_uri":"https://x/files/a"}}]}]}"#,
+            #"{"contents":[{"parts":[{"fileData":{"fileUri":"https://x/files/a"}}]}]}"#,
+            CollisionCase.canonical
+        ),
+        .gemini(
+            "system_instruction",
+            prompt("hi", extra: #","system_instruction":{"parts":[{"text":"be brief"}]}"#),
+            prompt("hi", extra: #","systemInstruction":{"parts":[{"text":"be brief"}]}"#),
+            CollisionCase.canonical
+        ),
+        .gemini(
+            "function_declarations container renamed, parameters kept",
+            #"{"tools":[{"function_declarations":[{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer"}}}}]}]}"#,
+            #"{"tools":[{"functionDeclarations":[{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer"}}}}]}]}"#,
+            CollisionCase.canonical
+        ),
+        .gemini(
+            "function_call container renamed, args kept",
+            #"{"contents":[{"parts":[{"function_call":{"name":"f","args":{"max_tokens":1}}}]}]}"#,
+            #"{"contents":[{"parts":[{"functionCall":{"name":"f","args":{"max_tokens":1}}}]}]}"#,
+            CollisionCase.canonical
+        ),
+        .gemini(
+            "response_schema container renamed",
+            generationConfig(#"{"response_schema":{"properties":{"user_name":{"type":"STRING"}}}}"#),
+            generationConfig(#"{"responseSchema":{"properties":{"user_name":{"type":"STRING"}}}}"#),
+            CollisionCase.canonical
+        ),
         .gemini("null member vs absent", prompt("hi", extra: #","cachedContent":null"#), prompt("hi"), CollisionCase.canonical),
-        .gemini("nested null member vs absent", generationConfig(#"{"seed":null,"temperature":0.2}"#),
-                generationConfig(#"{"temperature":0.2}"#), CollisionCase.canonical),
+        .gemini(
+            "nested null member vs absent",
+            generationConfig(#"{"seed":null,"temperature":0.2}"#),
+            generationConfig(#"{"temperature":0.2}"#),
+            CollisionCase.canonical
+        ),
         .gemini("escaped vs raw UTF-8", prompt(#"caf\u00e9 \/"#), prompt("café /"), CollisionCase.canonical),
         .gemini("text CRLF vs LF", prompt(#"a\r\nb"#), prompt(#"a\nb"#), CollisionCase.text),
         .gemini("text lone CR vs LF", prompt(#"a\rb"#), prompt(#"a\nb"#), CollisionCase.text),
@@ -84,76 +120,153 @@ private func generationConfig(_ config: String) -> String {
         .gemini("text leading newline and tab", prompt(#"\n\thello"#), prompt("hello"), CollisionCase.text),
         .gemini("text NFC vs NFD (raw UTF-8)", prompt("caf\u{E9}"), prompt("cafe\u{301}"), CollisionCase.text),
         .gemini("text NFC vs NFD (escaped)", prompt(#"caf\u00e9"#), prompt(#"cafe\u0301"#), CollisionCase.text),
-        .gemini("systemInstruction text trimmed", prompt("hi", extra: #","systemInstruction":{"parts":[{"text":"be brief\r\n"}]}"#),
-                prompt("hi", extra: #","systemInstruction":{"parts":[{"text":"be brief"}]}"#), CollisionCase.text),
-        .gemini("countTokens nested request text", #"{"generateContentRequest":{"contents":[{"parts":[{"text":" x "}]}]}}"#,
-                #"{"generateContentRequest":{"contents":[{"parts":[{"text":"x"}]}]}}"#, CollisionCase.text),
-        .gemini("embedContent text", #"{"content":{"parts":[{"text":"x\r\n"}]},"task_type":"RETRIEVAL_QUERY"}"#,
-                #"{"content":{"parts":[{"text":"x"}]},"taskType":"RETRIEVAL_QUERY"}"#, CollisionCase.text),
+        .gemini(
+            "systemInstruction text trimmed",
+            prompt("hi", extra: #","systemInstruction":{"parts":[{"text":"be brief\r\n"}]}"#),
+            prompt("hi", extra: #","systemInstruction":{"parts":[{"text":"be brief"}]}"#),
+            CollisionCase.text
+        ),
+        .gemini(
+            "countTokens nested request text",
+            #"{"generateContentRequest":{"contents":[{"parts":[{"text":" x "}]}]}}"#,
+            #"{"generateContentRequest":{"contents":[{"parts":[{"text":"x"}]}]}}"#,
+            CollisionCase.text
+        ),
+        .gemini(
+            "embedContent text",
+            #"{"content":{"parts":[{"text":"x\r\n"}]},"task_type":"RETRIEVAL_QUERY"}"#,
+            #"{"content":{"parts":[{"text":"x"}]},"taskType":"RETRIEVAL_QUERY"}"#,
+            CollisionCase.text
+        ),
         .gemini("inner whitespace differs", prompt("a  b"), prompt("a b"), CollisionCase.never),
         .gemini("inner newline differs", prompt(#"a\n\nb"#), prompt(#"a\nb"#), CollisionCase.never),
         .gemini("temperature 0.2 vs 0.3", generationConfig(#"{"temperature":0.2}"#), generationConfig(#"{"temperature":0.3}"#), CollisionCase.never),
         .gemini("seed differs", generationConfig(#"{"seed":1}"#), generationConfig(#"{"seed":2}"#), CollisionCase.never),
-        .gemini("large seed stays exact", generationConfig(#"{"seed":9007199254740993}"#),
-                generationConfig(#"{"seed":9007199254740992}"#), CollisionCase.never),
-        .gemini("systemInstruction present vs absent", prompt("hi", extra: #","systemInstruction":{"parts":[{"text":"x"}]}"#),
-                prompt("hi"), CollisionCase.never),
-        .gemini("tools differ", prompt("hi", extra: #","tools":[{"googleSearch":{}}]"#),
-                prompt("hi", extra: #","tools":[{"codeExecution":{}}]"#), CollisionCase.never),
+        .gemini(
+            "large seed stays exact",
+            generationConfig(#"{"seed":9007199254740993}"#),
+            generationConfig(#"{"seed":9007199254740992}"#),
+            CollisionCase.never
+        ),
+        .gemini(
+            "systemInstruction present vs absent",
+            prompt("hi", extra: #","systemInstruction":{"parts":[{"text":"x"}]}"#),
+            prompt("hi"),
+            CollisionCase.never
+        ),
+        .gemini(
+            "tools differ",
+            prompt("hi", extra: #","tools":[{"googleSearch":{}}]"#),
+            prompt("hi", extra: #","tools":[{"codeExecution":{}}]"#),
+            CollisionCase.never
+        ),
         .gemini("empty object vs absent", prompt("hi", extra: #","generationConfig":{}"#), prompt("hi"), CollisionCase.never),
         .gemini("null array element kept", #"{"a":[null]}"#, #"{"a":[]}"#, CollisionCase.never),
-        .gemini("functionCall.args keys are user data",
-                #"{"contents":[{"parts":[{"functionCall":{"name":"f","args":{"max_tokens":1}}}]}]}"#,
-                #"{"contents":[{"parts":[{"functionCall":{"name":"f","args":{"maxTokens":1}}}]}]}"#, CollisionCase.never),
-        .gemini("functionResponse.response keys are user data",
-                #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"user_id":1}}}]}]}"#,
-                #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"userId":1}}}]}]}"#, CollisionCase.never),
-        .gemini("functionResponse.response keeps nulls",
-                #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"error":null}}}]}]}"#,
-                #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{}}}]}]}"#, CollisionCase.never),
-        .gemini("functionResponse.response text not normalized",
-                #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"parts":[{"text":"a "}]}}}]}]}"#,
-                #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"parts":[{"text":"a"}]}}}]}]}"#, CollisionCase.never),
-        .gemini("responseSchema property names are user data",
-                generationConfig(#"{"responseSchema":{"properties":{"user_name":{"type":"STRING"}}}}"#),
-                generationConfig(#"{"responseSchema":{"properties":{"userName":{"type":"STRING"}}}}"#), CollisionCase.never),
-        .gemini("responseJsonSchema property names are user data",
-                generationConfig(#"{"response_json_schema":{"properties":{"user_name":{}}}}"#),
-                generationConfig(#"{"responseJsonSchema":{"properties":{"userName":{}}}}"#), CollisionCase.never),
-        .gemini("function parameters property names are user data",
-                #"{"tools":[{"functionDeclarations":[{"name":"f","parameters":{"properties":{"max_tokens":{}}}}]}]}"#,
-                #"{"tools":[{"functionDeclarations":[{"name":"f","parameters":{"properties":{"maxTokens":{}}}}]}]}"#, CollisionCase.never),
-        .gemini("parametersJsonSchema keeps nulls",
-                #"{"tools":[{"functionDeclarations":[{"name":"f","parameters_json_schema":{"default":null}}]}]}"#,
-                #"{"tools":[{"functionDeclarations":[{"name":"f","parametersJsonSchema":{}}]}]}"#, CollisionCase.never),
-        .gemini("labels are user data", prompt("hi", extra: #","labels":{"cost_center":"a"}"#),
-                prompt("hi", extra: #","labels":{"costCenter":"a"}"#), CollisionCase.never),
-        .gemini("inlineData.data never trimmed",
-                #"{"contents":[{"parts":[{"inlineData":{"mimeType":"text/plain","data":"AAAA "}}]}]}"#,
-                #"{"contents":[{"parts":[{"inlineData":{"mimeType":"text/plain","data":"AAAA"}}]}]}"#, CollisionCase.never),
+        .gemini(
+            "functionCall.args keys are user data",
+            #"{"contents":[{"parts":[{"functionCall":{"name":"f","args":{"max_tokens":1}}}]}]}"#,
+            #"{"contents":[{"parts":[{"functionCall":{"name":"f","args":{"maxTokens":1}}}]}]}"#,
+            CollisionCase.never
+        ),
+        .gemini(
+            "functionResponse.response keys are user data",
+            #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"user_id":1}}}]}]}"#,
+            #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"userId":1}}}]}]}"#,
+            CollisionCase.never
+        ),
+        .gemini(
+            "functionResponse.response keeps nulls",
+            #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"error":null}}}]}]}"#,
+            #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{}}}]}]}"#,
+            CollisionCase.never
+        ),
+        .gemini(
+            "functionResponse.response text not normalized",
+            #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"parts":[{"text":"a "}]}}}]}]}"#,
+            #"{"contents":[{"parts":[{"functionResponse":{"name":"f","response":{"parts":[{"text":"a"}]}}}]}]}"#,
+            CollisionCase.never
+        ),
+        .gemini(
+            "responseSchema property names are user data",
+            generationConfig(#"{"responseSchema":{"properties":{"user_name":{"type":"STRING"}}}}"#),
+            generationConfig(#"{"responseSchema":{"properties":{"userName":{"type":"STRING"}}}}"#),
+            CollisionCase.never
+        ),
+        .gemini(
+            "responseJsonSchema property names are user data",
+            generationConfig(#"{"response_json_schema":{"properties":{"user_name":{}}}}"#),
+            generationConfig(#"{"responseJsonSchema":{"properties":{"userName":{}}}}"#),
+            CollisionCase.never
+        ),
+        .gemini(
+            "function parameters property names are user data",
+            #"{"tools":[{"functionDeclarations":[{"name":"f","parameters":{"properties":{"max_tokens":{}}}}]}]}"#,
+            #"{"tools":[{"functionDeclarations":[{"name":"f","parameters":{"properties":{"maxTokens":{}}}}]}]}"#,
+            CollisionCase.never
+        ),
+        .gemini(
+            "parametersJsonSchema keeps nulls",
+            #"{"tools":[{"functionDeclarations":[{"name":"f","parameters_json_schema":{"default":null}}]}]}"#,
+            #"{"tools":[{"functionDeclarations":[{"name":"f","parametersJsonSchema":{}}]}]}"#,
+            CollisionCase.never
+        ),
+        .gemini(
+            "labels are user data",
+            prompt("hi", extra: #","labels":{"cost_center":"a"}"#),
+            prompt("hi", extra: #","labels":{"costCenter":"a"}"#),
+            CollisionCase.never
+        ),
+        .gemini(
+            "inlineData.data never trimmed",
+            #"{"contents":[{"parts":[{"inlineData":{"mimeType":"text/plain","data":"AAAA "}}]}]}"#,
+            #"{"contents":[{"parts":[{"inlineData":{"mimeType":"text/plain","data":"AAAA"}}]}]}"#,
+            CollisionCase.never
+        ),
         .gemini("text outside parts not normalized", #"{"text":"a "}"#, #"{"text":"a"}"#, CollisionCase.never),
         .gemini("true vs 1", generationConfig(#"{"responseLogprobs":true}"#), generationConfig(#"{"responseLogprobs":1}"#), CollisionCase.never),
         .gemini("false vs 0", generationConfig(#"{"responseLogprobs":false}"#), generationConfig(#"{"responseLogprobs":0}"#), CollisionCase.never),
         .gemini("string 1 vs number 1", generationConfig(#"{"seed":"1"}"#), generationConfig(#"{"seed":1}"#), CollisionCase.never),
         .gemini("null vs string null", #"{"a":[null]}"#, #"{"a":["null"]}"#, CollisionCase.never),
         .gemini("NFC vs NFD keys stay distinct", "{\"caf\u{E9}\":1}", "{\"cafe\u{301}\":1}", CollisionCase.never),
-        .openAI("openAI message content trimmed", #"{"model":"m","messages":[{"role":"user","content":"hi\r\n"}]}"#,
-                #"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#, CollisionCase.text),
-        .openAI("openAI content part text NFC",
-                #"{"messages":[{"role":"user","content":[{"type":"text","text":"cafe\u0301"}]}]}"#,
-                #"{"messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9"}]}]}"#, CollisionCase.text),
+        .openAI(
+            "openAI message content trimmed",
+            #"{"model":"m","messages":[{"role":"user","content":"hi\r\n"}]}"#,
+            #"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            CollisionCase.text
+        ),
+        .openAI(
+            "openAI content part text NFC",
+            #"{"messages":[{"role":"user","content":[{"type":"text","text":"cafe\u0301"}]}]}"#,
+            #"{"messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9"}]}]}"#,
+            CollisionCase.text
+        ),
         .openAI("openAI embeddings input string", #"{"model":"m","input":" a "}"#, #"{"model":"m","input":"a"}"#, CollisionCase.text),
-        .openAI("openAI embeddings input array", #"{"model":"m","input":["a\r\n","b"]}"#,
-                #"{"model":"m","input":["a","b"]}"#, CollisionCase.text),
+        .openAI(
+            "openAI embeddings input array",
+            #"{"model":"m","input":["a\r\n","b"]}"#,
+            #"{"model":"m","input":["a","b"]}"#,
+            CollisionCase.text
+        ),
         .openAI("openAI null member vs absent", #"{"model":"m","stop":null}"#, #"{"model":"m"}"#, CollisionCase.canonical),
         .openAI("openAI no renaming", #"{"max_tokens":5}"#, #"{"maxTokens":5}"#, CollisionCase.never),
-        .openAI("openAI tool parameters keep nulls",
-                #"{"tools":[{"type":"function","function":{"name":"f","parameters":{"default":null}}}]}"#,
-                #"{"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}"#, CollisionCase.never),
-        .openAI("openAI inner whitespace kept", #"{"messages":[{"content":"a  b"}]}"#,
-                #"{"messages":[{"content":"a b"}]}"#, CollisionCase.never),
-        .gemini("gemini dialect ignores OpenAI text fields", #"{"messages":[{"content":"hi "}]}"#,
-                #"{"messages":[{"content":"hi"}]}"#, CollisionCase.never),
+        .openAI(
+            "openAI tool parameters keep nulls",
+            #"{"tools":[{"type":"function","function":{"name":"f","parameters":{"default":null}}}]}"#,
+            #"{"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}"#,
+            CollisionCase.never
+        ),
+        .openAI(
+            "openAI inner whitespace kept",
+            #"{"messages":[{"content":"a  b"}]}"#,
+            #"{"messages":[{"content":"a b"}]}"#,
+            CollisionCase.never
+        ),
+        .gemini(
+            "gemini dialect ignores OpenAI text fields",
+            #"{"messages":[{"content":"hi "}]}"#,
+            #"{"messages":[{"content":"hi"}]}"#,
+            CollisionCase.never
+        ),
     ]
 
     @Test(arguments: collisionCases, NormalizationLevel.allCases)
@@ -181,12 +294,18 @@ private func generationConfig(_ config: String) -> String {
 
     /// The canonical form is the key contract: these outputs must not change without a scheme bump.
     @Test(arguments: [
-        (#"{"b":1.50,"a":[true,null,{"x":null}],"generation_config":{"max_output_tokens":1e2}}"#,
-         #"{"a":[true,null,{}],"b":1.5,"generationConfig":{"maxOutputTokens":100}}"#),
-        (#"{"s":"\u0001\b\f\n\r\t\"\\\/é\u2028\u007f"}"#,
-         "{\"s\":\"\\u0001\\b\\f\\n\\r\\t\\\"\\\\/é\u{2028}\u{7f}\"}"),
-        (#"{"n":[0.1,-2.5e-3,1.5e-7,1e20,-9223372036854775808,9223372036854775807,9223372036854775808,100e-2,1E2,-0,1e-400,0.0000]}"#,
-         #"{"n":[0.1,-0.0025,1.5e-07,1e+20,-9223372036854775808,9223372036854775807,9.223372036854776e+18,1,100,0,0,0]}"#),
+        (
+            #"{"b":1.50,"a":[true,null,{"x":null}],"generation_config":{"max_output_tokens":1e2}}"#,
+            #"{"a":[true,null,{}],"b":1.5,"generationConfig":{"maxOutputTokens":100}}"#
+        ),
+        (
+            #"{"s":"\u0001\b\f\n\r\t\"\\\/é\u2028\u007f"}"#,
+            "{\"s\":\"\\u0001\\b\\f\\n\\r\\t\\\"\\\\/é\u{2028}\u{7f}\"}"
+        ),
+        (
+            #"{"n":[0.1,-2.5e-3,1.5e-7,1e20,-9223372036854775808,9223372036854775807,9223372036854775808,100e-2,1E2,-0,1e-400,0.0000]}"#,
+            #"{"n":[0.1,-0.0025,1.5e-07,1e+20,-9223372036854775808,9223372036854775807,9.223372036854776e+18,1,100,0,0,0]}"#
+        ),
         (#"{"Z":1,"a":2,"_x":3,"é":4,"e":5}"#, #"{"Z":1,"_x":3,"a":2,"e":5,"é":4}"#),
         (#"{"a_b_c":1,"snake_1":2,"x__y":3,"_lead":4}"#, #"{"_lead":4,"aBC":1,"snake_1":2,"x_Y":3}"#),
         (#"{"contents":[{"parts":[{"text":"  a\r\n\tb \r"}]}]}"#, #"{"contents":[{"parts":[{"text":"a\n\tb"}]}]}"#),
@@ -242,7 +361,9 @@ private func generationConfig(_ config: String) -> String {
     /// a million values it is refused, at every level; up to it, it is keyed.
     @Test func aBodyOfMoreValuesThanTheLimitIsRefused() throws {
         // The body object, its array, and the rest empty objects.
-        func array(values: Int) -> [UInt8] { Array(("{\"contents\":[" + Array(repeating: "{}", count: values - 2).joined(separator: ",") + "]}").utf8) }
+        func array(values: Int) -> [UInt8] {
+            Array(("{\"contents\":[" + Array(repeating: "{}", count: values - 2).joined(separator: ",") + "]}").utf8)
+        }
         for level in NormalizationLevel.allCases {
             let error = #expect(throws: NormalizationError.self, "\(level)") {
                 try BodyNormalizer.normalize(array(values: 1_000_001), level: level, dialect: .gemini)

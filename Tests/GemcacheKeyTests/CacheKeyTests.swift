@@ -22,8 +22,12 @@ import Testing
     @Test func modelPrefixIsStripped() {
         var prefixed = Self.base
         prefixed = CacheKeyComponents(
-            apiVersion: prefixed.apiVersion, endpoint: prefixed.endpoint, model: "models/gemini-2.5-flash",
-            query: prefixed.query, scope: prefixed.scope, namespace: prefixed.namespace,
+            apiVersion: prefixed.apiVersion,
+            endpoint: prefixed.endpoint,
+            model: "models/gemini-2.5-flash",
+            query: prefixed.query,
+            scope: prefixed.scope,
+            namespace: prefixed.namespace,
             normalizedBody: prefixed.normalizedBody
         )
         #expect(prefixed.model == "gemini-2.5-flash")
@@ -49,8 +53,20 @@ import Testing
         ("query dropped", { $0.query.removeLast() }),
         ("query duplicated", { $0.query.append($0.query[0]) }),
         ("name/value boundary", { $0.query = [(name: "alts", value: "se"), (name: "$alt", value: "json;enum-encoding=int")] }),
-        ("endpoint/model boundary", { $0.endpoint = "generateContentg"; $0.model = "emini-2.5-flash" }),
-        ("namespace/body boundary", { $0.namespace = "team-a{"; $0.normalizedBody = Array(#""contents":[]}"#.utf8) }),
+        (
+            "endpoint/model boundary",
+            {
+                $0.endpoint = "generateContentg"
+                $0.model = "emini-2.5-flash"
+            }
+        ),
+        (
+            "namespace/body boundary",
+            {
+                $0.namespace = "team-a{"
+                $0.normalizedBody = Array(#""contents":[]}"#.utf8)
+            }
+        ),
     ]
 
     @Test(arguments: variants)
@@ -80,8 +96,10 @@ import Testing
         #expect(try #require(CacheKey(hex: String(repeating: "0", count: 64))).bytes == [UInt8](repeating: 0, count: 32))
     }
 
-    @Test(arguments: ["", "abc", String(repeating: "0", count: 63), String(repeating: "0", count: 65),
-                      String(repeating: "g", count: 64), " " + String(repeating: "0", count: 63)])
+    @Test(arguments: [
+        "", "abc", String(repeating: "0", count: 63), String(repeating: "0", count: 65),
+        String(repeating: "g", count: 64), " " + String(repeating: "0", count: 63),
+    ])
     func invalidHexIsRejected(hex: String) {
         #expect(CacheKey(hex: hex) == nil)
     }
@@ -106,18 +124,22 @@ import Testing
     ]
 
     @Test func postKeepsOnlyAnswerChangingParameters() {
-        #expect(Self.names(keyQuery(Self.sent, isGET: false)) == [
-            "$.xgafv=2", "$fields=candidates.finishReason", "$outputDefaults=true", "$trace=1",
-            "alt=json;enum-encoding=int", "alt=sse", "fields=candidates", "prettyPrint=false",
-        ])
+        #expect(
+            Self.names(keyQuery(Self.sent, isGET: false)) == [
+                "$.xgafv=2", "$fields=candidates.finishReason", "$outputDefaults=true", "$trace=1",
+                "alt=json;enum-encoding=int", "alt=sse", "fields=candidates", "prettyPrint=false",
+            ]
+        )
     }
 
     @Test func getKeepsEverythingButCredentials() {
-        #expect(Self.names(keyQuery(Self.sent, isGET: true)) == [
-            "$.xgafv=2", "$fields=candidates.finishReason", "$outputDefaults=true", "$trace=1",
-            "alt=json;enum-encoding=int", "alt=sse", "fields=candidates",
-            "pageSize=50", "pageToken=abc", "prettyPrint=false", "quotaUser=u",
-        ])
+        #expect(
+            Self.names(keyQuery(Self.sent, isGET: true)) == [
+                "$.xgafv=2", "$fields=candidates.finishReason", "$outputDefaults=true", "$trace=1",
+                "alt=json;enum-encoding=int", "alt=sse", "fields=candidates",
+                "pageSize=50", "pageToken=abc", "prettyPrint=false", "quotaUser=u",
+            ]
+        )
     }
 
     @Test func oneRuleSaysWhatEachParameterIsToTheCache() {

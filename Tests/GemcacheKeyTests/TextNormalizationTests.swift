@@ -1,6 +1,7 @@
 import Foundation
-@testable import GemcacheKey
 import Testing
+
+@testable import GemcacheKey
 
 /// A deterministic generator (SplitMix64), so that a failing string can be found again from its seed.
 private struct SeededGenerator: RandomNumberGenerator {
@@ -18,19 +19,27 @@ private struct SeededGenerator: RandomNumberGenerator {
 /// Pieces of text as people write it, from which random strings are made.
 private enum Pieces {
     static let words = ["the", "Sky", "42", "x_y", " ", "  ", "\n", "\r\n", "\t", ",", ".", "{\"a\": 1}", "def f():\n    return 1"]
-    static let latin = ["caf\u{E9}", "cafe\u{301}", "na\u{EF}ve", "Stra\u{DF}e", "\u{C5}ngstr\u{F6}m", "A\u{30A}", "\u{212B}", "\u{2126}",
-                        "\u{1D6}", "u\u{308}\u{304}", "\u{1E69}", "s\u{323}\u{307}", "s\u{307}\u{323}", "q\u{307}\u{323}", "\u{FB01}"]
+    static let latin = [
+        "caf\u{E9}", "cafe\u{301}", "na\u{EF}ve", "Stra\u{DF}e", "\u{C5}ngstr\u{F6}m", "A\u{30A}", "\u{212B}", "\u{2126}",
+        "\u{1D6}", "u\u{308}\u{304}", "\u{1E69}", "s\u{323}\u{307}", "s\u{307}\u{323}", "q\u{307}\u{323}", "\u{FB01}",
+    ]
     static let vietnamese = ["Ti\u{1EBF}ng Vi\u{1EC7}t", "Tie\u{302}\u{301}ng Vie\u{323}\u{302}t", "o\u{31B}\u{323}", "\u{1EE3}"]
-    static let greek = ["\u{3AC}\u{3BB}\u{3C6}\u{3B1}", "\u{3B1}\u{301}", "\u{1FB7}", "\u{3B1}\u{345}\u{342}", "\u{3B1}\u{342}\u{345}", "\u{387}", "\u{37E}"]
+    static let greek = [
+        "\u{3AC}\u{3BB}\u{3C6}\u{3B1}", "\u{3B1}\u{301}", "\u{1FB7}", "\u{3B1}\u{345}\u{342}", "\u{3B1}\u{342}\u{345}", "\u{387}", "\u{37E}",
+    ]
     static let cyrillic = ["\u{41F}\u{440}\u{438}\u{432}\u{435}\u{442}", "\u{439}", "\u{438}\u{306}", "\u{451}", "\u{435}\u{308}"]
     static let hebrew = ["\u{5E9}\u{5C1}\u{5BC}", "\u{5E9}\u{5BC}\u{5C1}", "\u{5D1}\u{5B0}\u{5BC}", "\u{5E9}\u{5C1}"]
     static let arabic = ["\u{645}\u{64E}\u{651}", "\u{645}\u{651}\u{64E}", "\u{627}\u{653}", "\u{622}", "\u{644}\u{627}"]
-    static let indic = ["\u{915}\u{93C}", "\u{958}", "\u{928}\u{93C}", "\u{929}", "\u{9C7}\u{9BE}", "\u{9CB}", "\u{B47}\u{B3E}", "\u{BC6}\u{BBE}",
-                        "\u{D46}\u{D3E}", "\u{DD9}\u{DCF}", "\u{1025}\u{102E}", "\u{F40}\u{FB2}\u{F71}\u{F72}"]
+    static let indic = [
+        "\u{915}\u{93C}", "\u{958}", "\u{928}\u{93C}", "\u{929}", "\u{9C7}\u{9BE}", "\u{9CB}", "\u{B47}\u{B3E}", "\u{BC6}\u{BBE}",
+        "\u{D46}\u{D3E}", "\u{DD9}\u{DCF}", "\u{1025}\u{102E}", "\u{F40}\u{FB2}\u{F71}\u{F72}",
+    ]
     static let hangulSyllables = ["\u{D55C}\u{AD6D}\u{C5B4}", "\u{AC00}", "\u{AC01}", "\u{D7A3}"]
     static let cjk = ["\u{6F22}\u{5B57}", "\u{65E5}\u{672C}\u{8A9E}", "\u{F900}", "\u{2F800}", "\u{3042}\u{3099}", "\u{304C}", "\u{30AB}\u{3099}"]
-    static let emoji = ["\u{1F600}", "\u{1F44D}\u{1F3FD}", "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}", "\u{1F1EB}\u{1F1F7}", "1\u{FE0F}\u{20E3}",
-                        "\u{2764}\u{FE0F}", "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}"]
+    static let emoji = [
+        "\u{1F600}", "\u{1F44D}\u{1F3FD}", "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}", "\u{1F1EB}\u{1F1F7}", "1\u{FE0F}\u{20E3}",
+        "\u{2764}\u{FE0F}", "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",
+    ]
     /// Combining marks of many classes (1, 7, 9, 10–36, 202, 214–240), for short runs after a base.
     static let marks: [Unicode.Scalar] = [
         "\u{300}", "\u{301}", "\u{302}", "\u{303}", "\u{304}", "\u{306}", "\u{307}", "\u{308}", "\u{30A}", "\u{30B}", "\u{30C}",
@@ -38,7 +47,9 @@ private enum Pieces {
         "\u{344}", "\u{345}", "\u{35C}", "\u{360}", "\u{5B0}", "\u{5BC}", "\u{5C1}", "\u{64B}", "\u{64E}", "\u{651}", "\u{670}",
         "\u{93C}", "\u{94D}", "\u{F71}", "\u{F72}", "\u{F74}", "\u{F80}", "\u{1DCE}", "\u{20D0}", "\u{302A}", "\u{3099}",
     ]
-    static let bases: [Unicode.Scalar] = ["a", "e", "o", "u", "A", "\u{3B1}", "\u{438}", "\u{5D1}", "\u{645}", "\u{915}", "\u{1100}", "\u{E9}", "\u{1D6}"]
+    static let bases: [Unicode.Scalar] = [
+        "a", "e", "o", "u", "A", "\u{3B1}", "\u{438}", "\u{5D1}", "\u{645}", "\u{915}", "\u{1100}", "\u{E9}", "\u{1D6}",
+    ]
     /// Conjoining jamo: L V and L V T, T within U+11A8...U+11C2.
     static func jamo(_ generator: inout SeededGenerator) -> String {
         var scalars = String.UnicodeScalarView()

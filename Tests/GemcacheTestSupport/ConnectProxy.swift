@@ -34,7 +34,8 @@ public final class ConnectProxy: Sendable {
 
     /// Runs a proxy for the duration of `body`.
     public static func run<R: Sendable>(
-        requiredAuthorization: String? = nil, _ body: @Sendable (ConnectProxy) async throws -> R
+        requiredAuthorization: String? = nil,
+        _ body: @Sendable (ConnectProxy) async throws -> R
     ) async throws -> R {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -85,7 +86,10 @@ public final class ConnectProxy: Sendable {
             let upstream = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: String(requestLine[1][..<colon]), port: targetPort) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
                     }
                 }
             try await outbound.write(ByteBuffer(string: "HTTP/1.1 200 Connection established\r\n\r\n"))

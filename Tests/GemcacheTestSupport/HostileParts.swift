@@ -90,7 +90,11 @@ public func withScriptedUpstream<R: Sendable>(
 private struct ScriptedResponder: RouterMiddleware {
     let respond: @Sendable (Request) async throws -> Response
 
-    func handle(_ request: Request, context: BasicRequestContext, next: (Request, BasicRequestContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request,
+        context: BasicRequestContext,
+        next: (Request, BasicRequestContext) async throws -> Response
+    ) async throws -> Response {
         try await respond(request)
     }
 }

@@ -71,7 +71,7 @@ public final class PostgresServer: Sendable {
         }
         _ = unsafeBitCast(closeFrom, to: AddCloseFrom.self)(&actions, 3)
         let argv = command.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, command[0], &actions, nil, argv, environ)
         guard spawned == 0 else { throw PostgresServerError("could not start \(program): error \(spawned)") }

@@ -141,7 +141,11 @@ private let testClient: HTTPClient = {
 
 /// Sends one request to 127.0.0.1:`port` with AsyncHTTPClient.
 public func send(
-    _ method: String = "POST", port: Int, path: String, body: String? = nil, headers: [String: String] = [:]
+    _ method: String = "POST",
+    port: Int,
+    path: String,
+    body: String? = nil,
+    headers: [String: String] = [:]
 ) async throws -> TestResponse {
     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
     request.method = .init(rawValue: method)
@@ -172,7 +176,8 @@ public func statsDocument(port: Int, until ready: ([String: Any]) -> Bool = { _ 
 
 /// A generateContent body asking `text`.
 public func generateBody(_ text: String) -> String {
-    let escaped = String(data: try! JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed]), encoding: .utf8)!.dropFirst().dropLast()
+    let escaped = String(data: try! JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed]), encoding: .utf8)!.dropFirst()
+        .dropLast()
     return #"{"contents":[{"role":"user","parts":[{"text":\#(escaped)}]}]}"#
 }
 

@@ -29,8 +29,12 @@ struct AuthTests {
             #expect(info["reason"] as? String == "API_KEY_INVALID")
             #expect(try await client.post(generatePath, promptBody("hi"), key: "good").status == .ok)
             #expect(try await client.post(generatePath + "?key=good", promptBody("hi"), key: nil).status == .ok)
-            let bearer = try await client.execute(uri: generatePath, method: .post,
-                headers: [.authorization: "Bearer good"], body: ByteBuffer(string: promptBody("hi")))
+            let bearer = try await client.execute(
+                uri: generatePath,
+                method: .post,
+                headers: [.authorization: "Bearer good"],
+                body: ByteBuffer(string: promptBody("hi"))
+            )
             #expect(bearer.status == .ok)
         }
     }

@@ -39,7 +39,10 @@ struct GenerateTests {
 
     @Test func maxOutputTokensTruncates() async throws {
         try await withMock { client in
-            let response = try await client.post(generatePath, promptBody("a long question here", extra: #","generationConfig":{"maxOutputTokens":2}"#))
+            let response = try await client.post(
+                generatePath,
+                promptBody("a long question here", extra: #","generationConfig":{"maxOutputTokens":2}"#)
+            )
             let json = response.object
             #expect(answerText(json) == "Mock answer")
             #expect(finishReason(json) == "MAX_TOKENS")
@@ -66,17 +69,22 @@ struct GenerateTests {
             let single = try await client.post(model + ":embedContent", #"{"content":{"parts":[{"text":"beta"}]}}"#)
             let singleValues = try #require((single.object?["embedding"] as? [String: Any])?["values"] as? [Double])
             #expect(singleValues.count == 8)
-            let batch = try await client.post(model + ":batchEmbedContents", #"""
+            let batch = try await client.post(
+                model + ":batchEmbedContents",
+                #"""
                 {"requests":[{"model":"models/gemini-embedding-001","content":{"parts":[{"text":"alpha"}]}},
                              {"model":"models/gemini-embedding-001","content":{"parts":[{"text":"beta"}]}},
                              {"content":{"parts":[{"text":"gamma"}]}}]}
-                """#)
+                """#
+            )
             let embeddings = try #require(batch.object?["embeddings"] as? [[String: Any]])
             #expect(embeddings.count == 3)
             #expect(embeddings[1]["values"] as? [Double] == singleValues)
             #expect(embeddings[0]["values"] as? [Double] != singleValues)
-            let mismatch = try await client.post(model + ":batchEmbedContents",
-                #"{"requests":[{"model":"models/other","content":{"parts":[{"text":"x"}]}}]}"#)
+            let mismatch = try await client.post(
+                model + ":batchEmbedContents",
+                #"{"requests":[{"model":"models/other","content":{"parts":[{"text":"x"}]}}]}"#
+            )
             #expect(mismatch.status == .badRequest)
         }
     }

@@ -23,7 +23,7 @@ struct EnvironmentTests {
 
     @Test func openingMissingDatabaseWithoutCreateFails() async throws {
         try await withTestEnvironment { env, _ in
-            #expect(throws: LMDBError(code: -30798 /* MDB_NOTFOUND */, operation: "")) {
+            #expect(throws: LMDBError(code: -30798, operation: "")) {  // -30798: MDB_NOTFOUND
                 try env.openDatabase("absent", create: false)
             }
         }
@@ -183,9 +183,13 @@ struct EnvironmentTests {
     }
 
     @Test func descriptionUsesStrerror() {
-        #expect(LMDBError(code: LMDBError.mapFull.code, operation: "mdb_put").description
-            == "mdb_put: MDB_MAP_FULL: Environment mapsize limit reached (-30792)")
-        #expect(LMDBError(code: ENOENT, operation: "mdb_env_open").description
-            == "mdb_env_open: No such file or directory (2)")
+        #expect(
+            LMDBError(code: LMDBError.mapFull.code, operation: "mdb_put").description
+                == "mdb_put: MDB_MAP_FULL: Environment mapsize limit reached (-30792)"
+        )
+        #expect(
+            LMDBError(code: ENOENT, operation: "mdb_env_open").description
+                == "mdb_env_open: No such file or directory (2)"
+        )
     }
 }

@@ -62,7 +62,7 @@ struct TransactionTests {
 
     @Test func writingInReadTransactionFails() async throws {
         try await withTestEnvironment { env, db in
-            #expect(throws: LMDBError(code: 13 /* EACCES */, operation: "")) {
+            #expect(throws: LMDBError(code: 13, operation: "")) {  // 13: EACCES
                 try env.withReadTransaction { try $0.put(db, key: bytes("a"), value: bytes("1")) }
             }
         }
@@ -93,7 +93,10 @@ struct TransactionTests {
                 #expect(fromMiddle == [key(4), key(5), key(6)])
 
                 var pastEnd = 0
-                try txn.forEach(db, startingAt: bytes("zzz")) { _, _ in pastEnd += 1; return true }
+                try txn.forEach(db, startingAt: bytes("zzz")) { _, _ in
+                    pastEnd += 1
+                    return true
+                }
                 #expect(pastEnd == 0)
             }
         }
@@ -118,7 +121,10 @@ struct TransactionTests {
             #expect(try env.entryCount(db) == n / 2)
             try env.withReadTransaction { txn in
                 var remaining: [[UInt8]] = []
-                try txn.forEach(db) { k, _ in remaining.append(Array(k)); return true }
+                try txn.forEach(db) { k, _ in
+                    remaining.append(Array(k))
+                    return true
+                }
                 #expect(remaining == stride(from: 0, to: n, by: 2).map(key))
             }
 

@@ -14,7 +14,9 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 
 extension ProxyConfiguration {
     /// The settings whose names are secrets' variables, not settings (SPEC §1).
-    static let secretVariableNames: Set<String> = ["GEMCACHE_CLIENT_TOKENS", "GEMCACHE_ADMIN_TOKEN", "GEMCACHE_SCOPE_SALT", EgressProxy.credentialsVariable]
+    static let secretVariableNames: Set<String> = [
+        "GEMCACHE_CLIENT_TOKENS", "GEMCACHE_ADMIN_TOKEN", "GEMCACHE_SCOPE_SALT", EgressProxy.credentialsVariable,
+    ]
 
     /// Builds the configuration from, in rising priority: defaults, `proxy.conf`, `GEMCACHE_*` variables, `overrides`.
     ///
@@ -34,7 +36,12 @@ extension ProxyConfiguration {
 
         var configuration = ProxyConfiguration()
         var providers: [any ConfigProvider] = [
-            InMemoryProvider(name: "flags", values: Dictionary(uniqueKeysWithValues: overrides.map { (AbsoluteConfigKey(ConfigKey($0.key)), ConfigValue(.string($0.value), isSecret: false)) })),
+            InMemoryProvider(
+                name: "flags",
+                values: Dictionary(
+                    uniqueKeysWithValues: overrides.map { (AbsoluteConfigKey(ConfigKey($0.key)), ConfigValue(.string($0.value), isSecret: false)) }
+                )
+            ),
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: ["gemcache"]),
         ]
         if let path = filePath {
@@ -55,7 +62,9 @@ extension ProxyConfiguration {
             do {
                 try setting.apply(&configuration, raw.trimmingCharacters(in: .whitespaces))
             } catch {
-                let origin = overrides[setting.key] != nil ? "flag" : environment[environmentName(setting.key)] != nil ? environmentName(setting.key) : "proxy.conf"
+                let origin =
+                    overrides[setting.key] != nil
+                    ? "flag" : environment[environmentName(setting.key)] != nil ? environmentName(setting.key) : "proxy.conf"
                 throw ConfigurationError(key: "\(setting.key) (\(origin))", problem: (error as? SettingProblem)?.problem ?? "\(error)")
             }
         }
@@ -95,10 +104,12 @@ extension ProxyConfiguration {
     /// Every key in the file must be a known setting, a known section, or inside a per-model table.
     private static func checkKnownKeys(_ root: Node.Mapping, path: String) throws(ConfigurationError) {
         let known = Set(settings.map(\.key))
-        let sections = Set(settings.flatMap { setting in
-            let parts = setting.key.split(separator: ".")
-            return (1..<parts.count).map { parts[..<$0].joined(separator: ".") }
-        })
+        let sections = Set(
+            settings.flatMap { setting in
+                let parts = setting.key.split(separator: ".")
+                return (1..<parts.count).map { parts[..<$0].joined(separator: ".") }
+            }
+        )
         func walk(_ mapping: Node.Mapping, prefix: String) throws(ConfigurationError) {
             for (keyNode, value) in mapping {
                 guard let name = keyNode.string else {
@@ -216,7 +227,10 @@ extension ProxyConfiguration {
         let known = Set(settings.map { environmentName($0.key) })
         for name in environment.keys where name.hasPrefix("GEMCACHE_") {
             if !known.contains(name) && !secretVariableNames.contains(name) {
-                throw ConfigurationError(key: name, problem: "unknown setting (no key \(name.dropFirst(9).lowercased().replacingOccurrences(of: "_", with: ".")) exists)")
+                throw ConfigurationError(
+                    key: name,
+                    problem: "unknown setting (no key \(name.dropFirst(9).lowercased().replacingOccurrences(of: "_", with: ".")) exists)"
+                )
             }
         }
     }

@@ -28,10 +28,13 @@ enum SettingValue {
 
     /// Bytes as a number, or with a unit: `512KiB`, `100MiB`, `4GiB` (also KB/MB/GB as powers of 1000).
     static func size(_ raw: String, minimum: Int) throws(SettingProblem) -> Int {
-        let (value, scale) = number(raw, units: [
-            ("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("TiB", 1_099_511_627_776),
-            ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1),
-        ])
+        let (value, scale) = number(
+            raw,
+            units: [
+                ("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("TiB", 1_099_511_627_776),
+                ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1),
+            ]
+        )
         guard let value, value.isFinite, value >= 0,
             value * scale < Double(Int.max)
         else {
@@ -111,7 +114,8 @@ enum SettingValue {
 
     /// The name of an environment variable (holding a secret).
     static func variableName(_ raw: String) throws(SettingProblem) -> String {
-        let valid = !raw.isEmpty && raw.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isUppercase || $0.isNumber)) }
+        let valid =
+            !raw.isEmpty && raw.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isUppercase || $0.isNumber)) }
             && !(raw.first?.isNumber ?? true)
         guard valid else {
             throw SettingProblem("expected an environment variable name such as GEMINI_API_KEY, got \"\(raw)\"")

@@ -15,7 +15,8 @@ extension CacheStore {
     /// serves are the ones just read, so their pages are resident. `body` must copy what it needs: the
     /// buffers point into the memory map and end with the transaction.
     func withAliasedRecord<R>(
-        rawKey: UnsafeRawBufferPointer, _ body: (_ key: UnsafeRawBufferPointer, _ record: UnsafeRawBufferPointer) -> R
+        rawKey: UnsafeRawBufferPointer,
+        _ body: (_ key: UnsafeRawBufferPointer, _ record: UnsafeRawBufferPointer) -> R
     ) -> R? {
         let (aliases, entries) = (self.aliases, self.entries)
         return try? environment.withReadTransaction { txn -> R? in

@@ -26,7 +26,10 @@ final class FastPath: Sendable {
     private let answered = Atomic<Int>(0)
 
     init(
-        configuration: ProxyConfiguration, store: CacheStore, ledger: Ledger, access: AccessControl,
+        configuration: ProxyConfiguration,
+        store: CacheStore,
+        ledger: Ledger,
+        access: AccessControl,
         now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.store = store

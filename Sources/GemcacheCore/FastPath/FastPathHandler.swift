@@ -120,11 +120,12 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func scheduleStallCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
         stallCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
             if self.upgraded { return }
-            let waitingForClient = switch self.mode {
-            case .parsing: self.slowRequestsPending == 0
-            case .forwardingBody: true
-            case .passthrough: self.decodingRequest || self.decodedRequestsInFlight == 0
-            }
+            let waitingForClient =
+                switch self.mode {
+                case .parsing: self.slowRequestsPending == 0
+                case .forwardingBody: true
+                case .passthrough: self.decodingRequest || self.decodedRequestsInFlight == 0
+                }
             let due = self.lastActivity + self.fastPath.clientTimeout
             if waitingForClient && due <= .now() {
                 context.close(promise: nil)
@@ -180,7 +181,8 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                     return
                 case .head(let head):
                     let size = head.length + head.contentLength
-                    let fast = head.answerable && slowRequestsPending == 0 && head.contentLength <= fastPath.maxBody
+                    let fast =
+                        head.answerable && slowRequestsPending == 0 && head.contentLength <= fastPath.maxBody
                         && context.channel.isWritable
                     if fast {
                         guard buffer.readableBytes >= size else { return }  // wait for the whole body

@@ -25,7 +25,8 @@ struct HTTPDate {
         let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let text = "\(weekdays[weekday]), \(two(day)) \(months[month - 1]) \(year) "
+        let text =
+            "\(weekdays[weekday]), \(two(day)) \(months[month - 1]) \(year) "
             + "\(two(secondOfDay / 3600)):\(two(secondOfDay / 60 % 60)):\(two(secondOfDay % 60)) GMT"
         bytes = Array(text.utf8)
     }

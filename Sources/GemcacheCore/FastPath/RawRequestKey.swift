@@ -1,5 +1,5 @@
-import GemcacheKey
 import CLibCrypto
+import GemcacheKey
 
 /// The key of a byte-identical request: SHA-256 over the request as sent, before any parsing or
 /// canonicalization, so that the fast path can find a repeat's entry without reading its JSON.
@@ -95,8 +95,11 @@ final class RawKeyHasher {
     ///   - namespace: The `X-Gemcache-Namespace` value, or nil without one.
     ///   - body: The body bytes as sent.
     func hash(
-        target: UnsafeRawBufferPointer, scope: UnsafeRawBufferPointer, namespace: UnsafeRawBufferPointer?,
-        body: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer
+        target: UnsafeRawBufferPointer,
+        scope: UnsafeRawBufferPointer,
+        namespace: UnsafeRawBufferPointer?,
+        body: UnsafeRawBufferPointer,
+        into output: UnsafeMutableRawBufferPointer
     ) {
         precondition(output.count >= RawRequestKey.length)
         var ok = EVP_DigestInit_ex2(context, Self.sha256, nil)

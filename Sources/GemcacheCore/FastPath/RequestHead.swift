@@ -56,10 +56,16 @@ struct RequestHead {
             }
             if line.isEmpty {
                 return parseRequestLine(bytes, request).map { target, isPost in
-                    .head(RequestHead(
-                        length: lineStart, contentLength: contentLength ?? 0, target: target, credential: credential,
-                        namespace: namespace, answerable: answerable && isPost
-                    ))
+                    .head(
+                        RequestHead(
+                            length: lineStart,
+                            contentLength: contentLength ?? 0,
+                            target: target,
+                            credential: credential,
+                            namespace: namespace,
+                            answerable: answerable && isPost
+                        )
+                    )
                 } ?? .unsupported
             }
             guard bytes[line.lowerBound] != UInt8(ascii: " "), bytes[line.lowerBound] != UInt8(ascii: "\t"),

@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
-import HummingbirdWebSocket
 import HummingbirdWSClient
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOPosix
@@ -53,7 +53,11 @@ struct LiveRelay: Sendable {
     }
 
     /// Opens the upstream session and relays until either side closes.
-    private func relay(target: UpstreamTarget, request: HTTPRequest, client: (inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter)) async {
+    private func relay(
+        target: UpstreamTarget,
+        request: HTTPRequest,
+        client: (inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter)
+    ) async {
         let session: (url: String, headers: HTTPFields)
         do {
             session = try upstreamSession(target: target, request: request)
@@ -76,7 +80,10 @@ struct LiveRelay: Sendable {
                 } catch {
                     writerContinuation.finish()
                     logger.info("Live API relay: the upstream session failed", metadata: ["error": "\(type(of: error))"])
-                    try? await client.outbound.close(.unexpectedServerError, reason: "gemcache: the upstream Live API session could not be opened or failed")
+                    try? await client.outbound.close(
+                        .unexpectedServerError,
+                        reason: "gemcache: the upstream Live API session could not be opened or failed"
+                    )
                     return
                 }
                 let code = closed.map(\.closeCode).flatMap(Self.sendable) ?? .normalClosure
@@ -106,7 +113,9 @@ struct LiveRelay: Sendable {
             target = target.removingCredentials
             headers[.googAPIKey] = lease.key
         } else {
-            for name in Credential.headerNames { for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) } }
+            for name in Credential.headerNames {
+                for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) }
+            }
         }
         let url = try upstream.url(for: target)
         let scheme = url.prefix { $0 != ":" }.lowercased()
@@ -114,7 +123,9 @@ struct LiveRelay: Sendable {
     }
 
     private func connect(
-        url: String, configuration: WebSocketClientConfiguration, handler: @escaping WebSocketDataHandler<WebSocketClient.Context>
+        url: String,
+        configuration: WebSocketClientConfiguration,
+        handler: @escaping WebSocketDataHandler<WebSocketClient.Context>
     ) async throws -> WebSocketCloseFrame? {
         // The URL may hold the client's key: WebSocketClient logs at debug level only where it connects to, never the URL.
         var quiet = logger
@@ -125,9 +136,11 @@ struct LiveRelay: Sendable {
                 connectHeaders[.proxyAuthorization] = "Basic " + Data("\(credentials.user):\(credentials.password)".utf8).base64EncodedString()
             }
             return try await WebSocketClient.connect(
-                url: url, configuration: configuration,
+                url: url,
+                configuration: configuration,
                 proxySettings: WebSocketProxySettings(host: egress.host, port: egress.port, type: .http(connectHeaders: connectHeaders)),
-                logger: quiet, handler: handler
+                logger: quiet,
+                handler: handler
             )
         }
         return try await WebSocketClient.connect(url: url, configuration: configuration, logger: quiet, handler: handler)
@@ -135,11 +148,12 @@ struct LiveRelay: Sendable {
 
     /// The frame to send on for a frame received, opcode, payload and FIN bit unchanged.
     private static func frame(_ frame: WebSocketDataFrame) -> WebSocketFrame {
-        let opcode: WebSocketOpcode = switch frame.opcode {
-        case .text: .text
-        case .binary: .binary
-        case .continuation: .continuation
-        }
+        let opcode: WebSocketOpcode =
+            switch frame.opcode {
+            case .text: .text
+            case .binary: .binary
+            case .continuation: .continuation
+            }
         return WebSocketFrame(fin: frame.fin, opcode: opcode, data: frame.data)
     }
 

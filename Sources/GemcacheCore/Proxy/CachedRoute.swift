@@ -61,8 +61,11 @@ public struct CachedRoute: Sendable, Equatable {
 
     /// Letters, digits, `.`, `-`, `_`; no path tricks.
     static func validModel(_ model: Substring) throws(ProxyError) -> String {
-        let valid = !model.isEmpty && model.count <= 128 && !model.contains("..")
-            && model.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0)) }
+        let valid =
+            !model.isEmpty && model.count <= 128 && !model.contains("..")
+            && model.unicodeScalars.allSatisfy {
+                $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0))
+            }
         guard valid else { throw .invalidArgument("Invalid model name.") }
         return String(model)
     }

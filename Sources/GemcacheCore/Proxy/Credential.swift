@@ -1,5 +1,5 @@
-import GemcacheKey
 import Foundation
+import GemcacheKey
 import HTTPTypes
 
 /// The client's one Gemini credential (SPEC §8), read once per request: an `x-goog-api-key` header, a

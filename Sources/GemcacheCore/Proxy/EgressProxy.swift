@@ -35,7 +35,9 @@ struct EgressProxy: Sendable, Equatable {
         }
         self.host = host
         self.port = url.port ?? 1080
-        self.credentials = url.user.map { Credentials(user: $0.removingPercentEncoding ?? $0, password: (url.password ?? "").removingPercentEncoding ?? "") }
+        self.credentials = url.user.map {
+            Credentials(user: $0.removingPercentEncoding ?? $0, password: (url.password ?? "").removingPercentEncoding ?? "")
+        }
     }
 
     init(host: String, port: Int, credentials: Credentials?) {
@@ -47,7 +49,9 @@ struct EgressProxy: Sendable, Equatable {
     /// The proxy for `upstreamURL`, or nil for a direct connection.
     /// - Throws: ``ConfigurationError`` naming `upstream.proxy` (and the variable) for a bad value.
     static func resolve(
-        setting: String?, upstreamURL: String, environment: [String: String]
+        setting: String?,
+        upstreamURL: String,
+        environment: [String: String]
     ) throws(ConfigurationError) -> EgressProxy? {
         let upstream = URLComponents(string: upstreamURL)
         let secure = upstream?.scheme?.lowercased() == "https"
@@ -71,7 +75,8 @@ struct EgressProxy: Sendable, Equatable {
                 throw SettingProblem("\(credentialsVariable) must be user:password")
             }
             return EgressProxy(
-                host: proxy.host, port: proxy.port,
+                host: proxy.host,
+                port: proxy.port,
                 credentials: Credentials(user: String(pair[..<colon]), password: String(pair[pair.index(after: colon)...]))
             )
         } catch {

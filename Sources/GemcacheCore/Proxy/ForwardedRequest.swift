@@ -1,5 +1,5 @@
-import GemcacheKey
 import Foundation
+import GemcacheKey
 import HTTPTypes
 
 /// What the proxy reads from a client request besides the body and the credential (``Credential``):
@@ -48,7 +48,9 @@ struct ForwardedRequest {
     /// The client's headers that go upstream: all but hop-by-hop ones, those named in `Connection`,
     /// and the proxy's own controls.
     static func upstreamHeaders(_ headers: HTTPFields, dropCacheControls: Bool) -> [(name: String, value: String)] {
-        let named = Set(headers[values: .connection].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        let named = Set(
+            headers[values: .connection].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        )
         var forwarded: [(name: String, value: String)] = []
         for field in headers {
             let name = field.name.canonicalName

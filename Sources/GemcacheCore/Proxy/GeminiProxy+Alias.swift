@@ -13,7 +13,10 @@ extension GeminiProxy {
         let target = Array(prepared.target.pathAndQuery.utf8)
         guard target.withUnsafeBytes({ RawRequestKey.isEligible(target: $0) }) else { return nil }
         return RawKeyHasher(normalize: configuration.cache.normalize).key(
-            target: target, scope: Array(prepared.scopeTag.utf8), namespace: prepared.controls.namespace.map { Array($0.utf8) }, body: prepared.body
+            target: target,
+            scope: Array(prepared.scopeTag.utf8),
+            namespace: prepared.controls.namespace.map { Array($0.utf8) },
+            body: prepared.body
         )
     }
 

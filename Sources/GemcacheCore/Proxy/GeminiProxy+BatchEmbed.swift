@@ -1,6 +1,6 @@
-import GemcacheKey
 import AsyncHTTPClient
 import Foundation
+import GemcacheKey
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -17,7 +17,9 @@ extension GeminiProxy {
             return try await answer(prepared, logger: logger)  // not a batch this proxy can split: cache it whole
         }
         guard items.count <= Self.maxBatchItems else {
-            throw ProxyError.invalidArgument("* BatchEmbedContentsRequest.requests: at most \(Self.maxBatchItems) requests are allowed per batch, got \(items.count).")
+            throw ProxyError.invalidArgument(
+                "* BatchEmbedContentsRequest.requests: at most \(Self.maxBatchItems) requests are allowed per batch, got \(items.count)."
+            )
         }
         let controls = prepared.controls
         let keys = try items.map { item throws(ProxyError) in try itemKey(item, prepared: prepared) }
@@ -53,7 +55,9 @@ extension GeminiProxy {
             upstreamHeaders = response.replayableHeaders
             ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: .zero)
             if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
-            guard status == 200, let returned = (StorePolicy.parse(answer) as? [String: Any])?["embeddings"] as? [Any], returned.count == missing.count else {
+            guard status == 200, let returned = (StorePolicy.parse(answer) as? [String: Any])?["embeddings"] as? [Any],
+                returned.count == missing.count
+            else {
                 // An error, or an answer that does not line up with the items: passed on as it came.
                 ledger.recordAnswer(model: prepared.model, outcome: .miss, status: status, tokens: .zero)
                 let headers = forwardedHeaders(upstreamHeaders, outcome: .miss, status: status, stored: false, key: prepared.key)
@@ -64,8 +68,19 @@ extension GeminiProxy {
                 embeddings[index] = returned[position]
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
                     let item = Prepared(
-                        route: prepared.route, key: keys[index], scope: prepared.scope, scopeTag: prepared.scopeTag, credential: prepared.credential, credentialTag: prepared.credentialTag, query: prepared.query, model: prepared.model,
-                        controls: controls, body: [], target: prepared.target, headers: [], framing: nil
+                        route: prepared.route,
+                        key: keys[index],
+                        scope: prepared.scope,
+                        scopeTag: prepared.scopeTag,
+                        credential: prepared.credential,
+                        credentialTag: prepared.credentialTag,
+                        query: prepared.query,
+                        model: prepared.model,
+                        controls: controls,
+                        body: [],
+                        target: prepared.target,
+                        headers: [],
+                        framing: nil
                     )
                     saves.append((item, Array(bytes)))
                 }
@@ -109,8 +124,12 @@ extension GeminiProxy {
             throw .invalidArgument(error.message)
         }
         return CacheKeyComponents(
-            apiVersion: prepared.route.apiVersion, endpoint: "batchEmbedContents.item", model: prepared.route.model,
-            query: keyQuery(prepared.query, isGET: false), scope: prepared.scopeTag, namespace: prepared.controls.namespace,
+            apiVersion: prepared.route.apiVersion,
+            endpoint: "batchEmbedContents.item",
+            model: prepared.route.model,
+            query: keyQuery(prepared.query, isGET: false),
+            scope: prepared.scopeTag,
+            namespace: prepared.controls.namespace,
             normalizedBody: canonical
         ).key
     }

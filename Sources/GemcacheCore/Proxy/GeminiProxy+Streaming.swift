@@ -1,5 +1,5 @@
-import GemcacheKey
 import AsyncHTTPClient
+import GemcacheKey
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -50,16 +50,20 @@ extension GeminiProxy {
         let headers = forwardedHeaders(head.headers, outcome: outcome, status: head.status, stored: false, key: prepared.key)
         let ledger = self.ledger
         let model = prepared.model
-        return Response(status: .init(code: head.status), headers: headers, body: ResponseBody { writer in
-            do {
-                for try await chunk in chunks { try await writer.write(chunk) }
-            } catch {
-                ledger.recordAnswer(model: model, outcome: outcome, status: head.status, tokens: .zero)
-                throw error
+        return Response(
+            status: .init(code: head.status),
+            headers: headers,
+            body: ResponseBody { writer in
+                do {
+                    for try await chunk in chunks { try await writer.write(chunk) }
+                } catch {
+                    ledger.recordAnswer(model: model, outcome: outcome, status: head.status, tokens: .zero)
+                    throw error
+                }
+                ledger.recordAnswer(model: model, outcome: outcome, status: head.status, tokens: recording.usage)
+                try await writer.finish(nil)
             }
-            ledger.recordAnswer(model: model, outcome: outcome, status: head.status, tokens: recording.usage)
-            try await writer.finish(nil)
-        })
+        )
     }
 
     /// Reads the upstream stream into `recording` to its end, within `upstream.timeout`, or until every

@@ -1,6 +1,6 @@
-import GemcacheKey
 import AsyncHTTPClient
 import Foundation
+import GemcacheKey
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -25,8 +25,13 @@ public final class GeminiProxy: Sendable {
     let now: @Sendable () -> Int64
 
     init(
-        configuration: ProxyConfiguration, store: CacheStore, shared: SharedTier? = nil, ledger: Ledger, access: AccessControl,
-        upstream: UpstreamClient, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
+        configuration: ProxyConfiguration,
+        store: CacheStore,
+        shared: SharedTier? = nil,
+        ledger: Ledger,
+        access: AccessControl,
+        upstream: UpstreamClient,
+        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.configuration = configuration
         self.store = store
@@ -100,7 +105,9 @@ public final class GeminiProxy: Sendable {
             do {
                 // Only the response forms the proxy can frame and record; anything else never reaches Google.
                 if let alt, !["json", "json;enum-encoding=int", "sse"].contains(alt) {
-                    throw ProxyError.invalidArgument("Invalid value at 'alt' (\(alt)): gemcache serves alt=json, alt=json;enum-encoding=int and alt=sse.")
+                    throw ProxyError.invalidArgument(
+                        "Invalid value at 'alt' (\(alt)): gemcache serves alt=json, alt=json;enum-encoding=int and alt=sse."
+                    )
                 }
                 let prepared = try await prepare(request, target: target, route: route, query: query, credential: credential)
                 model = prepared.model
@@ -133,7 +140,11 @@ public final class GeminiProxy: Sendable {
     }
 
     private func prepare(
-        _ request: Request, target: UpstreamTarget, route: CachedRoute, query: [(name: String, value: String)], credential: Credential
+        _ request: Request,
+        target: UpstreamTarget,
+        route: CachedRoute,
+        query: [(name: String, value: String)],
+        credential: Credential
     ) async throws(ProxyError) -> Prepared {
         let body: [UInt8]
         do {
@@ -144,17 +155,37 @@ public final class GeminiProxy: Sendable {
         } catch {
             throw .unreadableBody
         }
-        let keyed = try await KeyingPool.run(bodySize: body.count) { [self] () throws(ProxyError) in try RequestKey(
-            route: route, query: query, headers: request.headers, body: body, credential: credential, configuration: configuration, salt: store.scopeSalt
-        ) }
-        let framing: StreamFraming? = switch route.operation {
-        case .streamGenerateContent: QueryParameter.alt(in: query) == "sse" ? .sse : .jsonArray
-        case .openAIChat: keyed.openAIBody?["stream"] as? Bool == true ? .openAI : nil
-        default: nil
+        let keyed = try await KeyingPool.run(bodySize: body.count) { [self] () throws(ProxyError) in
+            try RequestKey(
+                route: route,
+                query: query,
+                headers: request.headers,
+                body: body,
+                credential: credential,
+                configuration: configuration,
+                salt: store.scopeSalt
+            )
         }
+        let framing: StreamFraming? =
+            switch route.operation {
+            case .streamGenerateContent: QueryParameter.alt(in: query) == "sse" ? .sse : .jsonArray
+            case .openAIChat: keyed.openAIBody?["stream"] as? Bool == true ? .openAI : nil
+            default: nil
+            }
         return Prepared(
-            route: route, key: keyed.key, scope: keyed.scope, scopeTag: keyed.scopeTag, credential: credential, credentialTag: keyed.credentialTag, query: query, model: keyed.model, controls: keyed.controls, body: body,
-            target: target, headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true), framing: framing
+            route: route,
+            key: keyed.key,
+            scope: keyed.scope,
+            scopeTag: keyed.scopeTag,
+            credential: credential,
+            credentialTag: keyed.credentialTag,
+            query: query,
+            model: keyed.model,
+            controls: keyed.controls,
+            body: body,
+            target: target,
+            headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: true),
+            framing: framing
         )
     }
 
@@ -223,7 +254,9 @@ public final class GeminiProxy: Sendable {
     /// verification as HIT).
     func staleEntry(for prepared: Prepared) async -> CacheEntry? {
         let window = configuration.cache.staleIfError.milliseconds
-        guard window > 0, access.mayServeCached(credentialTag: prepared.credentialTag), let entry = try? store.lookup(prepared.key) else { return nil }
+        guard window > 0, access.mayServeCached(credentialTag: prepared.credentialTag), let entry = try? store.lookup(prepared.key) else {
+            return nil
+        }
         let now = now()
         return now >= entry.expiresAt && now < entry.expiresAt + window ? entry : nil
     }
@@ -312,7 +345,7 @@ public final class GeminiProxy: Sendable {
             let (answer, ticket) = try await callUpstream(prepared, body: prepared.route.isGET ? nil : prepared.body)
             if answer.status != 429 || next == nil { return (answer, ticket, nil) }
             response = answer
-        } catch where error.status == .tooManyRequests && next != nil {
+        } catch  where error.status == .tooManyRequests && next != nil {
             response = nil  // the quota guard refused: the fallback model may still have room
         }
         guard let next else { throw .outOfQuota }
@@ -328,14 +361,21 @@ public final class GeminiProxy: Sendable {
     /// for the partition whose quota it uses: the upstream key it goes out with (managed mode) or the
     /// client's credential (passthrough). A call the upstream refused for the credential is given back.
     func callUpstream(
-        _ prepared: Prepared, body: [UInt8]?, target: UpstreamTarget? = nil, model: String? = nil
+        _ prepared: Prepared,
+        body: [UInt8]?,
+        target: UpstreamTarget? = nil,
+        model: String? = nil
     ) async throws(ProxyError) -> (UpstreamResponse, QuotaGuard.Ticket) {
         let lease = upstream.keys?.lease()
         let ticket = QuotaGuard.Ticket(model: model ?? prepared.model, partition: lease?.fingerprint ?? prepared.credentialTag)
         try await quota.admit(ticket)
         let response = try await upstream.exchange(
-            method: prepared.route.isGET ? .get : .post, target: target ?? prepared.target, headers: prepared.headers,
-            body: body, lease: lease, maxBody: configuration.limits.maxBody
+            method: prepared.route.isGET ? .get : .post,
+            target: target ?? prepared.target,
+            headers: prepared.headers,
+            body: body,
+            lease: lease,
+            maxBody: configuration.limits.maxBody
         ) { [quota] status, body in quota.learn(ticket, status: status, body: body) }
         if [400, 401, 403].contains(response.status) { quota.refund(ticket) }
         return (response, ticket)
@@ -348,9 +388,17 @@ public final class GeminiProxy: Sendable {
         guard body.count <= configuration.cache.maxEntrySize, ttl > 0 else { return false }
         let storedAt = now()
         let entry = CacheEntry(
-            status: status, headerBlock: CacheEntry.headerBlock(headers), body: body, storedAt: storedAt,
-            expiresAt: storedAt + ttl, model: prepared.model, namespace: prepared.controls.namespace,
-            endpoint: prepared.route.endpoint, promptTokens: usage.prompt, totalTokens: usage.total, scope: prepared.scope
+            status: status,
+            headerBlock: CacheEntry.headerBlock(headers),
+            body: body,
+            storedAt: storedAt,
+            expiresAt: storedAt + ttl,
+            model: prepared.model,
+            namespace: prepared.controls.namespace,
+            endpoint: prepared.route.endpoint,
+            promptTokens: usage.prompt,
+            totalTokens: usage.total,
+            scope: prepared.scope
         )
         let stored = await store.store(entry, for: prepared.key, alias: rawKey(prepared))
         if let shared { await shared.store(entry, for: prepared.key) }
@@ -362,7 +410,9 @@ public final class GeminiProxy: Sendable {
     func hit(_ entry: CacheEntry, prepared: Prepared, outcome: CacheOutcome = .hit) -> Response {
         if outcome == .hit { recordAlias(prepared) }
         ledger.recordAnswer(
-            model: prepared.model, outcome: outcome, status: entry.status,
+            model: prepared.model,
+            outcome: outcome,
+            status: entry.status,
             tokens: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens)
         )
         let key = prepared.key
@@ -384,16 +434,18 @@ public final class GeminiProxy: Sendable {
     }
 
     /// An upstream answer's headers plus `X-Gemcache`, `X-Gemcache-Key` and `Cache-Status`.
-    func forwardedHeaders(_ upstream: [(name: String, value: String)], outcome: CacheOutcome, status: Int, stored: Bool, key: CacheKey) -> HTTPFields {
+    func forwardedHeaders(_ upstream: [(name: String, value: String)], outcome: CacheOutcome, status: Int, stored: Bool, key: CacheKey) -> HTTPFields
+    {
         var headers = HTTPFields(upstream.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
         headers[.gemcache] = outcome.rawValue
         headers[.gemcacheKey] = key.hex
-        let forward = switch outcome {
-        case .bypass: "fwd=bypass"
-        case .refresh: "fwd=request"
-        case .coalesced: "fwd=miss; collapsed"
-        default: "fwd=miss"
-        }
+        let forward =
+            switch outcome {
+            case .bypass: "fwd=bypass"
+            case .refresh: "fwd=request"
+            case .coalesced: "fwd=miss; collapsed"
+            default: "fwd=miss"
+            }
         headers[.cacheStatus] = "gemcache; \(forward); fwd-status=\(status)\(stored ? "; stored" : "")"
         return headers
     }
@@ -413,7 +465,8 @@ public final class GeminiProxy: Sendable {
         let response: HTTPClientResponse
         do {
             response = try await upstream.send(
-                method: request.method, target: target,
+                method: request.method,
+                target: target,
                 headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: false),
                 body: upload.map { .stream($0.chunks, length: length.map { .known($0) } ?? .unknown) },
                 decode: false
@@ -429,16 +482,20 @@ public final class GeminiProxy: Sendable {
         headers[.gemcache] = "PASS"
         headers[.cacheStatus] = "gemcache; fwd=bypass"
         // Hummingbird reads what is left of the request body once the response ends: never while the upload still does.
-        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: ResponseBody { writer in
-            do {
-                for try await chunk in response.body { try await writer.write(chunk) }
-            } catch {
+        return Response(
+            status: .init(code: Int(response.status.code)),
+            headers: headers,
+            body: ResponseBody { writer in
+                do {
+                    for try await chunk in response.body { try await writer.write(chunk) }
+                } catch {
+                    await upload?.finish()
+                    throw error
+                }
                 await upload?.finish()
-                throw error
+                try await writer.finish(nil)
             }
-            await upload?.finish()
-            try await writer.finish(nil)
-        })
+        )
     }
 }
 
@@ -446,8 +503,12 @@ extension GeminiProxy.UpstreamAnswer {
     /// A stored entry that answers a miss after all (it landed while the request waited).
     init(entry: CacheEntry, coalescedInCluster: Bool = false) {
         self.init(
-            status: entry.status, headers: entry.headers, body: entry.body,
-            usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens), stored: true, entry: entry,
+            status: entry.status,
+            headers: entry.headers,
+            body: entry.body,
+            usage: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens),
+            stored: true,
+            entry: entry,
             coalescedInCluster: coalescedInCluster
         )
     }

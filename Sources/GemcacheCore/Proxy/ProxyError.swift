@@ -71,31 +71,39 @@ public struct ProxyError: Error, HTTPResponseError, Sendable {
 
     /// 403: no credential, in Google's words.
     static let missingCredential = ProxyError(
-        .forbidden, .permissionDenied,
+        .forbidden,
+        .permissionDenied,
         "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API."
     )
 
     /// 401: managed mode, and the credential is not a gemcache proxy token.
     static let invalidProxyToken = ProxyError(
-        .unauthorized, .unauthenticated,
+        .unauthorized,
+        .unauthenticated,
         "Request had invalid authentication credentials. Present a gemcache proxy token as x-goog-api-key, ?key= or Authorization: Bearer."
     )
 
     /// 403: an admin action without the admin token.
     static let adminTokenRequired = ProxyError(
-        .forbidden, .permissionDenied, "Admin actions need Authorization: Bearer <the token in the variable named by admin.token_env>."
+        .forbidden,
+        .permissionDenied,
+        "Admin actions need Authorization: Bearer <the token in the variable named by admin.token_env>."
     )
 
     // MARK: - Cache-Control: only-if-cached
 
     /// 504: nothing cached, and the request forbids calling upstream.
     static let notCached = ProxyError(
-        .gatewayTimeout, .deadlineExceeded, "No cached answer, and Cache-Control: only-if-cached forbids calling upstream."
+        .gatewayTimeout,
+        .deadlineExceeded,
+        "No cached answer, and Cache-Control: only-if-cached forbids calling upstream."
     )
 
     /// 504: a batch with an uncached item, and the request forbids calling upstream.
     static let notEveryItemCached = ProxyError(
-        .gatewayTimeout, .deadlineExceeded, "Not every item is cached, and Cache-Control: only-if-cached forbids calling upstream."
+        .gatewayTimeout,
+        .deadlineExceeded,
+        "Not every item is cached, and Cache-Control: only-if-cached forbids calling upstream."
     )
 
     // MARK: - Quota
@@ -116,7 +124,9 @@ public struct ProxyError: Error, HTTPResponseError, Sendable {
 
     /// 502: no connection within `upstream.connect_timeout`.
     static let upstreamConnectTimeout = ProxyError(
-        .badGateway, .unavailable, "The upstream could not be reached within upstream.connect_timeout."
+        .badGateway,
+        .unavailable,
+        "The upstream could not be reached within upstream.connect_timeout."
     )
 
     /// 502: the connection failed or closed.
@@ -133,7 +143,9 @@ public struct ProxyError: Error, HTTPResponseError, Sendable {
 
     /// 502: what a subscriber cut off from a shared stream gets (never seen as such: its answer had started).
     static let fellBehindSharedStream = ProxyError(
-        .badGateway, .unavailable, "The client fell too far behind a stream it shared with others."
+        .badGateway,
+        .unavailable,
+        "The client fell too far behind a stream it shared with others."
     )
 
     /// The JSON body.

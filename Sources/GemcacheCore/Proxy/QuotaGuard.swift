@@ -93,7 +93,11 @@ final class QuotaGuard: Sendable {
         }
         if let rpd, state.today >= rpd {
             let untilReset = Duration.seconds(max(1, day.resetsAt.timeIntervalSinceNow))
-            return .refuse(message: "Quota exceeded for \(model): \(rpd) requests per day (limits.models). The quota day resets at midnight America/Los_Angeles.", retryAfter: untilReset)
+            return .refuse(
+                message:
+                    "Quota exceeded for \(model): \(rpd) requests per day (limits.models). The quota day resets at midnight America/Los_Angeles.",
+                retryAfter: untilReset
+            )
         }
         if let rpm, state.recent.count >= rpm, let oldest = state.recent.first {
             return .wait(until: oldest.at + .seconds(60), message: "Quota exceeded for \(model): \(rpm) requests per minute (limits.models).")

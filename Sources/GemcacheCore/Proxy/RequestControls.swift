@@ -47,8 +47,11 @@ struct RequestControls: Equatable {
             ttlSeconds = seconds
         }
         if let namespace = headers[.gemcacheNamespace] {
-            let valid = (1...128).contains(namespace.utf8.count)
-                && namespace.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.:/".unicodeScalars.contains($0)) }
+            let valid =
+                (1...128).contains(namespace.utf8.count)
+                && namespace.unicodeScalars.allSatisfy {
+                    $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.:/".unicodeScalars.contains($0))
+                }
             guard valid else {
                 throw .invalidArgument("X-Gemcache-Namespace must be 1 to 128 characters of letters, digits and - _ . : /")
             }

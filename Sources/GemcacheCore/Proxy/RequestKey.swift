@@ -1,5 +1,5 @@
-import GemcacheKey
 import Foundation
+import GemcacheKey
 import HTTPTypes
 
 /// How a cached request is keyed (SPEC §3): shared by the proxy and `/_gemcache/explain`, so that the
@@ -26,8 +26,13 @@ struct RequestKey {
     /// - Parameter credential: The request's one credential.
     /// - Throws: 400 for malformed JSON or controls.
     init(
-        route: CachedRoute, query: [(name: String, value: String)], headers: HTTPFields, body: [UInt8], credential: Credential,
-        configuration: ProxyConfiguration, salt: [UInt8]
+        route: CachedRoute,
+        query: [(name: String, value: String)],
+        headers: HTTPFields,
+        body: [UInt8],
+        credential: Credential,
+        configuration: ProxyConfiguration,
+        salt: [UInt8]
     ) throws(ProxyError) {
         var controls = try RequestControls(headers: headers)
         // A system parameter the proxy does not know may change the answer: answered, never stored (SPEC §3).
@@ -56,11 +61,17 @@ struct RequestKey {
         } else {
             model = route.model
         }
-        key = CacheKeyComponents(
-            apiVersion: route.apiVersion, endpoint: route.endpoint, model: route.model,
-            query: keyQuery(query, isGET: route.isGET), scope: scopeTag,
-            namespace: controls.namespace, normalizedBody: canonical, fieldMask: Self.fieldMask(headers)
-        ).key
+        key =
+            CacheKeyComponents(
+                apiVersion: route.apiVersion,
+                endpoint: route.endpoint,
+                model: route.model,
+                query: keyQuery(query, isGET: route.isGET),
+                scope: scopeTag,
+                namespace: controls.namespace,
+                normalizedBody: canonical,
+                fieldMask: Self.fieldMask(headers)
+            ).key
     }
 
     /// `X-Goog-FieldMask`, which selects the answer's fields like `$fields` (SPEC §3); repeated

@@ -25,7 +25,11 @@ enum StorePolicy {
             return false
         }
         guard let candidates = object["candidates"] as? [[String: Any]], !candidates.isEmpty else { return false }
-        lazy var limited = setsLimit(request(), section: ["generationConfig", "generation_config"], fields: ["maxOutputTokens", "max_output_tokens"])
+        lazy var limited = setsLimit(
+            request(),
+            section: ["generationConfig", "generation_config"],
+            fields: ["maxOutputTokens", "max_output_tokens"]
+        )
         return candidates.allSatisfy { candidate in
             switch finishReason(candidate["finishReason"]) {
             case "STOP": true

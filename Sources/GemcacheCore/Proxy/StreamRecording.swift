@@ -245,7 +245,11 @@ final class StreamRecording: Sendable {
     fileprivate func next(_ id: Int) async throws -> ByteBuffer? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                enum Next { case chunk(ByteBuffer), end(ProxyError?), cancelled, wait }
+                enum Next {
+                    case chunk(ByteBuffer)
+                    case end(ProxyError?)
+                    case cancelled, wait
+                }
                 let (next, reader): (Next, CheckedContinuation<Void, Never>?) = state.withLock { state in
                     // A subscriber still reading that is gone was cut off.
                     guard var subscriber = state.subscribers[id] else { return (.end(.fellBehindSharedStream), nil) }

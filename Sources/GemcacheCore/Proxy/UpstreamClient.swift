@@ -25,7 +25,9 @@ public struct UpstreamClient: Sendable {
     let keys: UpstreamKeyPool?
 
     init(
-        configuration: ProxyConfiguration.Upstream, keys: UpstreamKeyPool? = nil, egress: EgressProxy? = nil,
+        configuration: ProxyConfiguration.Upstream,
+        keys: UpstreamKeyPool? = nil,
+        egress: EgressProxy? = nil,
         backoff: Duration = .milliseconds(250)
     ) {
         self.keys = keys
@@ -47,7 +49,11 @@ public struct UpstreamClient: Sendable {
             // attributes (parsing the URL with Foundation) on every request.
             client.tracing.tracer = nil
             client.proxy = egress.map { egress in
-                .server(host: egress.host, port: egress.port, authorization: egress.credentials.map { .basic(username: $0.user, password: $0.password) })
+                .server(
+                    host: egress.host,
+                    port: egress.port,
+                    authorization: egress.credentials.map { .basic(username: $0.user, password: $0.password) }
+                )
             }
             return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: client)
         }
@@ -57,8 +63,11 @@ public struct UpstreamClient: Sendable {
 
     /// Sends a request; `decode` picks the client that decodes gzip.
     func send(
-        method: HTTPRequest.Method, target: UpstreamTarget, headers: [(name: String, value: String)],
-        body: HTTPClientRequest.Body?, decode: Bool
+        method: HTTPRequest.Method,
+        target: UpstreamTarget,
+        headers: [(name: String, value: String)],
+        body: HTTPClientRequest.Body?,
+        decode: Bool
     ) async throws(ProxyError) -> HTTPClientResponse {
         var request = HTTPClientRequest(url: try upstream.url(for: target))
         request.method = HTTPMethod(rawValue: method.rawValue)
@@ -95,8 +104,13 @@ public struct UpstreamClient: Sendable {
     ///     for it); later attempts take the pool's next key.
     ///   - onRetryableFailure: Told about every retryable answer (status and body), e.g. to learn quota.
     func exchange(
-        method: HTTPRequest.Method, target: UpstreamTarget, headers: [(name: String, value: String)], body: [UInt8]?,
-        lease firstLease: UpstreamKeyPool.Lease? = nil, maxBody: Int, onRetryableFailure: @Sendable (Int, [UInt8]) -> Void = { _, _ in }
+        method: HTTPRequest.Method,
+        target: UpstreamTarget,
+        headers: [(name: String, value: String)],
+        body: [UInt8]?,
+        lease firstLease: UpstreamKeyPool.Lease? = nil,
+        maxBody: Int,
+        onRetryableFailure: @Sendable (Int, [UInt8]) -> Void = { _, _ in }
     ) async throws(ProxyError) -> UpstreamResponse {
         var request = HTTPClientRequest(url: try upstream.url(for: target))
         request.method = HTTPMethod(rawValue: method.rawValue)
@@ -141,7 +155,9 @@ public struct UpstreamClient: Sendable {
     /// Managed mode: replaces any client credential with `lease`'s upstream key, or the pool's next
     /// one (the OpenAI surface takes it as a bearer token, the native API as `x-goog-api-key`).
     private func authorize(
-        _ request: inout HTTPClientRequest, target: UpstreamTarget, lease: UpstreamKeyPool.Lease? = nil
+        _ request: inout HTTPClientRequest,
+        target: UpstreamTarget,
+        lease: UpstreamKeyPool.Lease? = nil
     ) throws(ProxyError) -> UpstreamKeyPool.Lease? {
         guard let keys else { return nil }
         let lease = lease ?? keys.lease()

@@ -1,5 +1,5 @@
-import GemcacheKey
 import Foundation
+import GemcacheKey
 
 /// A client's request target, checked to be in origin form (RFC 9112 §3.2.1) so that it can only ever
 /// name a path on the configured upstream (SPEC §2).

@@ -1,5 +1,5 @@
-import GemcacheKey
 import Foundation
+import GemcacheKey
 import HTTPTypes
 import Hummingbird
 import NIOCore

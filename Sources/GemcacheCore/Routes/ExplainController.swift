@@ -1,5 +1,5 @@
-import GemcacheKey
 import Foundation
+import GemcacheKey
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -19,13 +19,17 @@ struct ExplainController<Context: RequestContext> {
         guard let input = try? JSONSerialization.jsonObject(with: Data(buffer.readBytes(length: buffer.readableBytes) ?? [])) as? [String: Any],
             let path = input["path"] as? String
         else {
-            throw ProxyError.invalidArgument("Expected {\"path\": \"/v1beta/models/M:generateContent\", \"query\": {...}, \"headers\": {...}, \"body\": ...}.")
+            throw ProxyError.invalidArgument(
+                "Expected {\"path\": \"/v1beta/models/M:generateContent\", \"query\": {...}, \"headers\": {...}, \"body\": ...}."
+            )
         }
-        let body: [UInt8] = switch input["body"] {
-        case let text as String: Array(text.utf8)
-        case let value? where !(value is NSNull): Array((try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])) ?? Data())
-        default: []
-        }
+        let body: [UInt8] =
+            switch input["body"] {
+            case let text as String: Array(text.utf8)
+            case let value? where !(value is NSNull):
+                Array((try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])) ?? Data())
+            default: []
+            }
         let route = try CachedRoute(method: body.isEmpty ? .get : .post, path: path) ?? CachedRoute(method: .post, path: path)
         guard let route else {
             throw ProxyError.invalidArgument("\(path) is not a cached route.")

@@ -10,7 +10,9 @@ struct GeminiMiddleware: RouterMiddleware {
     let proxy: GeminiProxy
 
     func handle(
-        _ request: Request, context: ProxyRequestContext, next: (Request, ProxyRequestContext) async throws -> Response
+        _ request: Request,
+        context: ProxyRequestContext,
+        next: (Request, ProxyRequestContext) async throws -> Response
     ) async throws -> Response {
         let path = request.uri.path
         if path == "/_gemcache" || path.hasPrefix("/_gemcache/") || path == "/healthz" {

@@ -15,7 +15,8 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
             guard request.method == .get || request.method == .head else { throw ProxyError.metricsNeedGet }
             let text = ledger.metrics.exposition(try await ledger.document())
             return Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: text))
             )
         }

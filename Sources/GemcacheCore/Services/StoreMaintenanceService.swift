@@ -1,6 +1,6 @@
 import AsyncAlgorithms
-public import Logging
 import LMDBKit
+public import Logging
 public import ServiceLifecycle
 
 /// Keeps the store healthy while the proxy runs and closes it last: flushes counters every
@@ -16,8 +16,12 @@ public struct StoreMaintenanceService: Service {
     let logger: Logger
 
     public init(
-        store: CacheStore, shared: SharedTier? = nil, flushInterval: Duration = .seconds(1), syncInterval: Duration,
-        sweepInterval: Duration = .seconds(60), logger: Logger
+        store: CacheStore,
+        shared: SharedTier? = nil,
+        flushInterval: Duration = .seconds(1),
+        syncInterval: Duration,
+        sweepInterval: Duration = .seconds(60),
+        logger: Logger
     ) {
         self.store = store
         self.shared = shared

@@ -1,5 +1,5 @@
-import GemcacheKey
 import Foundation
+import GemcacheKey
 import Logging
 import NIOCore
 import PostgresNIO
@@ -69,13 +69,14 @@ public final class SharedTier: Sendable {
     /// The fresh entry under `key`, or nil (also when the tier is degraded).
     func lookup(_ key: CacheKey) async -> CacheEntry? {
         let (keyBytes, time) = (ByteBuffer(bytes: key.bytes), now())
-        let entry = await perform("lookup") { client in
-            let rows = try await client.query("SELECT record FROM gemcache_entries WHERE key = \(keyBytes) AND expires_at > \(time)")
-            for try await record in rows.decode(ByteBuffer.self) {
-                return record.withUnsafeReadableBytes { EntryRecord.decode($0) }
-            }
-            return nil
-        } ?? nil
+        let entry =
+            await perform("lookup") { client in
+                let rows = try await client.query("SELECT record FROM gemcache_entries WHERE key = \(keyBytes) AND expires_at > \(time)")
+                for try await record in rows.decode(ByteBuffer.self) {
+                    return record.withUnsafeReadableBytes { EntryRecord.decode($0) }
+                }
+                return nil
+            } ?? nil
         if entry != nil { state.withLock { $0.hits += 1 } }
         return entry
     }
@@ -85,17 +86,18 @@ public final class SharedTier: Sendable {
     func store(_ entry: CacheEntry, for key: CacheKey) async -> Bool {
         let keyBytes = ByteBuffer(bytes: key.bytes)
         let record = ByteBuffer(bytes: EntryRecord.encode(entry))
-        let written = await perform("write") { client in
-            try await client.query(
-                """
-                INSERT INTO gemcache_entries (key, record, model, namespace, stored_at, expires_at)
-                VALUES (\(keyBytes), \(record), \(entry.model), \(entry.namespace), \(entry.storedAt), \(entry.expiresAt))
-                ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, model = EXCLUDED.model,
-                    namespace = EXCLUDED.namespace, stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at
-                """
-            )
-            return true
-        } ?? false
+        let written =
+            await perform("write") { client in
+                try await client.query(
+                    """
+                    INSERT INTO gemcache_entries (key, record, model, namespace, stored_at, expires_at)
+                    VALUES (\(keyBytes), \(record), \(entry.model), \(entry.namespace), \(entry.storedAt), \(entry.expiresAt))
+                    ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, model = EXCLUDED.model,
+                        namespace = EXCLUDED.namespace, stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at
+                    """
+                )
+                return true
+            } ?? false
         if written { state.withLock { $0.writes += 1 } }
         return written
     }
@@ -200,33 +202,39 @@ public final class SharedTier: Sendable {
         guard !deltas.isEmpty else { return }
         let names = Array(deltas.keys)
         let values = names.map { deltas[$0] ?? 0 }
-        let pushed = await perform("counters") { client in
-            try await client.query(
-                """
-                INSERT INTO gemcache_counters (name, value) SELECT * FROM unnest(\(names)::text[], \(values)::bigint[])
-                ON CONFLICT (name) DO UPDATE
-                    SET value = LEAST(GREATEST(gemcache_counters.value, 0)::numeric + EXCLUDED.value, 9223372036854775807)::bigint
-                """
-            )
-            return true
-        } ?? false
+        let pushed =
+            await perform("counters") { client in
+                try await client.query(
+                    """
+                    INSERT INTO gemcache_counters (name, value) SELECT * FROM unnest(\(names)::text[], \(values)::bigint[])
+                    ON CONFLICT (name) DO UPDATE
+                        SET value = LEAST(GREATEST(gemcache_counters.value, 0)::numeric + EXCLUDED.value, 9223372036854775807)::bigint
+                    """
+                )
+                return true
+            } ?? false
         if !pushed { enqueueCounters(deltas) }
     }
 
     /// The cluster's counters whose names start with any of `prefixes`, plus this instance's queued
     /// deltas; nil when the tier is degraded.
     func counterValues(prefixes: [String]) async -> [String: Int64]? {
-        guard var values = await perform("read counters", { client -> [String: Int64] in
-            let rows = try await client.query(
-                """
-                SELECT name, value FROM gemcache_counters
-                WHERE EXISTS (SELECT 1 FROM unnest(\(prefixes)::text[]) AS wanted(prefix) WHERE starts_with(name, wanted.prefix))
-                """
+        guard
+            var values = await perform(
+                "read counters",
+                { client -> [String: Int64] in
+                    let rows = try await client.query(
+                        """
+                        SELECT name, value FROM gemcache_counters
+                        WHERE EXISTS (SELECT 1 FROM unnest(\(prefixes)::text[]) AS wanted(prefix) WHERE starts_with(name, wanted.prefix))
+                        """
+                    )
+                    var values: [String: Int64] = [:]
+                    for try await (name, value) in rows.decode((String, Int64).self) { values[name] = Counter.sum(value, 0) }  // never below 0
+                    return values
+                }
             )
-            var values: [String: Int64] = [:]
-            for try await (name, value) in rows.decode((String, Int64).self) { values[name] = Counter.sum(value, 0) }  // never below 0
-            return values
-        }) else { return nil }
+        else { return nil }
         state.withLock { state in
             for (name, delta) in state.pendingCounters where prefixes.contains(where: { name.hasPrefix($0) }) {
                 values[name] = Counter.sum(values[name] ?? 0, delta)
@@ -285,19 +293,20 @@ public final class SharedTier: Sendable {
         let time = now()
         var total = 0
         while true {
-            let deleted = await perform("sweep") { client in
-                let rows = try await client.query(
-                    """
-                    WITH doomed AS (
-                        DELETE FROM gemcache_entries WHERE key IN
-                            (SELECT key FROM gemcache_entries WHERE expires_at <= \(time) LIMIT \(Self.sweepBatch))
-                        RETURNING 1)
-                    SELECT count(*)::bigint FROM doomed
-                    """
-                )
-                for try await count in rows.decode(Int64.self) { return Int(count) }
-                return 0
-            } ?? 0
+            let deleted =
+                await perform("sweep") { client in
+                    let rows = try await client.query(
+                        """
+                        WITH doomed AS (
+                            DELETE FROM gemcache_entries WHERE key IN
+                                (SELECT key FROM gemcache_entries WHERE expires_at <= \(time) LIMIT \(Self.sweepBatch))
+                            RETURNING 1)
+                        SELECT count(*)::bigint FROM doomed
+                        """
+                    )
+                    for try await count in rows.decode(Int64.self) { return Int(count) }
+                    return 0
+                } ?? 0
             total += deleted
             if deleted < Self.sweepBatch { break }
         }
@@ -379,7 +388,10 @@ public final class SharedTier: Sendable {
             return state.healthy || state.problem == "not connected yet"
         }
         if newlyDegraded {
-            logger.warning("shared tier degraded: serving from the local store and upstream", metadata: ["shared.target": "\(target)", "shared.problem": "\(problem)"])
+            logger.warning(
+                "shared tier degraded: serving from the local store and upstream",
+                metadata: ["shared.target": "\(target)", "shared.problem": "\(problem)"]
+            )
         }
     }
 

@@ -35,17 +35,22 @@ struct SharedTierSettings: Sendable {
             throw problem("sslmode \(mode) is not supported (disable, prefer, require, verify-ca or verify-full)")
         }
         self.sslMode = sslMode
-        let tls: PostgresClient.Configuration.TLS = switch sslMode {
-        case .disable: .disable
-        case .prefer: .prefer(Self.tls(verifying: .none))
-        case .require: .require(Self.tls(verifying: .none))
-        case .verifyCA: .require(Self.tls(verifying: .noHostnameVerification))
-        case .verifyFull: .require(Self.tls(verifying: .fullVerification))
-        }
+        let tls: PostgresClient.Configuration.TLS =
+            switch sslMode {
+            case .disable: .disable
+            case .prefer: .prefer(Self.tls(verifying: .none))
+            case .require: .require(Self.tls(verifying: .none))
+            case .verifyCA: .require(Self.tls(verifying: .noHostnameVerification))
+            case .verifyFull: .require(Self.tls(verifying: .fullVerification))
+            }
         let port = url.port ?? 5432
         var client = PostgresClient.Configuration(
-            host: host, port: port, username: user, password: environment["PGPASSWORD"],
-            database: database.isEmpty ? user : database, tls: tls
+            host: host,
+            port: port,
+            username: user,
+            password: environment["PGPASSWORD"],
+            database: database.isEmpty ? user : database,
+            tls: tls
         )
         client.options.connectTimeout = SharedTier.operationTimeout
         // A cache may lose its last fraction of a second of writes in a server crash (never consistency):

@@ -74,7 +74,10 @@ public final class Ledger: Sendable {
     ///   - configuration: Supplies `limits.models` and `prices`.
     ///   - now: Unix time in milliseconds; tests inject their own.
     public init(
-        store: CacheStore, shared: SharedTier? = nil, configuration: ProxyConfiguration, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
+        store: CacheStore,
+        shared: SharedTier? = nil,
+        configuration: ProxyConfiguration,
+        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.store = store
         self.shared = shared
@@ -117,7 +120,8 @@ public final class Ledger: Sendable {
     /// One call went upstream for `model` (it counts against the quota whatever its answer).
     func recordUpstreamCall(model: String, status: Int, tokens: TokenUsage) {
         let time = now()
-        let day = quotaDay(at: time).id, minute = Counter.epochMinute(time)
+        let day = quotaDay(at: time).id
+        let minute = Counter.epochMinute(time)
         store.increment(Counter.total(.upstreamRequests))
         store.increment(Counter.model(model, .upstreamRequests))
         store.increment(Counter.model(model, .upstreamTokens), by: Int64(tokens.total))
@@ -186,7 +190,11 @@ public final class Ledger: Sendable {
         let last = Counter.epochMinute(now())
         let first = last - Int64(Self.historyMinutes) + 1
         let values = try await counterValues(prefixes: [Counter.minutePrefix]).values
-        var history = StatsHistory(firstMinute: first, hits: Array(repeating: 0, count: Self.historyMinutes), misses: Array(repeating: 0, count: Self.historyMinutes))
+        var history = StatsHistory(
+            firstMinute: first,
+            hits: Array(repeating: 0, count: Self.historyMinutes),
+            misses: Array(repeating: 0, count: Self.historyMinutes)
+        )
         for (name, value) in values {
             guard let (minute, field) = Counter.parseMinute(name), minute >= first, minute <= last else { continue }
             let index = Int(minute - first)
@@ -256,7 +264,9 @@ enum Counter: String {
     case evictions
 
     /// The totals, in the order reports list them.
-    static let totals: [Counter] = [.requests, .hits, .coalesced, .misses, .refreshed, .bypassed, .stale, .errors, .rejected, .upstreamRequests, .savedTokens, .savedItems]
+    static let totals: [Counter] = [
+        .requests, .hits, .coalesced, .misses, .refreshed, .bypassed, .stale, .errors, .rejected, .upstreamRequests, .savedTokens, .savedItems,
+    ]
 
     /// The counter of answers with `outcome`.
     init(_ outcome: CacheOutcome) {

@@ -71,7 +71,9 @@ public final class ProxyMetrics: Sendable {
             gauge("gemcache_entries", Double(document.entries))
             gauge("gemcache_store_bytes", Double(document.storeBytes))
             for (model, stats) in document.models {
-                for kind in StatsDocument.ModelStats.counted { counter("gemcache_model_\(kind.rawValue)_total", stats.counts[kind.rawValue] ?? 0, model: model) }
+                for kind in StatsDocument.ModelStats.counted {
+                    counter("gemcache_model_\(kind.rawValue)_total", stats.counts[kind.rawValue] ?? 0, model: model)
+                }
                 counter("gemcache_model_saved_requests_total", stats.savedRequests, model: model)
                 gauge("gemcache_model_upstream_requests_minute", Double(stats.upstreamRequestsMinute), model: model)
                 gauge("gemcache_model_upstream_tokens_minute", Double(stats.upstreamTokensMinute), model: model)

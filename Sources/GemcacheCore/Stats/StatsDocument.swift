@@ -207,8 +207,15 @@ extension Ledger {
 
     private func emptyStats(_ model: String) -> StatsDocument.ModelStats {
         StatsDocument.ModelStats(
-            counts: [:], upstreamRequestsMinute: 0, upstreamTokensMinute: 0, upstreamRequestsToday: 0, upstreamTokensToday: 0,
-            savedRequestsToday: 0, savedTokensToday: 0, freeTier: limits[model] ?? .init(), savedUSD: nil
+            counts: [:],
+            upstreamRequestsMinute: 0,
+            upstreamTokensMinute: 0,
+            upstreamRequestsToday: 0,
+            upstreamTokensToday: 0,
+            savedRequestsToday: 0,
+            savedTokensToday: 0,
+            freeTier: limits[model] ?? .init(),
+            savedUSD: nil
         )
     }
 }

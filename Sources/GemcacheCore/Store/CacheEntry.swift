@@ -31,8 +31,17 @@ public struct CacheEntry: Sendable, Equatable {
     }
 
     public init(
-        status: Int, headerBlock: [UInt8], body: [UInt8], storedAt: Int64, expiresAt: Int64,
-        model: String, namespace: String?, endpoint: String, promptTokens: Int, totalTokens: Int, scope: Scope?
+        status: Int,
+        headerBlock: [UInt8],
+        body: [UInt8],
+        storedAt: Int64,
+        expiresAt: Int64,
+        model: String,
+        namespace: String?,
+        endpoint: String,
+        promptTokens: Int,
+        totalTokens: Int,
+        scope: Scope?
     ) {
         self.status = status
         self.headerBlock = headerBlock
@@ -281,9 +290,17 @@ enum EntryRecord {
         guard let layout = try? Layout(bytes) else { return nil }
         func text(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
         return CacheEntry(
-            status: layout.status, headerBlock: Array(bytes[layout.headerBlock]), body: Array(bytes[layout.body]),
-            storedAt: layout.storedAt, expiresAt: layout.expiresAt, model: text(layout.model), namespace: layout.namespace.map(text),
-            endpoint: text(layout.endpoint), promptTokens: layout.promptTokens, totalTokens: layout.totalTokens, scope: layout.scope
+            status: layout.status,
+            headerBlock: Array(bytes[layout.headerBlock]),
+            body: Array(bytes[layout.body]),
+            storedAt: layout.storedAt,
+            expiresAt: layout.expiresAt,
+            model: text(layout.model),
+            namespace: layout.namespace.map(text),
+            endpoint: text(layout.endpoint),
+            promptTokens: layout.promptTokens,
+            totalTokens: layout.totalTokens,
+            scope: layout.scope
         )
     }
 

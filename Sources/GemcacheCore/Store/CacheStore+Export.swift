@@ -1,5 +1,5 @@
-import GemcacheKey
 import Foundation
+import GemcacheKey
 import LMDBKit
 import Logging
 

@@ -1,5 +1,5 @@
-public import GemcacheKey
 import Foundation
+public import GemcacheKey
 import LMDBKit
 
 /// Which entries a purge deletes: all of them, or those matching every given field.

@@ -1,5 +1,5 @@
-public import GemcacheKey
 import Foundation
+public import GemcacheKey
 import LMDBKit
 public import Logging
 import Synchronization
@@ -36,7 +36,10 @@ public final class CacheStore: Sendable {
     private let counterBuffer = Mutex(CounterBuffer())
 
     private init(
-        environment: LMDBEnvironment, recoveredFrom: String?, scopeSalt: [UInt8], logger: Logger,
+        environment: LMDBEnvironment,
+        recoveredFrom: String?,
+        scopeSalt: [UInt8],
+        logger: Logger,
         now: @escaping @Sendable () -> Int64
     ) throws {
         self.environment = environment
@@ -80,7 +83,9 @@ public final class CacheStore: Sendable {
             do {
                 try FileManager.default.moveItem(atPath: configuration.path, toPath: aside)
             } catch {
-                throw StoreError("store at \(configuration.path) cannot be opened (\(failure.reason)) and cannot be moved aside: \(error.localizedDescription)")
+                throw StoreError(
+                    "store at \(configuration.path) cannot be opened (\(failure.reason)) and cannot be moved aside: \(error.localizedDescription)"
+                )
             }
             logger.error(
                 "store could not be opened; moved aside and starting empty",
@@ -116,13 +121,19 @@ public final class CacheStore: Sendable {
     }
 
     private static func openChecked(
-        configuration: ProxyConfiguration.Store, scopeSalt: [UInt8]?, recoveredFrom: String?, logger: Logger,
+        configuration: ProxyConfiguration.Store,
+        scopeSalt: [UInt8]?,
+        recoveredFrom: String?,
+        logger: Logger,
         now: @escaping @Sendable () -> Int64
     ) async throws(OpenFailure) -> CacheStore {
         let environment: LMDBEnvironment
         do {
             environment = try LMDBEnvironment(
-                path: configuration.path, mapSize: configuration.maxSize, maxDatabases: 8, deferSync: configuration.syncInterval > .zero
+                path: configuration.path,
+                mapSize: configuration.maxSize,
+                maxDatabases: 8,
+                deferSync: configuration.syncInterval > .zero
             )
         } catch {
             throw OpenFailure(reason: "\(error)")
@@ -558,7 +569,12 @@ public final class CacheStore: Sendable {
     }
 
     private static func deleteExpired(
-        _ txn: borrowing LMDBTransaction, entries: LMDBDatabase, byExpiry: LMDBDatabase, byStored: LMDBDatabase, cutoff: Int64, limit: Int
+        _ txn: borrowing LMDBTransaction,
+        entries: LMDBDatabase,
+        byExpiry: LMDBDatabase,
+        byStored: LMDBDatabase,
+        cutoff: Int64,
+        limit: Int
     ) throws -> Int {
         try txn.deleteInOrder(of: byExpiry, keeping: byStored, time: \.storedAt, entries: entries) { time, deleted in
             deleted < limit && time <= cutoff
@@ -593,8 +609,11 @@ extension LMDBTransaction {
     /// entries while `take(time, deletedSoFar)` holds, removing each from the other index too.
     /// - Returns: How many entries were deleted.
     fileprivate func deleteInOrder(
-        of index: LMDBDatabase, keeping otherIndex: LMDBDatabase, time otherTime: KeyPath<(storedAt: Int64, expiresAt: Int64), Int64>,
-        entries: LMDBDatabase, while take: (Int64, Int) -> Bool
+        of index: LMDBDatabase,
+        keeping otherIndex: LMDBDatabase,
+        time otherTime: KeyPath<(storedAt: Int64, expiresAt: Int64), Int64>,
+        entries: LMDBDatabase,
+        while take: (Int64, Int) -> Bool
     ) throws -> Int {
         var deleted = 0
         try forEachDeleting(index) { indexKey, _ in

@@ -7,7 +7,9 @@ extension PurgeFilter {
     public init(all: Bool, model: String?, namespace: String?, keyHex: String?, olderThan: String?) throws(PurgeArgumentError) {
         self.init(all: all, model: model.map { $0.hasPrefix("models/") ? String($0.dropFirst(7)) : $0 }, namespace: namespace)
         if let keyHex {
-            guard let key = CacheKey(hex: keyHex) else { throw PurgeArgumentError("--key must be 64 hex digits (an X-Gemcache-Key), got \"\(keyHex)\"") }
+            guard let key = CacheKey(hex: keyHex) else {
+                throw PurgeArgumentError("--key must be 64 hex digits (an X-Gemcache-Key), got \"\(keyHex)\"")
+            }
             self.key = key
         }
         if let olderThan {

@@ -1,5 +1,5 @@
-import GemcacheKey
 public import Foundation
+import GemcacheKey
 
 /// `gemcache export` and `import`: entries as JSON Lines, streamed in batches (never the whole store
 /// or file in memory).
@@ -42,9 +42,16 @@ public enum StoreTransfer {
     /// Writes every entry of `store` to `output`.
     /// - Parameter salt: The salt the store's proxies use (from the environment or the store), for the header.
     public static func export(
-        _ store: CacheStore, salt: [UInt8]?, to output: FileHandle, progress: (Progress) -> Void = { _ in }
+        _ store: CacheStore,
+        salt: [UInt8]?,
+        to output: FileHandle,
+        progress: (Progress) -> Void = { _ in }
     ) async throws -> ExportSummary {
-        let header = Header(gemcacheExport: fileVersion, storeFormat: CacheStore.formatVersion, scopeSalt: salt.map { Data($0).base64EncodedString() })
+        let header = Header(
+            gemcacheExport: fileVersion,
+            storeFormat: CacheStore.formatVersion,
+            scopeSalt: salt.map { Data($0).base64EncodedString() }
+        )
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var state = Progress()
@@ -86,8 +93,14 @@ public enum StoreTransfer {
     ///   - refused: Called with the number and the reason of each refused line.
     /// - Throws: ``StoreTransferError`` when the input is not an export (its first line).
     public static func `import`(
-        _ store: CacheStore, from input: FileHandle, totalBytes: Int?, maxEntrySize: Int, saltFromEnvironment: [UInt8]?,
-        assumeShared: Bool, refused: (_ line: Int, _ reason: String) -> Void = { _, _ in }, progress: (Progress) -> Void = { _ in }
+        _ store: CacheStore,
+        from input: FileHandle,
+        totalBytes: Int?,
+        maxEntrySize: Int,
+        saltFromEnvironment: [UInt8]?,
+        assumeShared: Bool,
+        refused: (_ line: Int, _ reason: String) -> Void = { _, _ in },
+        progress: (Progress) -> Void = { _ in }
     ) async throws -> ImportSummary {
         let reader = LineReader(input, maxLength: longestLine(maxEntrySize: maxEntrySize))
         let decoder = JSONDecoder()
@@ -99,7 +112,8 @@ public enum StoreTransfer {
         }
         var summary = ImportSummary()
         summary.salt = try await store.reconcileScopeSalt(
-            exported: header.scopeSalt.flatMap { Data(base64Encoded: $0) }.map(Array.init), fromEnvironment: saltFromEnvironment
+            exported: header.scopeSalt.flatMap { Data(base64Encoded: $0) }.map(Array.init),
+            fromEnvironment: saltFromEnvironment
         )
         let saltDiffers = summary.salt == .differs
         var state = Progress(totalBytes: totalBytes)
@@ -188,7 +202,9 @@ public enum StoreTransfer {
         var scopeSalt: String?
 
         enum CodingKeys: String, CodingKey {
-            case gemcacheExport = "gemcache_export", storeFormat = "store_format", scopeSalt = "scope_salt"
+            case gemcacheExport = "gemcache_export"
+            case storeFormat = "store_format"
+            case scopeSalt = "scope_salt"
         }
     }
 
@@ -211,9 +227,16 @@ public enum StoreTransfer {
         var scope: String?
 
         enum CodingKeys: String, CodingKey {
-            case key, status, storedAt = "stored_at", expiresAt = "expires_at", model, namespace, endpoint, scope
-            case promptTokens = "prompt_tokens", totalTokens = "total_tokens"
-            case headers, headersBase64 = "headers_base64", body, bodyBase64 = "body_base64"
+            case key, status
+            case storedAt = "stored_at"
+            case expiresAt = "expires_at"
+            case model, namespace, endpoint, scope
+            case promptTokens = "prompt_tokens"
+            case totalTokens = "total_tokens"
+            case headers
+            case headersBase64 = "headers_base64"
+            case body
+            case bodyBase64 = "body_base64"
         }
 
         init(key: CacheKey, entry: CacheEntry) {
@@ -247,9 +270,17 @@ public enum StoreTransfer {
                 throw StoreTransferError("\(name) is longer than \(UInt16.max) bytes")
             }
             let entry = CacheEntry(
-                status: status, headerBlock: try Self.bytes(headers, headersBase64, "headers"), body: try Self.bytes(body, bodyBase64, "body"),
-                storedAt: storedAt, expiresAt: expiresAt, model: model, namespace: namespace, endpoint: endpoint,
-                promptTokens: promptTokens, totalTokens: totalTokens, scope: entryScope
+                status: status,
+                headerBlock: try Self.bytes(headers, headersBase64, "headers"),
+                body: try Self.bytes(body, bodyBase64, "body"),
+                storedAt: storedAt,
+                expiresAt: expiresAt,
+                model: model,
+                namespace: namespace,
+                endpoint: endpoint,
+                promptTokens: promptTokens,
+                totalTokens: totalTokens,
+                scope: entryScope
             )
             return (cacheKey, entry)
         }
