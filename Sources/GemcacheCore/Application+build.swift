@@ -69,7 +69,7 @@ public func buildApplication(
         router: router,
         server: .gemcache(
             fastPath: FastPath(configuration: configuration, store: store, ledger: ledger, access: access),
-            live: LiveRelay(upstream: upstream.upstream, access: access, keys: keyPool, egress: egress, logger: logger),
+            live: LiveRelay(access: access, upstream: upstream, logger: logger),
             tls: tls
         ),
         configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: nil),

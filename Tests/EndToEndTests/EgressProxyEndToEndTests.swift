@@ -44,15 +44,7 @@ struct EgressProxyEndToEndTests {
                 #expect(miss.status == 200 && miss.header("x-gemcache") == "MISS")
                 let passed = try await send("GET", port: port, path: "/v1beta/cachedContents", headers: ["x-goog-api-key": testKey])
                 #expect(passed.header("x-gemcache") == "PASS")
-                let closed = try await WebSocketClient.connect(
-                    url: "ws://127.0.0.1:\(port)\(LiveEndToEndTests.livePath)?key=\(testKey)",
-                    logger: quietLogger
-                ) { inbound, outbound, _ in
-                    var frames = inbound.makeAsyncIterator()
-                    try await outbound.write(.text(LiveEndToEndTests.setup))
-                    let setupComplete = try #require(try await frames.next())
-                    #expect(String(buffer: setupComplete.data) == #"{"setupComplete": {}}"#)
-                }
+                let closed = try await LiveEndToEndTests.setUp("ws://127.0.0.1:\(port)\(LiveEndToEndTests.livePath)?key=\(testKey)")
                 #expect(closed?.closeCode == .normalClosure)
                 #expect(recorder.requests(path: LiveEndToEndTests.livePath) == 1)
                 let tunnels = egress.tunnels

@@ -398,11 +398,7 @@ private func readStream(
     body: String,
     progress: Counter? = nil
 ) async throws -> (status: Int, cache: String?, received: Checksum) {
-    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-    request.method = .POST
-    request.headers.add(name: "x-goog-api-key", value: testKey)
-    request.headers.add(name: "content-type", value: "application/json")
-    request.body = .bytes(ByteBuffer(string: body))
+    let request = testRequest(url: "http://127.0.0.1:\(port)\(path)", body: body, headers: ["x-goog-api-key": testKey])
     let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
     var received = Checksum()
     for try await part in response.body {

@@ -19,12 +19,8 @@ struct LiveEndToEndTests {
     static let livePath = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
     static let setup = #"{"setup": {"model": "models/gemini-2.0-flash-live-001"}}"#
 
-    static func turn(_ text: String) -> String {
-        #"{"clientContent": {"turns": [{"role": "user", "parts": [{"text": "\#(text)"}]}], "turnComplete": true}}"#
-    }
-
     /// Runs a session against `url`; `body` gets the frame iterator and the writer.
-    private func session(
+    static func session(
         _ url: String,
         headers: HTTPFields = [:],
         tls: TLSConfiguration? = nil,
@@ -40,13 +36,22 @@ struct LiveEndToEndTests {
         }
     }
 
+    /// Opens a session, sends the setup and expects `setupComplete` back; returns how the session closed.
+    static func setUp(_ url: String, headers: HTTPFields = [:], tls: TLSConfiguration? = nil) async throws -> WebSocketCloseFrame? {
+        try await Self.session(url, headers: headers, tls: tls) { frames, outbound in
+            try await outbound.write(.text(setup))
+            let setupComplete = try #require(try await frames.next())
+            #expect(String(buffer: setupComplete.data) == #"{"setupComplete": {}}"#)
+        }
+    }
+
     @Test func framesAreRelayedBothWaysAsTheyComeAndTheUpstreamsCloseReachesTheClient() async throws {
         let key = "live-key-c0ffee-9137"
         let logs = InMemoryLogHandler()
         var logger = Logger(label: "gemcache.test", factory: { _ in logs })
         logger.logLevel = .trace
         try await withProxyBehindMock(logger: logger) { port, recorder, directory in
-            let closed = try await session("ws://127.0.0.1:\(port)\(Self.livePath)?key=\(key)") { frames, outbound in
+            let closed = try await Self.session("ws://127.0.0.1:\(port)\(Self.livePath)?key=\(key)") { frames, outbound in
                 try await outbound.write(.text(Self.setup))
                 let setupComplete = try #require(try await frames.next())
                 #expect(setupComplete.opcode == .binary, "binary stays binary")
@@ -125,18 +130,12 @@ struct LiveEndToEndTests {
         let mock = MockUpstreamConfiguration(validKeys: ["upstream-secret-1"])
         try await withProxyBehindMock(mock, environment: environment, configure: { $0.auth.mode = .managed }) { port, recorder, _ in
             // The SDK sends the key as a header.
-            let accepted = try await session("ws://127.0.0.1:\(port)\(Self.livePath)", headers: [HTTPField.Name("x-goog-api-key")!: "team-token"]) {
-                frames,
-                outbound in
-                try await outbound.write(.text(Self.setup))
-                let setupComplete = try #require(try await frames.next())
-                #expect(String(buffer: setupComplete.data) == #"{"setupComplete": {}}"#)
-            }
+            let accepted = try await Self.setUp("ws://127.0.0.1:\(port)\(Self.livePath)", headers: [HTTPField.Name("x-goog-api-key")!: "team-token"])
             #expect(accepted?.closeCode == .normalClosure)
             #expect(recorder.lastHeaders["x-goog-api-key"] == "upstream-secret-1")
 
             let before = recorder.totalRequests
-            let refused = try await session("ws://127.0.0.1:\(port)\(Self.livePath)?key=not-a-token") { frames, _ in
+            let refused = try await Self.session("ws://127.0.0.1:\(port)\(Self.livePath)?key=not-a-token") { frames, _ in
                 let next = try await frames.next()
                 #expect(next == nil)
             }
@@ -152,7 +151,7 @@ struct LiveEndToEndTests {
             close(socket)
             let configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:\(deadPort)", dataDirectory: directory.path)
             try await withProxy(configuration) { port in
-                let closed = try await session("ws://127.0.0.1:\(port)\(Self.livePath)?key=\(testKey)") { frames, _ in
+                let closed = try await Self.session("ws://127.0.0.1:\(port)\(Self.livePath)?key=\(testKey)") { frames, _ in
                     let next = try await frames.next()
                     #expect(next == nil)
                 }

@@ -71,11 +71,7 @@ struct PassThroughRoutesEndToEndTests {
 
             // The mock sends the first event, then waits for the test: the client has it before the rest exists.
             let ask = #"{"model":"gemini-3-flash-preview","input":"Count slowly [[fault:hold]]","stream":true}"#
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1beta/interactions")
-            request.method = .POST
-            request.headers.add(name: "x-goog-api-key", value: testKey)
-            request.headers.add(name: "content-type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: ask))
+            let request = testRequest(url: "http://127.0.0.1:\(port)/v1beta/interactions", body: ask, headers: ["x-goog-api-key": testKey])
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
             #expect(response.headers.first(name: "x-gemcache") == "PASS")
             var parts = response.body.makeAsyncIterator()

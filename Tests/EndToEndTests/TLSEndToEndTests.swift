@@ -31,11 +31,11 @@ struct TLSEndToEndTests {
 
                 do {
                     func generate() async throws -> (status: String?, body: String) {
-                        var request = HTTPClientRequest(url: "https://127.0.0.1:\(port)\(path)")
-                        request.method = .POST
-                        request.headers.add(name: "x-goog-api-key", value: testKey)
-                        request.headers.add(name: "content-type", value: "application/json")
-                        request.body = .bytes(ByteBuffer(string: generateBody("over TLS")))
+                        let request = testRequest(
+                            url: "https://127.0.0.1:\(port)\(path)",
+                            body: generateBody("over TLS"),
+                            headers: ["x-goog-api-key": testKey]
+                        )
                         let response = try await client.execute(request, timeout: .seconds(10))
                         return (response.headers.first(name: "x-gemcache"), String(buffer: try await response.body.collect(upTo: 1 << 20)))
                     }
@@ -48,16 +48,10 @@ struct TLSEndToEndTests {
                     #expect(fastHit.status == "HIT" && fastHit.body == miss.body)
                     #expect(recorder.totalRequests == 1)
 
-                    let closed = try await WebSocketClient.connect(
-                        url: "wss://localhost:\(port)\(LiveEndToEndTests.livePath)?key=\(testKey)",
-                        tlsConfiguration: tls,
-                        logger: quietLogger
-                    ) { inbound, outbound, _ in
-                        var frames = inbound.makeAsyncIterator()
-                        try await outbound.write(.text(LiveEndToEndTests.setup))
-                        let setupComplete = try #require(try await frames.next())
-                        #expect(String(buffer: setupComplete.data) == #"{"setupComplete": {}}"#)
-                    }
+                    let closed = try await LiveEndToEndTests.setUp(
+                        "wss://localhost:\(port)\(LiveEndToEndTests.livePath)?key=\(testKey)",
+                        tls: tls
+                    )
                     #expect(closed?.closeCode == .normalClosure)
 
                     // Plain HTTP on the TLS port gets no answer.

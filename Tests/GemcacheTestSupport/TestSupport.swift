@@ -1,4 +1,4 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
 public import GemcacheCore
 public import GeminiMock
@@ -139,6 +139,18 @@ private let testClient: HTTPClient = {
     return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
 }()
 
+/// A request as the tests send it: `headers` as given, and a body as `application/json`.
+public func testRequest(_ method: String = "POST", url: String, body: String?, headers: [String: String]) -> HTTPClientRequest {
+    var request = HTTPClientRequest(url: url)
+    request.method = .init(rawValue: method)
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    if let body {
+        request.headers.add(name: "content-type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: body))
+    }
+    return request
+}
+
 /// Sends one request to 127.0.0.1:`port` with AsyncHTTPClient.
 public func send(
     _ method: String = "POST",
@@ -147,13 +159,7 @@ public func send(
     body: String? = nil,
     headers: [String: String] = [:]
 ) async throws -> TestResponse {
-    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-    request.method = .init(rawValue: method)
-    for (name, value) in headers { request.headers.add(name: name, value: value) }
-    if let body {
-        request.headers.add(name: "content-type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: body))
-    }
+    let request = testRequest(method, url: "http://127.0.0.1:\(port)\(path)", body: body, headers: headers)
     let response = try await testClient.execute(request, timeout: .seconds(30))
     let bytes = try await response.body.collect(upTo: 64 << 20)
     var fields: [String: String] = [:]

@@ -1,10 +1,8 @@
-import Foundation
 import HTTPTypes
 import HummingbirdWSClient
 import HummingbirdWebSocket
 import Logging
 import NIOCore
-import NIOPosix
 import NIOWebSocket
 
 /// Relays Live API sessions (SPEC §2): the WebSocket upgrade of
@@ -17,11 +15,8 @@ import NIOWebSocket
 /// The credential travels as the client sent it (passthrough) or is replaced by one of the proxy's
 /// keys as `x-goog-api-key` (managed); the URL that holds it never reaches a log line.
 struct LiveRelay: Sendable {
-    let upstream: UpstreamOrigin
     let access: AccessControl
-    /// Managed mode: the proxy's upstream keys.
-    let keys: UpstreamKeyPool?
-    let egress: EgressProxy?
+    let upstream: UpstreamClient
     let logger: Logger
 
     /// The largest frame relayed either way. Live messages carry base64 audio and video chunks, far
@@ -58,21 +53,23 @@ struct LiveRelay: Sendable {
         request: HTTPRequest,
         client: (inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter)
     ) async {
-        let session: (url: String, headers: HTTPFields)
+        let headers: HTTPFields
         do {
-            session = try upstreamSession(target: target, request: request)
+            headers = try upgradeHeaders(target: target, request: request)
         } catch {
             try? await client.outbound.close(.policyViolation, reason: Self.closeReason(error.message))
             return
         }
-        let configuration = WebSocketClientConfiguration(maxFrameSize: Self.maxFrameSize, additionalHeaders: session.headers)
         let (writers, writerContinuation) = AsyncStream.makeStream(of: WebSocketOutboundWriter.self)
         await withTaskGroup(of: Void.self) { group in
             // Upstream → client, and the upstream's close passed on.
             group.addTask {
                 let closed: WebSocketCloseFrame?
                 do {
-                    closed = try await connect(url: session.url, configuration: configuration) { inbound, outbound, _ in
+                    closed = try await upstream.webSocket(target: target, headers: headers, maxFrameSize: Self.maxFrameSize, logger: logger) {
+                        inbound,
+                        outbound,
+                        _ in
                         writerContinuation.yield(outbound)
                         writerContinuation.finish()
                         for try await frame in inbound { try await client.outbound.write(.custom(Self.frame(frame))) }
@@ -99,51 +96,15 @@ struct LiveRelay: Sendable {
         }
     }
 
-    /// The upstream URL (`wss://…`) and the headers of the upgrade.
-    private func upstreamSession(target: UpstreamTarget, request: HTTPRequest) throws(ProxyError) -> (url: String, headers: HTTPFields) {
-        let query = ForwardedRequest.queryItems(target.query)
-        let credential = try Credential(headers: request.headerFields, query: query)
-        try access.admit(credential: credential)
+    /// The headers of the upstream upgrade, once the client's one credential is admitted: its
+    /// identification and its credential headers (managed mode swaps the credential upstream).
+    private func upgradeHeaders(target: UpstreamTarget, request: HTTPRequest) throws(ProxyError) -> HTTPFields {
+        try access.admit(credential: Credential(headers: request.headerFields, query: ForwardedRequest.queryItems(target.query)))
         var headers = HTTPFields()
-        for name in Self.forwardedHeaders { for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) } }
-        var target = target
-        if let keys {
-            let lease = keys.lease()
-            keys.recordUse(lease)
-            target = target.removingCredentials
-            headers[.googAPIKey] = lease.key
-        } else {
-            for name in Credential.headerNames {
-                for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) }
-            }
+        for name in Self.forwardedHeaders + Credential.headerNames {
+            for value in request.headerFields[values: name] { headers.append(HTTPField(name: name, value: value)) }
         }
-        let url = try upstream.url(for: target)
-        let scheme = url.prefix { $0 != ":" }.lowercased()
-        return ((scheme == "https" ? "wss" : "ws") + url.drop { $0 != ":" }, headers)
-    }
-
-    private func connect(
-        url: String,
-        configuration: WebSocketClientConfiguration,
-        handler: @escaping WebSocketDataHandler<WebSocketClient.Context>
-    ) async throws -> WebSocketCloseFrame? {
-        // The URL may hold the client's key: WebSocketClient logs at debug level only where it connects to, never the URL.
-        var quiet = logger
-        quiet.logLevel = max(logger.logLevel, .info)
-        if let egress {
-            var connectHeaders = HTTPFields()
-            if let credentials = egress.credentials {
-                connectHeaders[.proxyAuthorization] = "Basic " + Data("\(credentials.user):\(credentials.password)".utf8).base64EncodedString()
-            }
-            return try await WebSocketClient.connect(
-                url: url,
-                configuration: configuration,
-                proxySettings: WebSocketProxySettings(host: egress.host, port: egress.port, type: .http(connectHeaders: connectHeaders)),
-                logger: quiet,
-                handler: handler
-            )
-        }
-        return try await WebSocketClient.connect(url: url, configuration: configuration, logger: quiet, handler: handler)
+        return headers
     }
 
     /// The frame to send on for a frame received, opcode, payload and FIN bit unchanged.

@@ -23,6 +23,8 @@ public struct UpstreamClient: Sendable {
     let passing: HTTPClient
     /// Managed mode: the proxy's own upstream keys, put on every attempt in place of the client's credential.
     let keys: UpstreamKeyPool?
+    /// The HTTP proxy the upstream is reached through, if any (also by ``webSocket(target:headers:maxFrameSize:logger:handler:)``).
+    let egress: EgressProxy?
 
     init(
         configuration: ProxyConfiguration.Upstream,
@@ -31,6 +33,7 @@ public struct UpstreamClient: Sendable {
         backoff: Duration = .milliseconds(250)
     ) {
         self.keys = keys
+        self.egress = egress
         self.upstream = UpstreamOrigin(configuration.url)
         self.timeout = configuration.timeout
         self.retry = configuration.retry
@@ -159,9 +162,7 @@ public struct UpstreamClient: Sendable {
         target: UpstreamTarget,
         lease: UpstreamKeyPool.Lease? = nil
     ) throws(ProxyError) -> UpstreamKeyPool.Lease? {
-        guard let keys else { return nil }
-        let lease = lease ?? keys.lease()
-        keys.recordUse(lease)
+        guard let lease = managedLease(lease) else { return nil }
         request.url = try upstream.url(for: target.removingCredentials)
         for name in Credential.headerNames { request.headers.remove(name: name.rawName) }
         if target.path.hasPrefix("/v1beta/openai/") {
@@ -169,6 +170,15 @@ public struct UpstreamClient: Sendable {
         } else {
             request.headers.add(name: "x-goog-api-key", value: lease.key)
         }
+        return lease
+    }
+
+    /// Managed mode: the upstream key of one call (`lease`, or the pool's next), counted as used; nil in
+    /// passthrough mode.
+    func managedLease(_ lease: UpstreamKeyPool.Lease? = nil) -> UpstreamKeyPool.Lease? {
+        guard let keys else { return nil }
+        let lease = lease ?? keys.lease()
+        keys.recordUse(lease)
         return lease
     }
 
