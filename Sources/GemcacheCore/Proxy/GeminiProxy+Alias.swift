@@ -14,7 +14,7 @@ extension GeminiProxy {
         guard target.withUnsafeBytes({ RawRequestKey.isEligible(target: $0) }) else { return nil }
         return RawKeyHasher(normalize: configuration.cache.normalize).key(
             target: target,
-            scope: Array(prepared.scopeTag.utf8),
+            scope: Array(prepared.scope.tag.utf8),
             namespace: prepared.controls.namespace.map { Array($0.utf8) },
             body: prepared.body
         )

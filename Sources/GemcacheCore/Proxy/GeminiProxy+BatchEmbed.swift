@@ -14,7 +14,7 @@ extension GeminiProxy {
     func batchEmbed(_ prepared: Prepared, logger: Logger) async throws -> Response {
         let batch = prepared.request as? [String: Any]
         guard let items = batch?["requests"] as? [Any], !items.isEmpty else {
-            return try await answer(prepared, logger: logger)  // not a batch this proxy can split: cache it whole
+            return try await answer(prepared, connection: nil, logger: logger)  // not a batch this proxy can split: cache it whole
         }
         guard items.count <= Self.maxBatchItems else {
             throw ProxyError.invalidArgument(
@@ -24,13 +24,13 @@ extension GeminiProxy {
         let controls = prepared.controls
         let keys = try items.map { item throws(ProxyError) in try itemKey(item, prepared: prepared) }
         var embeddings: [Any?] = Array(repeating: nil, count: items.count)
-        if !controls.noCache && !controls.noStore && access.mayServeCached(credentialTag: prepared.credentialTag) {
+        if !controls.noCache && !controls.noStore && access.mayServeCached(credentialTag: prepared.scope.credentialTag) {
             // Lookups overlap (with a shared tier, their round trips), at most `lookupConcurrency` at once.
             let found = await withTaskGroup(of: (Int, CacheEntry?).self) { group in
                 var found: [Int: CacheEntry] = [:]
                 for (index, key) in keys.enumerated() {
                     if index >= Self.lookupConcurrency, let (done, entry) = await group.next() { found[done] = entry }
-                    group.addTask { (index, await self.freshEntry(key, maxAge: controls.maxAge, logger: logger)) }
+                    group.addTask { (index, await self.tiers.fresh(key, maxAge: controls.maxAge, logger: logger)) }
                 }
                 for await (done, entry) in group { found[done] = entry }
                 return found
@@ -49,12 +49,12 @@ extension GeminiProxy {
             var request = batch ?? [:]
             request["requests"] = missing.map { items[$0] }
             let body = Array((try? JSONSerialization.data(withJSONObject: request)) ?? Data())
-            let (response, _) = try await callUpstream(prepared, body: body)
+            let (response, _) = try await exchange(prepared, body: body)
             let answer = try await response.collect(upTo: configuration.limits.maxBody)
             status = response.status
             upstreamHeaders = response.replayableHeaders
             ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: .zero)
-            if status == 200 { access.recordAccepted(credentialTag: prepared.credentialTag) }
+            if status == 200 { access.recordAccepted(credentialTag: prepared.scope.credentialTag) }
             guard status == 200, let returned = (StorePolicy.parse(answer) as? [String: Any])?["embeddings"] as? [Any],
                 returned.count == missing.count
             else {
@@ -63,33 +63,20 @@ extension GeminiProxy {
                 let headers = forwardedHeaders(upstreamHeaders, outcome: .miss, status: status, stored: false, key: prepared.key)
                 return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer)))
             }
-            var saves: [(item: Prepared, body: [UInt8])] = []
+            var saves: [(key: CacheKey, body: [UInt8])] = []
             for (position, index) in missing.enumerated() {
                 embeddings[index] = returned[position]
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
-                    let item = Prepared(
-                        route: prepared.route,
-                        key: keys[index],
-                        scope: prepared.scope,
-                        scopeTag: prepared.scopeTag,
-                        credential: prepared.credential,
-                        credentialTag: prepared.credentialTag,
-                        query: prepared.query,
-                        model: prepared.model,
-                        controls: controls,
-                        body: [],
-                        target: prepared.target,
-                        headers: [],
-                        framing: nil
-                    )
-                    saves.append((item, Array(bytes)))
+                    saves.append((keys[index], Array(bytes)))
                 }
             }
             // Stored together: one group commit in the store rather than one per item.
             let headers = upstreamHeaders
             stored = await withTaskGroup(of: Bool.self) { group in
                 for save in saves {
-                    group.addTask { await self.save(status: 200, headers: headers, body: save.body, usage: .zero, prepared: save.item) }
+                    group.addTask {
+                        await self.save(save.body, status: 200, headers: headers, usage: .zero, key: save.key, prepared: prepared, alias: nil)
+                    }
                 }
                 return await group.reduce(!controls.noStore) { $0 && $1 }
             }
@@ -128,7 +115,7 @@ extension GeminiProxy {
             endpoint: "batchEmbedContents.item",
             model: prepared.route.model,
             query: keyQuery(prepared.query, isGET: false),
-            scope: prepared.scopeTag,
+            scope: prepared.scope.tag,
             namespace: prepared.controls.namespace,
             normalizedBody: canonical
         ).key

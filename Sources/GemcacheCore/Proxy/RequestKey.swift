@@ -8,12 +8,7 @@ struct RequestKey {
     let key: CacheKey
     /// The normalized body as it entered the key.
     let canonical: [UInt8]
-    /// The scope the key was made with.
-    let scope: CacheEntry.Scope
-    /// The scope as it enters the key: `shared` or the credential's tag.
-    let scopeTag: String
-    /// The credential's salted hash, whatever the scope (for shared-scope verification).
-    let credentialTag: String
+    let scope: KeyScope
     let namespace: String?
     /// The request's cache controls (SPEC §4).
     let controls: RequestControls
@@ -51,10 +46,7 @@ struct RequestKey {
             }
             openAIBody = route.isOpenAI ? StorePolicy.parse(body) as? [String: Any] : nil
         }
-        let shared = configuration.effectiveScope == .shared
-        scope = shared ? .shared : .perKey
-        credentialTag = GemcacheKey.scopeTag(credential: credential.value, salt: salt)
-        scopeTag = shared ? "shared" : credentialTag
+        scope = KeyScope(credential: credential, shared: configuration.effectiveScope == .shared, salt: salt)
         namespace = controls.namespace
         if let named = openAIBody?["model"] as? String {
             model = try CachedRoute.validModel(named.hasPrefix("models/") ? named.dropFirst(7) : Substring(named))
@@ -67,7 +59,7 @@ struct RequestKey {
                 endpoint: route.endpoint,
                 model: route.model,
                 query: keyQuery(query, isGET: route.isGET),
-                scope: scopeTag,
+                scope: scope.tag,
                 namespace: controls.namespace,
                 normalizedBody: canonical,
                 fieldMask: Self.fieldMask(headers)
@@ -79,5 +71,22 @@ struct RequestKey {
     static func fieldMask(_ headers: HTTPFields) -> String? {
         let values = headers[values: .googFieldMask]
         return values.isEmpty ? nil : values.joined(separator: ",")
+    }
+}
+
+/// Who may share a request's entry (SPEC §3, §8), as its key and its stored entry record it.
+struct KeyScope: Sendable {
+    /// The scope recorded in stored entries (for imports under another salt).
+    let kind: CacheEntry.Scope
+    /// The scope as it enters the key: `shared`, or the credential's tag.
+    let tag: String
+    /// The credential's salted hash, whatever the scope: the partition for quotas, and what shared-scope
+    /// verification remembers.
+    let credentialTag: String
+
+    init(credential: Credential, shared: Bool, salt: [UInt8]) {
+        kind = shared ? .shared : .perKey
+        credentialTag = GemcacheKey.scopeTag(credential: credential.value, salt: salt)
+        tag = shared ? "shared" : credentialTag
     }
 }

@@ -46,7 +46,7 @@ struct ExplainController<Context: RequestContext> {
         let answer: [String: Any] = [
             "key": keyed.key.hex,
             "canonical": String(decoding: keyed.canonical, as: UTF8.self),
-            "scope": keyed.scope.rawValue,
+            "scope": keyed.scope.kind.rawValue,
             "namespace": keyed.namespace ?? NSNull(),
             "scheme_version": CacheKeyComponents.schemeVersion,
         ]

@@ -2,13 +2,15 @@ import HTTPTypes
 import NIOCore
 import Synchronization
 
-/// One upstream stream being read: every client of the same stream (the leader and coalesced waiters)
-/// subscribes and receives the chunks from the first one on, as they arrive (SPEC §5).
+/// One miss being answered: the upstream call that fills it (or the stored entry it finds after all),
+/// shared by every client of the same key (the leader and coalesced waiters, SPEC §5). Each subscribes
+/// and receives the answer's chunks from the first one on, as they arrive: a stream chunk by chunk, a
+/// whole answer as one chunk.
 ///
-/// The upstream is read by its own task, not by any client, so a client that goes away neither stops
-/// the others nor (with `cache.finish_aborted_streams`) the recording. Once every client has gone and
-/// the stream is not to be finished and stored, the reading stops at once (``stopped()``), and nobody
-/// can join any more. What it holds is bounded (SPEC §8):
+/// It is filled by its own task (``Coalescer``), not by any client, so a client that goes away neither
+/// stops the others nor (for whole answers, and streams with `cache.finish_aborted_streams`) the
+/// recording. Once every client has gone and the answer is not to be finished and stored, the reading
+/// stops at once (``stopped()``), and nobody can join any more. What it holds is bounded (SPEC §8):
 /// - the stream is kept whole, for storing and for clients that join late, only up to `limit` bytes
 ///   (`cache.max_entry_size`); past that it is no longer recorded: chunks every subscriber has received
 ///   are released, and ``subscribe()`` refuses new clients, whose beginning is gone;
@@ -17,11 +19,22 @@ import Synchronization
 /// - past the limit, a subscriber more than ``maxLag`` bytes behind the fastest one is cut off (its stream
 ///   fails), so that a client that stops reading neither holds back the others sharing the stream nor
 ///   keeps its chunks.
-final class StreamRecording: Sendable {
-    /// Status and replayable headers of the upstream answer.
-    struct Head: Sendable {
-        let status: Int
-        let headers: [(name: String, value: String)]
+final class Flight: Sendable {
+    /// How the answer starts.
+    enum Start: Sendable {
+        /// The upstream answered with this status and these replayable headers; the body follows as chunks.
+        case upstream(status: Int, headers: [(name: String, value: String)])
+        /// A fresh stored entry answers after all: it landed while the request waited, in this instance or
+        /// (`inCluster`) in another that held the shared tier's claim on the key.
+        case stored(CacheEntry, inCluster: Bool)
+    }
+
+    /// How the flight ended, once its chunks are all out.
+    struct Ending: Sendable {
+        var failure: ProxyError?
+        var usage = TokenUsage.zero
+        /// Whether the answer was committed to the store.
+        var stored = false
     }
 
     /// How far the reading task may run ahead of the fastest subscriber.
@@ -37,8 +50,8 @@ final class StreamRecording: Sendable {
     }
 
     private struct State {
-        var head: Head?
-        var headWaiters: [CheckedContinuation<Head, any Error>] = []
+        var start: Start?
+        var startWaiters: [CheckedContinuation<Start, any Error>] = []
         /// The chunks from index `released` on.
         var chunks: [ByteBuffer] = []
         var released = 0
@@ -50,17 +63,16 @@ final class StreamRecording: Sendable {
         var everSubscribed = false
         /// The reading task, waiting for a subscriber to catch up.
         var reader: CheckedContinuation<Void, Never>?
-        var failure: ProxyError?
-        var ended = false
+        /// Set once the flight ended.
+        var ending: Ending?
         /// Set once every client has gone and the stream is not to be finished: the reading stops and
         /// nobody may join any more.
         var stopped = false
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
-        var usage = TokenUsage.zero
 
         /// Whether every subscriber (there is one) is more than a window behind.
         var readerMustWait: Bool {
-            !subscribers.isEmpty && subscribers.values.allSatisfy { bytes - $0.received > StreamRecording.window }
+            !subscribers.isEmpty && subscribers.values.allSatisfy { bytes - $0.received > Flight.window }
         }
 
         /// The waiting reading task, taken, once a subscriber has caught up (looked at only while it waits).
@@ -84,7 +96,7 @@ final class StreamRecording: Sendable {
         /// remaining subscriber has received.
         mutating func releaseReceived() {
             let fastest = subscribers.values.lazy.map(\.received).max() ?? 0
-            subscribers = subscribers.filter { fastest - $0.value.received <= StreamRecording.maxLag }
+            subscribers = subscribers.filter { fastest - $0.value.received <= Flight.maxLag }
             let end = released + chunks.count
             let lowest = subscribers.values.lazy.map(\.position).min() ?? end
             chunks.removeFirst(lowest - released)
@@ -97,11 +109,11 @@ final class StreamRecording: Sendable {
     private let finishesAbandoned: Bool
     private let state = Mutex(State())
 
-    /// A recording that keeps at most `limit` bytes, and its first subscriber (the client that leads it).
-    static func started(limit: Int, finishingAbandoned: Bool) -> (StreamRecording, Subscription) {
-        let recording = StreamRecording(limit: limit, finishesAbandoned: finishingAbandoned)
-        // A new recording is neither past its limit nor stopped: its first client always joins.
-        return (recording, recording.subscribe()!)
+    /// A flight that keeps at most `limit` bytes, and its first subscriber (the client that leads it).
+    static func started(limit: Int, finishingAbandoned: Bool) -> (Flight, Subscription) {
+        let flight = Flight(limit: limit, finishesAbandoned: finishingAbandoned)
+        // A new flight is neither past its limit nor stopped: its first client always joins.
+        return (flight, flight.subscribe()!)
     }
 
     private init(limit: Int, finishesAbandoned: Bool) {
@@ -109,14 +121,14 @@ final class StreamRecording: Sendable {
         self.finishesAbandoned = finishesAbandoned
     }
 
-    /// Waits for the upstream's status and headers.
+    /// Waits for the answer to start.
     /// - Throws: The upstream failure, as a ``ProxyError``, if it failed before answering.
-    func head() async throws -> Head {
+    func start() async throws -> Start {
         try await withCheckedThrowingContinuation { continuation in
-            let ready: Result<Head, ProxyError>? = state.withLock { state in
-                if let head = state.head { return .success(head) }
-                if let failure = state.failure { return .failure(failure) }
-                state.headWaiters.append(continuation)
+            let ready: Result<Start, ProxyError>? = state.withLock { state in
+                if let start = state.start { return .success(start) }
+                if let ending = state.ending { return .failure(ending.failure ?? .upstreamStreamEndedEarly) }
+                state.startWaiters.append(continuation)
                 return nil
             }
             if let ready { continuation.resume(with: ready) }
@@ -143,8 +155,8 @@ final class StreamRecording: Sendable {
         }
     }
 
-    /// The token usage of the finished stream (its last chunk's).
-    var usage: TokenUsage { state.withLock { $0.usage } }
+    /// How the flight ended; nil while it runs.
+    var ending: Ending? { state.withLock { $0.ending } }
 
     // MARK: - The reading task's side
 
@@ -173,13 +185,13 @@ final class StreamRecording: Sendable {
         }
     }
 
-    func begin(_ head: Head) {
+    func begin(_ start: Start) {
         let waiters = state.withLock { state in
-            state.head = head
-            defer { state.headWaiters = [] }
-            return state.headWaiters
+            state.start = start
+            defer { state.startWaiters = [] }
+            return state.startWaiters
         }
-        for waiter in waiters { waiter.resume(returning: head) }
+        for waiter in waiters { waiter.resume(returning: start) }
     }
 
     /// Passes `chunk` to every subscriber, then waits (unless the task is cancelled) until one is at most
@@ -217,23 +229,22 @@ final class StreamRecording: Sendable {
         }
     }
 
-    /// Ends the stream for every subscriber once it has received what was read; a failure before the
-    /// head reaches the head waiters instead.
-    func end(failure: ProxyError? = nil, usage: TokenUsage = .zero) {
-        let (headWaiters, waiting) = state.withLock { state in
-            state.ended = true
-            state.failure = failure
-            state.usage = usage
+    /// Ends the flight for every subscriber once it has received what was read; a failure before the
+    /// start reaches the start waiters instead.
+    func end(_ ending: Ending) {
+        let failure = ending.failure
+        let (startWaiters, waiting) = state.withLock { state in
+            state.ending = ending
             var waiting: [CheckedContinuation<ByteBuffer?, any Error>] = []
             for (id, subscriber) in state.subscribers {
                 guard let continuation = subscriber.waiting else { continue }
                 state.subscribers[id]?.waiting = nil
                 waiting.append(continuation)
             }
-            defer { state.headWaiters = [] }
-            return (state.headWaiters, waiting)
+            defer { state.startWaiters = [] }
+            return (state.startWaiters, waiting)
         }
-        for waiter in headWaiters { waiter.resume(throwing: failure ?? ProxyError.upstreamStreamEndedEarly) }
+        for waiter in startWaiters { waiter.resume(throwing: failure ?? ProxyError.upstreamStreamEndedEarly) }
         for continuation in waiting {
             if let failure { continuation.resume(throwing: failure) } else { continuation.resume(returning: nil) }
         }
@@ -260,7 +271,7 @@ final class StreamRecording: Sendable {
                         state.subscribers[id] = subscriber
                         return (.chunk(chunk), state.takeReaderIfCaughtUp())
                     }
-                    if state.ended { return (.end(state.failure), nil) }
+                    if let ending = state.ending { return (.end(ending.failure), nil) }
                     // Checked under the lock, so that a cancellation either sees the waiter or is seen here.
                     if Task.isCancelled { return (.cancelled, nil) }
                     state.subscribers[id]?.waiting = continuation
@@ -324,10 +335,10 @@ final class StreamRecording: Sendable {
 
     /// Holds a subscriber's place in the recording for as long as its ``Subscription`` lives.
     fileprivate final class Token: Sendable {
-        let recording: StreamRecording
+        let recording: Flight
         let id: Int
 
-        init(recording: StreamRecording, id: Int) {
+        init(recording: Flight, id: Int) {
             self.recording = recording
             self.id = id
         }
