@@ -10,12 +10,15 @@ import NIOCore
 ///   - configuration: The loaded settings.
 ///   - environment: The process environment, for the secrets the configuration names.
 ///   - logger: The logger for the server and every request.
+///   - upstream: How requests reach the upstream; nil for AsyncHTTPClient's connections (tests answer in
+///     process). The Live relay's WebSocket always connects for real.
 ///   - onServerRunning: Called with the bound port once the server listens (port 0 picks a free one).
 /// - Throws: ``StoreError`` when the store cannot be opened, ``ConfigurationError`` for unsupported settings.
 public func buildApplication(
     configuration: ProxyConfiguration,
     environment: [String: String],
     logger: Logger,
+    upstream transport: (any UpstreamTransport)? = nil,
     onServerRunning: (@Sendable (Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
     func list(_ variable: String) -> [String] {
@@ -51,7 +54,7 @@ public func buildApplication(
         )
     }
     let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.upstreamKey(fingerprint, .upstreamRequests)) }
-    let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress)
+    let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress, transport: transport)
     let ledger = Ledger(store: store, shared: shared, configuration: configuration)
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
     let proxy = GeminiProxy(configuration: configuration, store: store, shared: shared, ledger: ledger, access: access, upstream: upstream)
