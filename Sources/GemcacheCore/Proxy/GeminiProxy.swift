@@ -38,7 +38,7 @@ public final class GeminiProxy: Sendable {
         self.shared = shared
         self.ledger = ledger
         self.access = access
-        self.quota = QuotaGuard(configuration: configuration.limits)
+        self.quota = QuotaGuard(configuration: configuration.limits, now: now)
         self.upstream = upstream
         self.flights = SingleFlight()
         self.now = now
