@@ -10,13 +10,19 @@ import NIOCore
 ///   - configuration: The loaded settings.
 ///   - environment: The process environment, for the secrets the configuration names.
 ///   - logger: The logger for the server and every request.
+///   - upstream: How requests reach the upstream; nil for AsyncHTTPClient's connections (tests answer in
+///     process). The Live relay's WebSocket always connects for real.
 ///   - onServerRunning: Called with the bound port once the server listens (port 0 picks a free one).
+///   - clock: Unix time in milliseconds, for the store, the shared tier, the ledger and the proxy (tests
+///     advance their own). Last, so that a trailing closure is `onServerRunning`.
 /// - Throws: ``StoreError`` when the store cannot be opened, ``ConfigurationError`` for unsupported settings.
 public func buildApplication(
     configuration: ProxyConfiguration,
     environment: [String: String],
     logger: Logger,
-    onServerRunning: (@Sendable (Int) async -> Void)? = nil
+    upstream transport: (any UpstreamTransport)? = nil,
+    onServerRunning: (@Sendable (Int) async -> Void)? = nil,
+    clock: @escaping @Sendable () -> Int64 = CacheStore.wallClock
 ) async throws -> some ApplicationProtocol {
     func list(_ variable: String) -> [String] {
         (environment[variable] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -42,8 +48,8 @@ public func buildApplication(
     let sharedSettings = try configuration.store.shared.map { url throws(ConfigurationError) in
         try SharedTierSettings(url: url, environment: environment)
     }
-    let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger)
-    let shared = sharedSettings.map { SharedTier(settings: $0, logger: logger) }
+    let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger, now: clock)
+    let shared = sharedSettings.map { SharedTier(settings: $0, logger: logger, now: clock) }
     if shared != nil && salt == nil && configuration.effectiveScope == .perKey {
         logger.warning(
             "store.shared with per-key scope and no \(configuration.cache.scopeSaltEnv): this instance's salt is its own, so other instances never answer its clients",
@@ -51,10 +57,18 @@ public func buildApplication(
         )
     }
     let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.upstreamKey(fingerprint, .upstreamRequests)) }
-    let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress)
-    let ledger = Ledger(store: store, shared: shared, configuration: configuration)
+    let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress, transport: transport)
+    let ledger = Ledger(store: store, shared: shared, configuration: configuration, now: clock)
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
-    let proxy = GeminiProxy(configuration: configuration, store: store, shared: shared, ledger: ledger, access: access, upstream: upstream)
+    let proxy = GeminiProxy(
+        configuration: configuration,
+        store: store,
+        shared: shared,
+        ledger: ledger,
+        access: access,
+        upstream: upstream,
+        now: clock
+    )
 
     let router = Router(context: ProxyRequestContext.self)
     StatsController(store: store, ledger: ledger).addRoutes(to: router)
@@ -68,7 +82,7 @@ public func buildApplication(
     var app = Application(
         router: router,
         server: .gemcache(
-            fastPath: FastPath(configuration: configuration, store: store, ledger: ledger, access: access),
+            fastPath: FastPath(configuration: configuration, store: store, ledger: ledger, access: access, now: clock),
             live: LiveRelay(access: access, upstream: upstream, logger: logger),
             tls: tls
         ),

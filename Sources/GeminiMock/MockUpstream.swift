@@ -43,12 +43,9 @@ public func buildMockUpstream(
     recorder: MockUpstreamRecorder = .init(),
     onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
-    let router = Router()
-    router.add(middleware: GoogleEnvelopeMiddleware(recorder: recorder, latency: configuration.latency))
-    MockRoutes(configuration: configuration, recorder: recorder).register(on: router)
     let logger = Logger(label: "GeminiMock")
     return Application(
-        router: router,
+        router: buildMockRouter(configuration: configuration, recorder: recorder),
         server: .http1WebSocketUpgrade(
             webSocketRouter: MockLive.router(configuration: configuration, recorder: recorder),
             configuration: .init(ws: .init(maxFrameSize: 16 << 20))
@@ -61,6 +58,18 @@ public func buildMockUpstream(
         },
         logger: logger
     )
+}
+
+/// The mock's HTTP routes (everything but the Live API's WebSocket), for answering without a server.
+///
+/// - Parameters:
+///   - configuration: latency, chunk delay and accepted keys (the address is not used).
+///   - recorder: counts the requests that reach the mock.
+public func buildMockRouter(configuration: MockUpstreamConfiguration, recorder: MockUpstreamRecorder) -> Router<BasicRequestContext> {
+    let router = Router()
+    router.add(middleware: GoogleEnvelopeMiddleware(recorder: recorder, latency: configuration.latency))
+    MockRoutes(configuration: configuration, recorder: recorder).register(on: router)
+    return router
 }
 
 /// Records every request, adds the configured latency and turns errors into Google's envelope

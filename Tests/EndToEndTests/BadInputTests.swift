@@ -177,6 +177,7 @@ struct BadInputTests {
                 busy.send(request)
                 let text = await busy.readAnswer(timeout: .seconds(10))
                 #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+                // Real time is the subject: a live connection kept busy past the client timeout.
                 try await Task.sleep(for: .milliseconds(200))
             }
             let slow = try await send(port: port, path: generate, body: generateBody("wait for it [[fault:slow:1200]]"), headers: key)

@@ -94,7 +94,8 @@ struct CostlyTextEndToEndTests {
                         return try await Timed("heavy") { try await send(port: port, path: generate, body: prompt, headers: headers) }
                     }
                 }
-                // Long enough for the heavy bodies to arrive (1.2 MB each, on loopback), shorter than keying them.
+                // Real time is the subject: long enough for the heavy bodies to arrive (1.2 MB each, on loopback),
+                // shorter than keying them.
                 try await Task.sleep(for: .milliseconds(300))
                 group.addTask { try await Timed("fast-path hit") { try await send(port: port, path: generate, body: small, headers: key) } }
                 group.addTask {

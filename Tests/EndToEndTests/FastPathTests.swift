@@ -19,7 +19,7 @@ struct FastPathTests {
                     // A variant is a canonical hit on the slow path (the only one with the Hummingbird
                     // pipeline's own headers); it records its raw key, so its repeat is a fast hit.
                     let slowHit = try await send(port: port, path: path, body: variant, headers: key)
-                    try await Task.sleep(for: .milliseconds(200))  // the alias is written without delaying the hit
+                    await GeminiProxy.aliasWritesLanded()  // the alias is written without delaying the hit
                     let fastHit = try await send(port: port, path: path, body: variant, headers: key)
                     #expect(miss.header("x-gemcache") == "MISS")
                     for hit in [slowHit, fastHit] {

@@ -131,6 +131,7 @@ final class HostileUpstream: Sendable {
         let deadline = ContinuousClock.now + timeout
         while !condition() {
             guard ContinuousClock.now < deadline else { return false }
+            // Real time is the subject: a real process and real sockets, observed from outside.
             try await Task.sleep(for: .milliseconds(20))
         }
         return true

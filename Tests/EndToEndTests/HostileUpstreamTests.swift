@@ -75,7 +75,7 @@ struct HostileUpstreamTests {
                 "POST \(ssePath) HTTP/1.1\r\nHost: gemcache\r\nx-goog-api-key: \(testKey)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
             )
             #expect(try await HostileUpstream.eventually(within: .seconds(10)) { upstream.requests == 1 })
-            // The client reads nothing for 5 s. Unbounded, the proxy went on reading the upstream: 45 MiB
+            // Real time is the subject: the client reads nothing for 5 s. Unbounded, the proxy went on reading the upstream: 45 MiB
             // even in a debug build on a loaded machine; bounded, it holds 1 MiB kept plus 1 MiB of lag.
             try await Task.sleep(for: .seconds(5))
             let after = Memory(pid: proxy.processIdentifier)

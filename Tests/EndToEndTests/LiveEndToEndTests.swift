@@ -118,6 +118,7 @@ struct LiveEndToEndTests {
                 let refused = try await upgrade(target)
                 #expect(refused.hasPrefix("HTTP/1.1 400"), "\(target): \(refused)")
             }
+            // Real time is the subject: a refused upgrade must not reach the upstream, which only a wait shows.
             try await Task.sleep(for: .milliseconds(200))
             #expect(recorder.requests(path: Self.livePath) == 1)
             #expect(recorder.requests(path: "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained") == 1)

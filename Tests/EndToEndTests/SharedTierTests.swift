@@ -40,14 +40,47 @@ import Testing
         }
     }
 
+    /// As ``withTwoInstances(_:mock:_:)``, without a socket (but PostgreSQL's): the proxies answer through
+    /// their routers, the mock in process, and both proxies read one ``ManualClock``.
+    static func withTwoInProcessInstances<R: Sendable>(
+        _ postgres: PostgresServer,
+        _ body: @Sendable (_ first: InProcessProxy, _ second: InProcessProxy, _ recorder: MockUpstreamRecorder) async throws -> R
+    ) async throws -> R {
+        try await withTemporaryDirectory { dir in
+            let recorder = MockUpstreamRecorder()
+            let upstream = InProcessUpstream(recorder: recorder)
+            let clock = ManualClock()
+            let configurations = ["first", "second"].map { name in
+                var configuration = ProxyConfiguration.testing(upstreamURL: InProcessUpstream.url, dataDirectory: dir.path + "/" + name)
+                configuration.store.shared = postgres.url
+                return configuration
+            }
+            return try await withInProcessProxy(configurations[0], upstream: upstream, clock: clock, environment: environment) { first in
+                try await withInProcessProxy(configurations[1], upstream: upstream, clock: clock, environment: environment) { second in
+                    for proxy in [first, second] {
+                        #expect(try await sharedState(becomes: "ok") { try await proxy.send("GET", path: "/healthz") } == "ok")
+                    }
+                    return try await body(first, second, recorder)
+                }
+            }
+        }
+    }
+
     /// `/healthz`'s `shared` field once it reads `wanted`, or the last one read after about 10 s.
     static func sharedState(_ port: Int, becomes wanted: String) async throws -> String? {
+        try await sharedState(becomes: wanted) { try await send("GET", port: port, path: "/healthz") }
+    }
+
+    /// The `shared` field of the `/healthz` answers `health` gets once it reads `wanted`, or the last one
+    /// read after about 10 s.
+    static func sharedState(becomes wanted: String, health: () async throws -> TestResponse) async throws -> String? {
         var state: String?
         for _ in 0..<200 {
-            let health = try await send("GET", port: port, path: "/healthz")
+            let health = try await health()
             #expect(health.status == 200, "a degraded shared tier never fails the instance")
             state = (try JSONSerialization.jsonObject(with: Data(health.body.utf8)) as? [String: Any])?["shared"] as? String
             if state == wanted { break }
+            // Real time is the subject: the tier connects to a real PostgreSQL server in the background.
             try await Task.sleep(for: .milliseconds(50))
         }
         return state
@@ -151,19 +184,18 @@ import Testing
 
     @Test func expiredEntriesAreNeverServedFromTheSharedTierAndPurgeReachesIt() async throws {
         try await withPostgres { postgres in
-            try await Self.withTwoInstances(postgres) { first, second, recorder in
+            try await Self.withTwoInProcessInstances(postgres) { first, second, recorder in
                 let brief = generateBody("kept for one second")
-                let stored = try await send(port: first, path: Self.path, body: brief, headers: Self.key.merging(["x-gemcache-ttl": "1"]) { $1 })
+                let stored = try await first.send(path: Self.path, body: brief, headers: Self.key.merging(["x-gemcache-ttl": "1"]) { $1 })
                 #expect(stored.header("x-gemcache") == "MISS")
-                try await Task.sleep(for: .milliseconds(1200))
-                #expect(try await send(port: second, path: Self.path, body: brief, headers: Self.key).header("x-gemcache") == "MISS")
+                first.clock.advance(by: .milliseconds(1001))
+                #expect(try await second.send(path: Self.path, body: brief, headers: Self.key).header("x-gemcache") == "MISS")
                 #expect(recorder.totalRequests == 2)
 
                 let purged = generateBody("purged everywhere")
-                let answer = try await send(port: first, path: Self.path, body: purged, headers: Self.key)
+                let answer = try await first.send(path: Self.path, body: purged, headers: Self.key)
                 let key = try #require(answer.header("x-gemcache-key"))
-                let purge = try await send(
-                    port: first,
+                let purge = try await first.send(
                     path: "/_gemcache/purge",
                     body: #"{"key": "\#(key)"}"#,
                     headers: ["authorization": "Bearer admin-secret"]
@@ -172,7 +204,7 @@ import Testing
                 let result = try #require(try JSONSerialization.jsonObject(with: Data(purge.body.utf8)) as? [String: Any])
                 #expect(result["deleted"] as? Int == 1)
                 #expect(result["shared_deleted"] as? Int == 1)
-                #expect(try await send(port: second, path: Self.path, body: purged, headers: Self.key).header("x-gemcache") == "MISS")
+                #expect(try await second.send(path: Self.path, body: purged, headers: Self.key).header("x-gemcache") == "MISS")
             }
         }
     }

@@ -32,6 +32,7 @@ struct ShutdownTests {
                     for (index, request) in requests.enumerated() {
                         group.addTask { (index, try await send(port: process.port, path: request.path, body: request.body, headers: key)) }
                     }
+                    // Real time is the subject: requests in flight to a real process, over real sockets.
                     for _ in 0..<200 where recorder.totalRequests < requests.count { try await Task.sleep(for: .milliseconds(10)) }
                     #expect(recorder.totalRequests == requests.count)
                     #expect(await process.stop(signal: SIGTERM) == 0)

@@ -120,6 +120,7 @@ struct StatsEndToEndTests {
                     for _ in 0..<50 {
                         let after = try await Self.stats(port)
                         if NSDictionary(dictionary: Self.withoutClock(after)).isEqual(to: Self.withoutClock(stats)) { break }
+                        // Real time is the subject: the fast path's batched reports and the ledger's flush run on real timers.
                         try await Task.sleep(for: .milliseconds(100))
                         stats = try await Self.stats(port)
                         response = try await send("GET", port: port, path: "/metrics")
@@ -163,6 +164,7 @@ struct StatsEndToEndTests {
                     // Fast-path hits reach the ledger in batches (FastPathHandler.reportDelay): poll, bounded.
                     var again = Self.samples(try await send("GET", port: port, path: "/metrics").body)
                     for _ in 0..<100 where again["gemcache_hits_total"] != 4 {
+                        // Real time is the subject: fast-path hits reach the ledger after a real delay.
                         try await Task.sleep(for: .milliseconds(50))
                         again = Self.samples(try await send("GET", port: port, path: "/metrics").body)
                     }
@@ -236,6 +238,7 @@ struct StatsProcessTests {
                     var seen: [String: Int] = [:]
                     for _ in 0..<40 where seen != expected {
                         seen = Self.totals(try await StatsEndToEndTests.stats(process.port))
+                        // Real time is the subject: real processes flush their counters every second.
                         if seen != expected { try await Task.sleep(for: .milliseconds(100)) }
                     }
                     #expect(seen == expected)

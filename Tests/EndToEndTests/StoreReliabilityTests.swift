@@ -180,6 +180,7 @@ struct StoreReliabilityTests {
                                 done.withLock { $0.append((body, answer.body)) }
                             }
                         }
+                        // Real time is the subject: a real process is killed while answers are in flight.
                         for _ in 0..<1000 where done.withLock({ $0.count }) < 4 { try? await Task.sleep(for: .milliseconds(5)) }
                         #expect(await process.stop(signal: SIGKILL) != 0)
                         await group.waitForAll()

@@ -92,6 +92,7 @@ struct SurfaceEndToEndTests {
             #expect(counted["misses"] as? Int == 1, "the client's leaving is noticed before the upstream sends more")
             recorder.release()
             for _ in 0..<250 where recorder.streamsCompleted + recorder.streamsCut == 0 {
+                // Real time is the subject: the mock notices the cut over a real socket.
                 try await Task.sleep(for: .milliseconds(20))
             }
             if finish {
@@ -99,6 +100,7 @@ struct SurfaceEndToEndTests {
                 var replay: TestResponse?
                 for _ in 0..<50 where replay?.status != 200 {
                     replay = try await send(port: port, path: path, body: body, headers: key.merging(["cache-control": "only-if-cached"]) { $1 })
+                    // Real time is the subject: the recording's store write lands after the client's stream ended.
                     if replay?.status != 200 { try await Task.sleep(for: .milliseconds(50)) }
                 }
                 #expect(replay?.header("x-gemcache") == "HIT")

@@ -41,7 +41,7 @@ struct TLSEndToEndTests {
                     }
                     let miss = try await generate()
                     let hit = try await generate()
-                    try await Task.sleep(for: .milliseconds(200))  // the raw-key alias lands after the first hit
+                    await GeminiProxy.aliasWritesLanded()  // the raw-key alias lands after the first hit
                     let fastHit = try await generate()
                     #expect(miss.status == "MISS")
                     #expect(hit.status == "HIT" && hit.body == miss.body)

@@ -22,6 +22,7 @@ struct SharedTierRowsTests {
         for _ in 0..<30 {
             try Task.checkCancellation()
             guard tier.status.healthy else {
+                // Real time is the subject: a real PostgreSQL server, which may still be starting.
                 if await !tier.connect() { try await Task.sleep(for: .milliseconds(200)) }
                 continue
             }

@@ -37,6 +37,7 @@ public final class GemcacheProcess: Sendable {
                 break
             }
             guard process.isRunning else { break }
+            // Real time is the subject: a real process, whose log names its port once it listens.
             try await Task.sleep(for: .milliseconds(50))
         }
         guard let found else {
@@ -67,6 +68,7 @@ public final class GemcacheProcess: Sendable {
     @discardableResult
     public func stop(signal: Int32 = SIGTERM) async -> Int32 {
         kill(process.processIdentifier, signal)
+        // Real time is the subject: a real process, exiting.
         while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         return process.terminationStatus
     }

@@ -87,7 +87,7 @@ public func withScriptedUpstream<R: Sendable>(
     return result.withLock { $0! }
 }
 
-private struct ScriptedResponder: RouterMiddleware {
+struct ScriptedResponder: RouterMiddleware {
     let respond: @Sendable (Request) async throws -> Response
 
     func handle(

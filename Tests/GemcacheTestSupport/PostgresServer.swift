@@ -76,6 +76,7 @@ public final class PostgresServer: Sendable {
         let spawned = posix_spawn(&pid, command[0], &actions, nil, argv, environ)
         guard spawned == 0 else { throw PostgresServerError("could not start \(program): error \(spawned)") }
         var status: Int32 = 0
+        // Real time is the subject: a real child process, polled without blocking a thread.
         while waitpid(pid, &status, WNOHANG) == 0 { try await Task.sleep(for: .milliseconds(20)) }
         // WIFEXITED and WEXITSTATUS, which Swift does not import.
         guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {

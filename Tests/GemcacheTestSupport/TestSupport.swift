@@ -175,6 +175,7 @@ public func statsDocument(port: Int, until ready: ([String: Any]) -> Bool = { _ 
         let response = try await send("GET", port: port, path: "/_gemcache/stats")
         document = try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any] ?? [:]
         if ready(document) { break }
+        // Real time is the subject: the fast path reports hits to the ledger after a real delay.
         try await Task.sleep(for: .milliseconds(50))
     }
     return document

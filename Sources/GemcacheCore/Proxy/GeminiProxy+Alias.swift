@@ -1,4 +1,5 @@
 import GemcacheKey
+import Synchronization
 
 /// The slow path's part in the fast path: recording which raw request leads to which cache key.
 extension GeminiProxy {
@@ -25,6 +26,23 @@ extension GeminiProxy {
     func recordAlias(_ prepared: Prepared) {
         guard let rawKey = rawKey(prepared), store.aliasedKey(rawKey) != prepared.key else { return }
         let (store, key) = (self.store, prepared.key)
-        Task { await store.recordAlias(rawKey, for: key) }
+        aliasWrites.withLock { writes in
+            let id = writes.next
+            writes.next += 1
+            // The write removes itself, after this lock is released (it takes the lock too).
+            writes.running[id] = Task {
+                await store.recordAlias(rawKey, for: key)
+                _ = aliasWrites.withLock { $0.running.removeValue(forKey: id) }
+            }
+        }
+    }
+
+    /// Returns once every alias write started before the call has landed (in any proxy of this
+    /// process): a test awaits this after a slow-path hit, before the repeat it expects on the fast path.
+    package static func aliasWritesLanded() async {
+        for write in aliasWrites.withLock({ Array($0.running.values) }) { await write.value }
     }
 }
+
+/// The alias writes under way in this process, so that ``GeminiProxy/aliasWritesLanded()`` can await them.
+private let aliasWrites = Mutex<(next: Int, running: [Int: Task<Void, Never>])>((0, [:]))

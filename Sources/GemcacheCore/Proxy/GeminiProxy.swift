@@ -41,7 +41,7 @@ public final class GeminiProxy: Sendable {
         self.tiers = CacheTiers(tiers: [store] + (shared.map { [$0] } ?? []), now: now)
         self.ledger = ledger
         self.access = access
-        self.quota = QuotaGuard(configuration: configuration.limits)
+        self.quota = QuotaGuard(configuration: configuration.limits, now: now)
         self.upstream = upstream
         self.now = now
     }

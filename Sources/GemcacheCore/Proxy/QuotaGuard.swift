@@ -35,10 +35,13 @@ final class QuotaGuard: Sendable {
     private let maxWait: Duration
     private let limits: [String: ProxyConfiguration.ModelLimits]
     private let states = Mutex<[Ticket: ModelState]>([:])
+    /// Unix time in milliseconds, which picks the quota day.
+    private let now: @Sendable () -> Int64
     /// Past this many partitions and models, idle ones are forgotten (made-up keys cannot grow the map).
     static let maxStates = 10_000
 
-    init(configuration: ProxyConfiguration.Limits) {
+    init(configuration: ProxyConfiguration.Limits, now: @escaping @Sendable () -> Int64) {
+        self.now = now
         enforce = configuration.enforce
         maxWait = configuration.maxWait
         limits = configuration.models
@@ -50,8 +53,8 @@ final class QuotaGuard: Sendable {
         guard enforce else { return }
         let deadline = ContinuousClock.now + maxWait
         while true {
+            let day = QuotaDay(containing: Date(milliseconds: self.now()))
             let now = ContinuousClock.now
-            let day = QuotaDay(containing: Date())
             let verdict: Verdict = states.withLock { states in
                 if states[ticket] == nil && states.count >= Self.maxStates { Self.forgetIdle(&states, now: now) }
                 var state = states[ticket, default: ModelState()]

@@ -1,7 +1,7 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
 import HTTPTypes
-import NIOCore
+public import NIOCore
 import NIOHTTP1
 import NIOHTTPCompression
 import NIOPosix
@@ -13,14 +13,20 @@ import NIOPosix
 /// `upstream.timeout` bounds a cached route's whole exchange (``UpstreamResponse/deadline``); a route
 /// that is not cached may stream for hours (uploads, downloads), so there it bounds the wait for the
 /// head and then every silence of the upstream (AsyncHTTPClient's read timeout).
+///
+/// Given an ``UpstreamTransport``, every request goes through it instead (tests answer in process);
+/// retries, timeouts, key leases and everything above stay as they are. The Live relay's WebSocket
+/// always connects for real.
 public struct UpstreamClient: Sendable {
     let upstream: UpstreamOrigin
     let timeout: Duration
     let retry: ProxyConfiguration.Upstream.Retry
     /// The first backoff step; each retry doubles it (full jitter), and a `RetryInfo` delay wins if longer.
     let backoff: Duration
-    let decoding: HTTPClient
-    let passing: HTTPClient
+    let decoding: any UpstreamTransport
+    let passing: any UpstreamTransport
+    /// The clients this one made, and shuts down.
+    private let owned: [HTTPClient]
     /// Managed mode: the proxy's own upstream keys, put on every attempt in place of the client's credential.
     let keys: UpstreamKeyPool?
     /// The HTTP proxy the upstream is reached through, if any (also by ``webSocket(target:headers:maxFrameSize:logger:handler:)``).
@@ -30,6 +36,7 @@ public struct UpstreamClient: Sendable {
         configuration: ProxyConfiguration.Upstream,
         keys: UpstreamKeyPool? = nil,
         egress: EgressProxy? = nil,
+        transport: (any UpstreamTransport)? = nil,
         backoff: Duration = .milliseconds(250)
     ) {
         self.keys = keys
@@ -60,8 +67,13 @@ public struct UpstreamClient: Sendable {
             }
             return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: client)
         }
-        self.decoding = make(.enabled(limit: .ratio(200)))
-        self.passing = make(.disabled, read: .milliseconds(configuration.timeout.milliseconds))
+        if let transport {
+            (decoding, passing, owned) = (transport, transport, [])
+        } else {
+            let decoding = make(.enabled(limit: .ratio(200)))
+            let passing = make(.disabled, read: .milliseconds(configuration.timeout.milliseconds))
+            (self.decoding, self.passing, owned) = (decoding, passing, [decoding, passing])
+        }
     }
 
     /// Sends a request; `decode` picks the client that decodes gzip.
@@ -206,10 +218,23 @@ public struct UpstreamClient: Sendable {
         return .upstreamUnreachable
     }
 
-    /// Shuts both clients down; call once, after the server has stopped.
+    /// Shuts down the clients this one made; call once, after the server has stopped.
     public func shutdown() async throws {
-        try await decoding.shutdown()
-        try await passing.shutdown()
+        for client in owned { try await client.shutdown() }
+    }
+}
+
+/// How a request reaches the upstream, below ``UpstreamClient``'s retries, timeouts and key leases:
+/// AsyncHTTPClient's pooled connections, or in tests an in-process answerer.
+public protocol UpstreamTransport: Sendable {
+    /// Sends `request` and returns the response once its head has arrived (the body streams on).
+    /// - Throws: AsyncHTTPClient's errors (``UpstreamClient`` maps them to 502 or 504).
+    func execute(_ request: HTTPClientRequest, deadline: NIODeadline) async throws -> HTTPClientResponse
+}
+
+extension HTTPClient: UpstreamTransport {
+    public func execute(_ request: HTTPClientRequest, deadline: NIODeadline) async throws -> HTTPClientResponse {
+        try await execute(request, deadline: deadline, logger: nil)
     }
 }
 
