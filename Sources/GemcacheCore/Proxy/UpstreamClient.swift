@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import GemcacheStore
 import HTTPTypes
 import NIOCore
 import NIOHTTP1
@@ -210,12 +211,5 @@ public struct UpstreamClient: Sendable {
     public func shutdown() async throws {
         try await decoding.shutdown()
         try await passing.shutdown()
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }
