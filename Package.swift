@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "GemcacheCore", targets: ["GemcacheCore"]),
         .library(name: "LMDBKit", targets: ["LMDBKit"]),
         .library(name: "GemcacheKey", targets: ["GemcacheKey"]),
+        .library(name: "GemcacheStore", targets: ["GemcacheStore"]),
         .library(name: "GeminiMock", targets: ["GeminiMock"]),
     ],
     dependencies: [
@@ -60,10 +61,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "GemcacheStore",
+            dependencies: [
+                "LMDBKit",
+                "GemcacheKey",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "GemcacheCore",
             dependencies: [
                 "LMDBKit",
                 "GemcacheKey",
+                "GemcacheStore",
                 "CLibCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -106,6 +118,7 @@ let package = Package(
             name: "gemcache",
             dependencies: [
                 "GemcacheCore",
+                "GemcacheStore",
                 "GeminiMock",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -121,6 +134,7 @@ let package = Package(
             name: "GemcacheTestSupport",
             dependencies: [
                 "GemcacheCore",
+                "GemcacheStore",
                 "GeminiMock",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -156,10 +170,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GemcacheStoreTests",
+            dependencies: [
+                "GemcacheStore",
+                "GemcacheKey",
+                "LMDBKit",
+                "GemcacheTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GemcacheCoreTests",
             dependencies: [
                 "GemcacheCore",
                 "GemcacheKey",
+                "GemcacheStore",
                 "LMDBKit",
                 "GemcacheTestSupport",
                 "GeminiMock",
@@ -176,6 +202,7 @@ let package = Package(
             dependencies: [
                 "GemcacheCore",
                 "GemcacheKey",
+                "GemcacheStore",
                 "GemcacheTestSupport",
                 "GeminiMock",
                 "LMDBKit",

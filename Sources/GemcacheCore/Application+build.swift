@@ -1,4 +1,5 @@
 import Foundation
+import GemcacheStore
 public import Hummingbird
 public import Logging
 import NIOCore

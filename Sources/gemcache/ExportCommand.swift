@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GemcacheCore
+import GemcacheStore
 
 /// `gemcache export FILE`: every entry of a store, with its key and expiry, as JSON Lines (the first
 /// line carries the scope salt); also while proxies run on the store.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GemcacheCore
+import GemcacheStore
 import GeminiMock
 import Hummingbird
 import Logging

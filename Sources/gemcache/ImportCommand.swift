@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GemcacheCore
+import GemcacheStore
 
 /// `gemcache import FILE`: entries written by `gemcache export` into a store (created if missing),
 /// also while proxies run on it. An empty store adopts the export's scope salt; with another salt the

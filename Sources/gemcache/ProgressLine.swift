@@ -1,5 +1,6 @@
 import Foundation
 import GemcacheCore
+import GemcacheStore
 
 /// A progress line on standard error, rewritten in place at most ten times a second; silent when
 /// standard error is not a terminal.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import GemcacheCore
+import GemcacheStore
 
 /// `gemcache purge`: deletes the entries matching every given option (or all of them) from a store,
 /// also while proxies run on it, and prints how many.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GemcacheCore
+import GemcacheStore
 
 /// `gemcache stats`: the stats of a running proxy (`--url`) or of a store read directly (`--data`,
 /// default `store.path` of the settings), as a table or as the JSON of `/_gemcache/stats`.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GemcacheCore
+import GemcacheStore
 
 /// The options that name a store for `purge`, `export` and `import`: `--data`, else `store.path` of
 /// the settings (`--config`, or proxy.conf in the working directory, and the environment).

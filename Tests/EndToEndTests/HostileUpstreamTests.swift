@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import GemcacheCore
+import GemcacheStore
 import GemcacheTestSupport
 import NIOCore
 import NIOHTTP1

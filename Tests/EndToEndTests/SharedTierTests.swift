@@ -1,5 +1,6 @@
 import Foundation
 import GemcacheCore
+import GemcacheStore
 import GemcacheTestSupport
 import GeminiMock
 import Testing

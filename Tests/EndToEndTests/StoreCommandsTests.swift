@@ -1,6 +1,7 @@
 import Foundation
 import GemcacheCore
 import GemcacheKey
+import GemcacheStore
 import GemcacheTestSupport
 import GeminiMock
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import GemcacheKey
+import GemcacheStore
 import GemcacheTestSupport
 import NIOCore
 import NIOEmbedded
@@ -156,15 +157,15 @@ struct FastPathHandlerTests {
         }
     }
 
-    /// A record that does not validate (here: each damage of ``RecordValidationTests``) is never
+    /// A record that does not validate (here: each damage of ``RecordSamples``) is never
     /// written out: the request goes to the slow path, whose read misses it too.
-    @Test(arguments: RecordValidationTests.damaged.indices)
+    @Test(arguments: RecordSamples.damaged.indices)
     func aDamagedRecordIsLeftToTheSlowPath(index: Int) async throws {
         try await withFastPath { channel, fastPath, _, key in
             // The damaged entries are fresh at the handler's clock (stored at `start`, expiring a minute later).
-            #expect(await fastPath.store.store(RecordValidationTests.damaged[index].1, for: key))
+            #expect(await fastPath.store.store(RecordSamples.damaged[index].1, for: key))
             let (answer, passed) = try send(Self.request(), to: channel)
-            #expect(answer == nil && passed == Self.request() && fastPath.hits == 0, "\(RecordValidationTests.damaged[index].0)")
+            #expect(answer == nil && passed == Self.request() && fastPath.hits == 0, "\(RecordSamples.damaged[index].0)")
             #expect(try fastPath.store.lookup(key) == nil)
         }
     }

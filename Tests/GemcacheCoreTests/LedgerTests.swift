@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 @testable import GemcacheCore
+@testable import GemcacheStore
 
 /// The ledger's arithmetic on a real store, with a clock the test moves.
 @Suite(.timeLimit(.minutes(1)))

@@ -41,8 +41,8 @@ struct SharedTierRowsTests {
                 // Damaged entries (all of them are tried on the store's read in RecordValidationTests),
                 // fresh at `now`: only their validation keeps them out.
                 let names = ["a second answer in the header block", "a Set-Cookie line", "stored_at -2^63", "a status of 1000"]
-                #expect(RecordValidationTests.damaged.filter { names.contains($0.0) }.count == names.count)
-                for (name, damaged, _) in RecordValidationTests.damaged where names.contains(name) {
+                #expect(RecordSamples.damaged.filter { names.contains($0.0) }.count == names.count)
+                for (name, damaged, _) in RecordSamples.damaged where names.contains(name) {
                     let key = CacheKey(bytes: Digest.sha256(Array(name.utf8)))!
                     #expect(try await Self.healthy(tier) { await tier.store(damaged, for: key) }, "\(name): written as is")
                     #expect(try await Self.healthy(tier) { await tier.lookup(key) } == nil, "\(name)")
@@ -60,8 +60,8 @@ struct SharedTierRowsTests {
                     #expect(waited < .seconds(15), "\(name): no wait for an answer that will never validate")
                 }
                 let good = CacheKey(bytes: Digest.sha256(Array("good".utf8)))!
-                #expect(try await Self.healthy(tier) { await tier.store(EntryRecordTests.entry, for: good) })
-                #expect(try await Self.healthy(tier) { await tier.lookup(good) } == EntryRecordTests.entry)
+                #expect(try await Self.healthy(tier) { await tier.store(RecordSamples.entry, for: good) })
+                #expect(try await Self.healthy(tier) { await tier.lookup(good) } == RecordSamples.entry)
 
                 // Counters an older build left in the tier: at Int64's top and wrapped below zero.
                 try await Self.healthy(tier) {

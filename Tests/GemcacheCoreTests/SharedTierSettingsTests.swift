@@ -1,3 +1,4 @@
+import GemcacheStore
 import PostgresNIO
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import GemcacheStore
 
 /// A private PostgreSQL server for one test: a fresh cluster (`initdb`) in its own temporary directory,
 /// listening on a free loopback port only, with trust authentication for the role `gemcache`. Run as

@@ -1,6 +1,7 @@
 public import AsyncHTTPClient
 import Foundation
 public import GemcacheCore
+import GemcacheStore
 public import GeminiMock
 import HummingbirdTesting
 public import Logging

@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import GemcacheStore
 import SystemPackage
 import Yams
 

@@ -1,4 +1,5 @@
 public import GemcacheKey
+public import GemcacheStore
 
 /// Every setting of gemcache (SPEC §1), with the built-in defaults.
 ///
@@ -58,24 +59,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
         }
     }
 
-    /// The LMDB store.
-    public struct Store: Sendable, Equatable {
-        public var path = "./gemcache-data"
-        /// The LMDB map size in bytes.
-        public var maxSize = 4 << 30
-        public var onCorrupt = OnCorrupt.moveAside
-        /// How long a commit may stay in the page cache before the disk sync (zero: each commit is synced
-        /// before its answer leaves). Unsynced commits survive the process, not a machine crash.
-        public var syncInterval: Duration = .seconds(1)
-        /// A shared second tier (`postgres://…`), or nil.
-        public var shared: String? = nil
-
-        /// What to do with a store that cannot be opened.
-        public enum OnCorrupt: String, Sendable, Equatable, CaseIterable {
-            case moveAside = "move_aside"
-            case fail
-        }
-    }
+    /// The LMDB store (`store.*`), the store module's own settings.
+    public typealias Store = StoreConfiguration
 
     /// How answers are keyed and kept.
     public struct Cache: Sendable, Equatable {

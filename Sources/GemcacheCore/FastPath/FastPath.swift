@@ -1,4 +1,5 @@
 import GemcacheKey
+import GemcacheStore
 import NIOCore
 import Synchronization
 

@@ -1,4 +1,5 @@
 import GemcacheKey
+import GemcacheStore
 import NIOCore
 import NIOHTTP1
 
@@ -234,14 +235,15 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let now = fastPath.now()
                 date.update(milliseconds: now)
                 let date = self.date.bytes
-                let tokens = fastPath.store.withAliasedRecord(rawKey: UnsafeRawBufferPointer(rawKey)) { key, record -> TokenUsage? in
-                    guard let hit = HitAnswer(record: record), now < hit.expiresAt else { return nil }
+                var tokens: TokenUsage?
+                fastPath.store.withAliasedRecord(rawKey: UnsafeRawBufferPointer(rawKey)) { key, record in
+                    guard let hit = HitAnswer(record: record), now < record.expiresAt else { return }
                     var out = context.channel.allocator.buffer(capacity: 0)
-                    hit.write(record: record, key: key, now: now, date: date, into: &out)
+                    hit.write(key: key, now: now, date: date, into: &out)
                     context.write(wrapOutboundOut(out), promise: nil)
-                    return TokenUsage(prompt: hit.promptTokens, total: hit.totalTokens)
+                    tokens = TokenUsage(prompt: record.promptTokens, total: record.totalTokens)
                 }
-                guard let tokens = tokens ?? nil else { return false }
+                guard let tokens else { return false }
                 wroteAnswer = true
                 let modelName = self.modelName(UnsafeRawBufferPointer(rebasing: target[model]))
                 count(hit: modelName, tokens: tokens, duration: NIODeadline.now() - started, context: context)

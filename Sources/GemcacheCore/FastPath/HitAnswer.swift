@@ -1,27 +1,15 @@
+import GemcacheStore
 import NIOCore
 
-/// A stored entry record (``EntryRecord``, version 1 or 2) read in place, and written out as one complete
-/// HTTP/1.1 hit answer, without decoding it into a ``CacheEntry`` (no arrays, strings or headers).
+/// A stored entry record (``EntryRecord``, read in place) written out as one complete HTTP/1.1 hit
+/// answer, without decoding it into a ``CacheEntry`` (no arrays, strings or headers).
 struct HitAnswer {
-    let storedAt: Int64
-    let expiresAt: Int64
-    let promptTokens: Int
-    let totalTokens: Int
-    /// Byte ranges of the stored header lines and of the body in the record.
-    let headerBlock: Range<Int>
-    let body: Range<Int>
+    let record: EntryRecord
 
-    /// Reads the fields a hit needs; nil for a record that does not validate (``EntryRecord/Layout``:
-    /// the same check as every other reader, so damage is a miss here too) or a status other than 200
-    /// (the slow path then answers).
-    init?(record: UnsafeRawBufferPointer) {
-        guard let layout = try? EntryRecord.Layout(record), layout.status == 200 else { return nil }
-        storedAt = layout.storedAt
-        expiresAt = layout.expiresAt
-        promptTokens = layout.promptTokens
-        totalTokens = layout.totalTokens
-        headerBlock = layout.headerBlock
-        body = layout.body
+    /// nil for a status other than 200 (the slow path then answers).
+    init?(record: EntryRecord) {
+        guard record.status == 200 else { return nil }
+        self.record = record
     }
 
     /// The answer's size before the per-request header values, for reserving the buffer once.
@@ -30,24 +18,24 @@ struct HitAnswer {
     /// Writes the answer: status line, stored header lines, `Age`, `X-Gemcache: HIT`, `X-Gemcache-Key`,
     /// `Cache-Status`, `Content-Length` and `Date` (the same names, values and order as the slow path's
     /// hit), then the body.
-    func write(record: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, now: Int64, date: [UInt8], into buffer: inout ByteBuffer) {
-        buffer.reserveCapacity(minimumWritableBytes: Self.fixedOverhead + headerBlock.count + body.count)
+    func write(key: UnsafeRawBufferPointer, now: Int64, date: [UInt8], into buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: Self.fixedOverhead + record.headerBlock.count + record.body.count)
         buffer.writeStaticString("HTTP/1.1 200 OK\r\n")
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: record[headerBlock]))
+        buffer.writeBytes(record.headerBlock)
         buffer.writeStaticString("Age: ")
-        Self.writeDecimal(Self.seconds(from: storedAt, to: now), to: &buffer)
+        Self.writeDecimal(Self.seconds(from: record.storedAt, to: now), to: &buffer)
         buffer.writeStaticString("\r\nX-Gemcache: HIT\r\nX-Gemcache-Key: ")
         Self.writeHex(key, to: &buffer)
         buffer.writeStaticString("\r\nCache-Status: gemcache; hit; ttl=")
-        Self.writeDecimal(Self.seconds(from: now, to: expiresAt), to: &buffer)
+        Self.writeDecimal(Self.seconds(from: now, to: record.expiresAt), to: &buffer)
         buffer.writeStaticString("; key=\"")
         Self.writeHex(key, to: &buffer)
         buffer.writeStaticString("\"\r\nContent-Length: ")
-        Self.writeDecimal(Int64(body.count), to: &buffer)
+        Self.writeDecimal(Int64(record.body.count), to: &buffer)
         buffer.writeStaticString("\r\nDate: ")
         buffer.writeBytes(date)
         buffer.writeStaticString("\r\n\r\n")
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: record[body]))
+        buffer.writeBytes(record.body)
     }
 
     /// Whole seconds from `start` to `end` (milliseconds), 0 when `end` is earlier. Checked: the record's

@@ -1,21 +1,13 @@
 import Foundation
 import GemcacheKey
+import GemcacheStore
 import HTTPTypes
 
 /// What the proxy reads from a client request besides the body and the credential (``Credential``):
 /// the query, and the headers that may travel upstream.
 struct ForwardedRequest {
     /// Headers never forwarded or replayed: hop-by-hop (RFC 9110 §7.6.1) and what the proxy itself sets.
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "proxy-authorization", "proxy-authenticate", "host", "content-length",
-    ]
-
-    /// Response headers that describe one delivery, not the answer: never stored, never replayed.
-    static let notReplayed: Set<String> = hopByHop.union([
-        "content-encoding", "date", "server", "alt-svc", "set-cookie", "server-timing", "age",
-        "x-gemcache", "x-gemcache-key", "x-gemcache-items", "cache-status", "via",
-    ])
+    static let hopByHop = EntryRecord.hopByHopHeaderNames
 
     /// Decoded `name=value` pairs of a raw query string, in order.
     static func queryItems(_ rawQuery: String?) -> [(name: String, value: String)] {
@@ -64,6 +56,6 @@ struct ForwardedRequest {
 
     /// The upstream's response headers worth keeping with a stored answer or passing on.
     static func replayableHeaders(_ headers: [(name: String, value: String)]) -> [(name: String, value: String)] {
-        headers.filter { !notReplayed.contains($0.name.lowercased()) }
+        headers.filter { !EntryRecord.unstoredHeaderNames.contains($0.name.lowercased()) }
     }
 }

@@ -1,4 +1,5 @@
 import GemcacheKey
+import GemcacheStore
 import Synchronization
 
 /// The slow path's part in the fast path: recording which raw request leads to which cache key.

@@ -1,4 +1,5 @@
 import GemcacheKey
+import GemcacheStore
 import HTTPTypes
 import Hummingbird
 import Logging

@@ -1,5 +1,6 @@
 import Foundation
 import GemcacheKey
+import GemcacheStore
 import HTTPTypes
 
 /// How a cached request is keyed (SPEC §3): shared by the proxy and `/_gemcache/explain`, so that the

@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 import Foundation
+import GemcacheStore
 import HTTPTypes
 public import NIOCore
 import NIOHTTP1
@@ -235,12 +236,5 @@ public protocol UpstreamTransport: Sendable {
 extension HTTPClient: UpstreamTransport {
     public func execute(_ request: HTTPClientRequest, deadline: NIODeadline) async throws -> HTTPClientResponse {
         try await execute(request, deadline: deadline, logger: nil)
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

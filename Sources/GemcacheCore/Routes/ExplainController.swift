@@ -1,5 +1,6 @@
 import Foundation
 import GemcacheKey
+import GemcacheStore
 import HTTPTypes
 import Hummingbird
 import NIOCore

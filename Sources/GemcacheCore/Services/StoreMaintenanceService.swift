@@ -1,5 +1,5 @@
 import AsyncAlgorithms
-import LMDBKit
+public import GemcacheStore
 public import Logging
 public import ServiceLifecycle
 
@@ -52,7 +52,7 @@ public struct StoreMaintenanceService: Service {
             do {
                 let swept = try await store.sweepExpired()
                 try await store.sweepAliases()
-                let cleared = try store.environment.checkReaders()
+                let cleared = try store.clearStaleReaders()
                 if swept > 0 || cleared > 0 {
                     logger.info("store maintenance", metadata: ["store.swept": "\(swept)", "store.readers_cleared": "\(cleared)"])
                 }

@@ -1,5 +1,6 @@
 import Foundation
 import GemcacheKey
+import GemcacheStore
 import Logging
 import NIOCore
 import PostgresNIO

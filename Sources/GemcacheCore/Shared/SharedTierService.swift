@@ -1,4 +1,5 @@
 import AsyncAlgorithms
+public import GemcacheStore
 public import ServiceLifecycle
 
 /// Keeps the shared tier going while the proxy runs: runs its connection pool, connects (creating the

@@ -1,4 +1,5 @@
 import Foundation
+import GemcacheStore
 import NIOSSL
 import PostgresNIO
 

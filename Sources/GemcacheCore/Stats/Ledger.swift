@@ -1,4 +1,5 @@
 import Foundation
+public import GemcacheStore
 import Synchronization
 
 /// What a request on a cached route came to (the `X-Gemcache` value).
@@ -28,7 +29,7 @@ public struct TokenUsage: Sendable, Equatable {
     public static let zero = TokenUsage(prompt: 0, total: 0)
 
     /// The counts one answer may report: what a record's 32-bit field holds.
-    public static let range: ClosedRange<Int> = 0...Int(UInt32.max)
+    public static let range: ClosedRange<Int> = EntryRecord.tokenCounts
 
     /// A count as an answer's JSON gives it: a whole number, clamped to ``range``; anything else (absent,
     /// not a number, fractional, NaN or infinite) is 0.
@@ -240,34 +241,7 @@ extension Date {
     }
 }
 
-/// The kinds of persistent counter (SPEC §7). Every counter's name is built here from its kind, whose
-/// raw value is the name stored since the first build: the total's name, and the last component of the
-/// kind's other names. Totals have plain names; the rest are paths whose byte order is time order
-/// (minutes are zero-padded), so old ones can be deleted as one key range.
-enum Counter: String {
-    case requests
-    case hits
-    case coalesced
-    case misses
-    case refreshed
-    case bypassed
-    case stale
-    case errors
-    case rejected
-    case upstreamRequests = "upstream_requests"
-    case upstreamTokens = "upstream_tokens"
-    case savedRequests = "saved_requests"
-    case savedTokens = "saved_tokens"
-    case savedPromptTokens = "saved_prompt_tokens"
-    case savedItems = "saved_items"
-    /// Entries the store evicted to make room (kept, not reported).
-    case evictions
-
-    /// The totals, in the order reports list them.
-    static let totals: [Counter] = [
-        .requests, .hits, .coalesced, .misses, .refreshed, .bypassed, .stale, .errors, .rejected, .upstreamRequests, .savedTokens, .savedItems,
-    ]
-
+extension Counter {
     /// The counter of answers with `outcome`.
     init(_ outcome: CacheOutcome) {
         switch outcome {
@@ -278,64 +252,5 @@ enum Counter: String {
         case .bypass: self = .bypassed
         case .stale: self = .stale
         }
-    }
-
-    static let modelPrefix = "model/"
-    static let dayPrefix = "day/"
-    static let minutePrefix = "minute/"
-    /// `key/<fingerprint>/upstream_requests`: managed mode's calls per upstream key.
-    static let keyPrefix = "key/"
-
-    /// `<kind>`: the all-time total.
-    static func total(_ kind: Counter) -> String { kind.rawValue }
-
-    /// `model/<id>/<kind>`: all time.
-    static func model(_ model: String, _ kind: Counter) -> String { modelPrefix + model + "/" + kind.rawValue }
-
-    /// `day/<yyyy-MM-dd>/model/<id>/<kind>`: one quota day.
-    static func day(_ day: String, model: String, _ kind: Counter) -> String { dayPrefix + day + "/" + Self.model(model, kind) }
-
-    /// `minute/<epoch minute>/`: every counter of one minute.
-    static func minute(_ minute: Int64) -> String { minutePrefix + paddedMinute(minute) + "/" }
-
-    /// `minute/<epoch minute>/<kind>`: one minute, all models.
-    static func minute(_ minute: Int64, _ kind: Counter) -> String { Self.minute(minute) + kind.rawValue }
-
-    /// `minute/<epoch minute>/model/<id>/<kind>`: one minute, one model.
-    static func minute(_ minute: Int64, model: String, _ kind: Counter) -> String { Self.minute(minute) + Self.model(model, kind) }
-
-    /// `key/<fingerprint>/<kind>`: one upstream key (managed mode), by its fingerprint.
-    static func upstreamKey(_ fingerprint: String, _ kind: Counter) -> String { keyPrefix + fingerprint + "/" + kind.rawValue }
-
-    static func epochMinute(_ milliseconds: Int64) -> Int64 { milliseconds / 60_000 }
-
-    /// Adds two counts, never trapping: counters only grow, so a value below zero (only a damaged store
-    /// or an older build's counter that wrapped holds one) counts as zero, and a sum past `Int64.max`
-    /// stays there. Every sum of counter values (buffered deltas, stored counters, the shared tier's,
-    /// the stats document's) goes through this.
-    static func sum(_ a: Int64, _ b: Int64) -> Int64 {
-        let (total, overflow) = max(a, 0).addingReportingOverflow(max(b, 0))
-        return overflow ? .max : total
-    }
-
-    /// Ten digits: byte order equals numeric order until the year 20983.
-    static func paddedMinute(_ minute: Int64) -> String {
-        let digits = String(minute)
-        return String(repeating: "0", count: max(0, 10 - digits.count)) + digits
-    }
-
-    /// `(model, field)` of a name below `prefix + "model/"`, e.g. `day/2026-11-29/model/m/hits`.
-    static func parseModel(_ name: String, after prefix: String) -> (model: String, field: String)? {
-        guard name.hasPrefix(prefix + modelPrefix), let slash = name.lastIndex(of: "/") else { return nil }
-        let start = name.index(name.startIndex, offsetBy: prefix.count + modelPrefix.count)
-        guard start < slash else { return nil }
-        return (String(name[start..<slash]), String(name[name.index(after: slash)...]))
-    }
-
-    /// `(minute, field)` of `minute/<epoch minute>/<field>`.
-    static func parseMinute(_ name: String) -> (minute: Int64, field: String)? {
-        let parts = name.split(separator: "/", maxSplits: 2)
-        guard parts.count == 3, parts[0] == "minute", let minute = Int64(parts[1]) else { return nil }
-        return (minute, String(parts[2]))
     }
 }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import GemcacheStore
 import Prometheus
 import Synchronization
 

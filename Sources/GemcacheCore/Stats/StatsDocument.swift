@@ -1,4 +1,5 @@
 public import Foundation
+import GemcacheStore
 
 /// The stats of SPEC §7 at one moment: what `GET /_gemcache/stats`, `GET /metrics`, the dashboard
 /// and `gemcache stats` all show.

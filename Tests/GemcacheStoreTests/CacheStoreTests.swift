@@ -5,7 +5,7 @@ import LMDBKit
 import Synchronization
 import Testing
 
-@testable import GemcacheCore
+@testable import GemcacheStore
 
 @Suite(.timeLimit(.minutes(1)))
 struct CacheStoreTests {
@@ -19,10 +19,10 @@ struct CacheStoreTests {
     private func open(
         _ directory: TemporaryDirectory,
         maxSize: Int = 64 << 20,
-        onCorrupt: ProxyConfiguration.Store.OnCorrupt = .moveAside,
+        onCorrupt: StoreConfiguration.OnCorrupt = .moveAside,
         clock: ManualClock = .init()
     ) async throws -> CacheStore {
-        var configuration = ProxyConfiguration.Store()
+        var configuration = StoreConfiguration()
         configuration.path = directory.path + "/store"
         configuration.maxSize = maxSize
         configuration.onCorrupt = onCorrupt

@@ -3,7 +3,7 @@ import GemcacheKey
 import GemcacheTestSupport
 import Testing
 
-@testable import GemcacheCore
+@testable import GemcacheStore
 
 /// `gemcache export` / `import` on real stores: identical round trips, the scope salt rules of SPEC §3,
 /// malformed input; and the option parsing of `gemcache purge`.
@@ -13,7 +13,7 @@ struct StoreTransferTests {
 
     /// Opens a store in `path` the way a proxy does (creating its salt, unless `salt` is given).
     static func proxyStore(_ path: String, salt: [UInt8]? = nil) async throws -> CacheStore {
-        var configuration = ProxyConfiguration.Store()
+        var configuration = StoreConfiguration()
         configuration.path = path
         configuration.maxSize = 64 << 20
         return try await CacheStore.open(configuration: configuration, scopeSalt: salt, logger: quietLogger, now: { now })
@@ -21,7 +21,7 @@ struct StoreTransferTests {
 
     /// A store as `gemcache import` opens it: created if missing, never given a salt of its own.
     static func commandStore(_ path: String) async throws -> CacheStore {
-        var configuration = ProxyConfiguration.Store()
+        var configuration = StoreConfiguration()
         configuration.path = path
         configuration.maxSize = 64 << 20
         return try await CacheStore.openForCommand(configuration: configuration, create: true)
@@ -337,28 +337,6 @@ struct StoreTransferTests {
             #expect(try await target.entryCount() == 5)
             for (name, _, _) in edits { #expect(try target.lookup(Self.key("edited-\(name)")) == nil) }
             await target.close()
-        }
-    }
-
-    @Test func purgeOptionsParseLikeSettingsAndMustNameSomething() throws {
-        let filter = try PurgeFilter(
-            all: false,
-            model: "models/gemini-2.5-flash",
-            namespace: "team-a",
-            keyHex: Self.key("k").hex.uppercased(),
-            olderThan: "90m"
-        )
-        #expect(filter == PurgeFilter(model: "gemini-2.5-flash", namespace: "team-a", key: Self.key("k"), olderThan: .seconds(5400)))
-        #expect(try PurgeFilter(all: false, model: nil, namespace: nil, keyHex: nil, olderThan: "3600").olderThan == .seconds(3600))
-        let failures: [(String?, String?, String)] = [
-            (nil, "forever", "--older-than: expected a duration such as 90, 90s, 30m, 24h or 7d, got \"forever\""),
-            ("abc", nil, "--key must be 64 hex digits (an X-Gemcache-Key), got \"abc\""),
-            (nil, nil, "say what to purge: --all, or any of --model, --namespace, --key, --older-than"),
-        ]
-        for (key, age, message) in failures {
-            #expect {
-                try PurgeFilter(all: false, model: nil, namespace: nil, keyHex: key, olderThan: age)
-            } throws: { ($0 as? PurgeArgumentError)?.description == message }
         }
     }
 }

@@ -263,8 +263,8 @@ public enum StoreTransfer {
                 return known
             }
             guard UInt16(exactly: status) != nil else { throw StoreTransferError("status \(status) is not an HTTP status") }
-            for (name, count) in [("prompt_tokens", promptTokens), ("total_tokens", totalTokens)] where !TokenUsage.range.contains(count) {
-                throw StoreTransferError("\(name) \(count) is outside \(TokenUsage.range.lowerBound)...\(TokenUsage.range.upperBound)")
+            for (name, count) in [("prompt_tokens", promptTokens), ("total_tokens", totalTokens)] where !EntryRecord.tokenCounts.contains(count) {
+                throw StoreTransferError("\(name) \(count) is outside \(EntryRecord.tokenCounts.lowerBound)...\(EntryRecord.tokenCounts.upperBound)")
             }
             for (name, text) in [("model", model), ("namespace", namespace ?? ""), ("endpoint", endpoint)] where text.utf8.count > Int(UInt16.max) {
                 throw StoreTransferError("\(name) is longer than \(UInt16.max) bytes")

@@ -1,4 +1,5 @@
 import GemcacheKey
+public import GemcacheStore
 
 extension PurgeFilter {
     /// The filter of `gemcache purge`, from its option values as typed.

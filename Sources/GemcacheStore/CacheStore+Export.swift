@@ -11,7 +11,7 @@ extension CacheStore {
     /// Like `gemcache stats`, this never moves a store aside and never gives it a salt: an unreadable
     /// store is an error, and so is a missing one unless `create` is true.
     /// - Throws: ``StoreError`` naming the path and the problem.
-    public static func openForCommand(configuration: ProxyConfiguration.Store, create: Bool) async throws(StoreError) -> CacheStore {
+    public static func openForCommand(configuration: StoreConfiguration, create: Bool) async throws(StoreError) -> CacheStore {
         var settings = configuration
         settings.onCorrupt = .fail
         guard create || FileManager.default.fileExists(atPath: settings.path + "/data.mdb") else {

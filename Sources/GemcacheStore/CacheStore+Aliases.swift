@@ -1,11 +1,12 @@
-import GemcacheKey
+package import GemcacheKey
 import LMDBKit
 
-/// Synchronous reads of the `aliases` database (raw request key → cache key), for the fast path.
+/// The `aliases` database (raw request key → cache key): synchronous reads for the fast path, and its upkeep.
 extension CacheStore {
-    /// Calls `body` with the cache key and the stored record that `rawKey` leads to, inside one read
-    /// transaction on the calling thread; nil when there is no alias, the entry is gone (aliases of
-    /// evicted or expired entries dangle) or the read fails.
+    /// Calls `body` with the cache key and the valid stored record (``EntryRecord``) that `rawKey`
+    /// leads to, inside one read transaction on the calling thread; `body` is not called when there is
+    /// no alias, the entry is gone (aliases of evicted or expired entries dangle), its record does not
+    /// validate or the read fails.
     ///
     /// The fast path calls this on the event loop, against the rule of running LMDB reads on the thread
     /// pool: a thread-pool hop costs two context switches and an allocation per request, more than the
@@ -13,31 +14,30 @@ extension CacheStore {
     /// of a hot entry is two B-tree lookups in pages already in memory (well under 1 µs, see
     /// benchmarks/RESULTS.md). A cold page can block the loop on a disk read; the entries a fast path
     /// serves are the ones just read, so their pages are resident. `body` must copy what it needs: the
-    /// buffers point into the memory map and end with the transaction.
-    func withAliasedRecord<R>(
+    /// key and the record's slices point into the memory map and end with the transaction.
+    package func withAliasedRecord(
         rawKey: UnsafeRawBufferPointer,
-        _ body: (_ key: UnsafeRawBufferPointer, _ record: UnsafeRawBufferPointer) -> R
-    ) -> R? {
+        _ body: (_ key: UnsafeRawBufferPointer, _ record: EntryRecord) -> Void
+    ) {
         let (aliases, entries) = (self.aliases, self.entries)
-        return try? environment.withReadTransaction { txn -> R? in
-            var result: R?
+        try? environment.withReadTransaction { txn in
             try txn.withRawValue(aliases, key: rawKey) { key in
                 guard let key, key.count == Digest.sha256Length else { return }
-                try txn.withRawValue(entries, key: key) { record in result = record.map { body(key, $0) } }
+                try txn.withRawValue(entries, key: key) { bytes in
+                    guard let bytes, let record = try? EntryRecord(bytes) else { return }
+                    body(key, record)
+                }
             }
-            return result
-        } ?? nil
+        }
     }
 
     /// The cache key that `rawKey` leads to, if an alias is recorded (a synchronous read, see above).
-    func aliasedKey(_ rawKey: [UInt8]) -> CacheKey? {
+    package func aliasedKey(_ rawKey: [UInt8]) -> CacheKey? {
         let aliases = self.aliases
         let bytes = try? environment.withReadTransaction { txn in try txn.get(aliases, key: rawKey) }
         return bytes.flatMap { $0 }.flatMap { CacheKey(bytes: $0) }
     }
-}
 
-extension CacheStore {
     /// Deletes aliases whose entry is gone (evicted, expired and swept, or purged), so that the
     /// `aliases` database does not outgrow the entries. Returns how many were deleted.
     @discardableResult

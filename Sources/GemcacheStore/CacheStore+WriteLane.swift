@@ -1,0 +1,151 @@
+import LMDBKit
+import Logging
+import Synchronization
+
+/// The write lane: every write is queued and committed with whatever else is queued, in one transaction
+/// (group commit); a full map evicts and retries.
+extension CacheStore {
+    enum WriteOperation: Sendable {
+        case put(key: [UInt8], record: [UInt8], storedAt: Int64, expiresAt: Int64, alias: [UInt8]?)
+        case alias(rawKey: [UInt8], key: [UInt8])
+        case addCounters([String: Int64])
+        case setMeta(key: [UInt8], value: [UInt8])
+        case setMetaIfAbsent(key: [UInt8], value: [UInt8])
+        case deleteCounters(from: [UInt8], upTo: [UInt8])
+
+        var isPut: Bool {
+            if case .put = self { true } else { false }
+        }
+    }
+
+    struct WriteQueue {
+        var waiting: [(WriteOperation, CheckedContinuation<Bool, Never>)] = []
+        var draining = false
+    }
+
+    func submit(_ operation: WriteOperation) async -> Bool {
+        await withCheckedContinuation { continuation in
+            let startDrain = queue.withLock { queue in
+                queue.waiting.append((operation, continuation))
+                guard !queue.draining else { return false }
+                queue.draining = true
+                return true
+            }
+            if startDrain {
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    /// Commits everything queued, batch after batch, until the queue is empty.
+    private func drain() async {
+        while true {
+            let batch = queue.withLock { queue in
+                defer { queue.waiting.removeAll(keepingCapacity: true) }
+                if queue.waiting.isEmpty { queue.draining = false }
+                return queue.waiting
+            }
+            if batch.isEmpty { return }
+            let results = await commit(batch.map(\.0))
+            for (index, (_, continuation)) in batch.enumerated() {
+                continuation.resume(returning: results[index])
+            }
+        }
+    }
+
+    /// Commits `operations` in one transaction; on a full map evicts and retries, finally without the puts.
+    ///
+    /// Eviction starts before the map is full: LMDB copies every page a transaction changes, deletions
+    /// included, so a map without free pages cannot even delete (`mdb_del` fails with MDB_MAP_FULL)
+    /// and would stop storing for good. ``evictionReserve`` bytes are kept free for evicting.
+    private func commit(_ operations: [WriteOperation]) async -> [Bool] {
+        let nearlyFull = operations.contains(where: \.isPut) && (try? environment.freeBytes).map { $0 < evictionReserve } == true
+        for evictFraction in nearlyFull ? [0.1, 0.3] : [0.0, 0.1, 0.3] {
+            if evictFraction > 0 {
+                do {
+                    let evicted = try await evict(fraction: evictFraction)
+                    increment(Counter.total(.evictions), by: Int64(evicted))
+                    logger.warning("store full: evicted entries", metadata: ["store.evicted": "\(evicted)"])
+                } catch {
+                    logger.error("eviction failed", metadata: ["store.error": "\(error)"])
+                }
+            }
+            do {
+                if evictFraction > 0 {
+                    try await waitingForReaders { try await self.apply(operations) }
+                } else {
+                    try await apply(operations)
+                }
+                return Array(repeating: true, count: operations.count)
+            } catch let error as LMDBError where error == .mapFull {
+                continue
+            } catch {
+                logger.error("store write failed", metadata: ["store.error": "\(error)"])
+                return Array(repeating: false, count: operations.count)
+            }
+        }
+        let withoutPuts = operations.filter { !$0.isPut }
+        let committed = (try? await apply(withoutPuts)) != nil
+        logger.warning("store full: answers not stored", metadata: ["store.dropped": "\(operations.count - withoutPuts.count)"])
+        return operations.map { !$0.isPut && committed }
+    }
+
+    private func apply(_ operations: [WriteOperation]) async throws {
+        let (entries, byExpiry, byStored, counters, meta) = (self.entries, self.byExpiry, self.byStored, self.counters, self.meta)
+        let aliases = self.aliases
+        try await environment.write { txn in
+            for operation in operations {
+                switch operation {
+                case .put(let key, let record, let storedAt, let expiresAt, let alias):
+                    if let alias { try txn.put(aliases, key: alias, value: key) }
+                    if let old = try txn.withValue(entries, key: key, { EntryRecord.times($0) }), let old {
+                        _ = try txn.delete(byExpiry, key: Self.indexKey(old.expiresAt, key))
+                        _ = try txn.delete(byStored, key: Self.indexKey(old.storedAt, key))
+                    }
+                    try txn.put(entries, key: key, value: record)
+                    try txn.put(byExpiry, key: Self.indexKey(expiresAt, key), value: [])
+                    try txn.put(byStored, key: Self.indexKey(storedAt, key), value: [])
+                case .addCounters(let deltas):
+                    for (name, delta) in deltas {
+                        let key = Array(name.utf8)
+                        let current = try txn.get(counters, key: key).map { $0.withUnsafeBytes { Self.int64($0) } } ?? 0
+                        try txn.put(counters, key: key, value: Self.bigEndian(UInt64(bitPattern: Counter.sum(current, delta))))
+                    }
+                case .setMeta(let key, let value):
+                    try txn.put(meta, key: key, value: value)
+                case .alias(let rawKey, let key):
+                    try txn.put(aliases, key: rawKey, value: key)
+                case .setMetaIfAbsent(let key, let value):
+                    if try txn.get(meta, key: key) == nil { try txn.put(meta, key: key, value: value) }
+                case .deleteCounters(let start, let end):
+                    var doomed: [[UInt8]] = []
+                    try txn.forEach(counters, startingAt: start) { key, _ in
+                        guard key.lexicographicallyPrecedes(end) else { return false }
+                        doomed.append(Array(key))
+                        return true
+                    }
+                    for key in doomed { _ = try txn.delete(counters, key: key) }
+                }
+            }
+        }
+    }
+
+    /// Runs `write` and, while it fails with MDB_MAP_FULL, again after short pauses. LMDB reuses pages
+    /// freed by a commit only once no read transaction still sees an older snapshot; lookups under a
+    /// miss storm hold such snapshots for a moment, longer on a loaded machine. Without the pauses the
+    /// pages just evicted (or the free list an eviction needs to delete at all) stay out of reach and
+    /// answers are dropped (seen in StoreReliabilityTests on a busy CI machine).
+    func waitingForReaders<R>(_ write: () async throws -> R) async throws -> R {
+        for pause in Self.readerPauses {
+            do {
+                return try await write()
+            } catch let error as LMDBError where error == .mapFull {
+                try? await Task.sleep(for: pause)
+            }
+        }
+        return try await write()
+    }
+
+    /// The pauses of ``waitingForReaders(_:)`` before each retry.
+    private static let readerPauses: [Duration] = [.milliseconds(5), .milliseconds(25), .milliseconds(100)]
+}

@@ -1,0 +1,128 @@
+import Foundation
+public import GemcacheKey
+import LMDBKit
+public import Logging
+import Synchronization
+
+/// The persistent cache: answers by key, their expiry, the shared counters and store metadata, in one
+/// LMDB environment (SPEC §9).
+///
+/// A lookup reads one key on the calling thread and copies the entry out inside the transaction;
+/// scans and counts run on the blocking thread pool. Writes go through one lane that batches whatever
+/// is queued into a single transaction (group commit), so a storm of misses pays one commit per
+/// batch, not one per entry; their disk sync comes within `store.sync_interval`. When the map is full, expired and
+/// then the oldest entries are evicted and the batch is retried; a write that still does not fit is
+/// dropped, never failing the request that produced it.
+///
+/// One file per job: opening (format, salt, moving aside: `CacheStore+Opening.swift`), the counters
+/// (`+Counters`), the write lane (`+WriteLane`), sweeping and eviction (`+Eviction`), the time-index
+/// keys (`+Encoding`), the fast path's aliases (`+Aliases`), and the command-line tools' reads and
+/// writes (`+Export`, `+Purge`). Records are read and written by ``EntryRecord`` alone.
+public final class CacheStore: Sendable {
+    /// The on-disk format; a store of another format is never misread (it is moved aside or refused).
+    public static let formatVersion: UInt32 = 1
+
+    let environment: LMDBEnvironment
+    let entries: LMDBDatabase
+    let byExpiry: LMDBDatabase
+    let byStored: LMDBDatabase
+    let counters: LMDBDatabase
+    /// Store metadata: format version, scope salt, when counting began.
+    let meta: LMDBDatabase
+    /// Raw request key → cache key, for the fast path (`CacheStore+Aliases.swift`).
+    let aliases: LMDBDatabase
+    /// The folder an unreadable store was moved to at open, if that happened.
+    public let recoveredFrom: String?
+    /// The salt of per-key scope tags: from the environment, else created once and kept in the store.
+    public let scopeSalt: [UInt8]
+    let logger: Logger
+    let now: @Sendable () -> Int64
+    let queue = Mutex(WriteQueue())
+    let counterBuffer = Mutex(CounterBuffer())
+
+    init(
+        environment: LMDBEnvironment,
+        recoveredFrom: String?,
+        scopeSalt: [UInt8],
+        logger: Logger,
+        now: @escaping @Sendable () -> Int64
+    ) throws {
+        self.environment = environment
+        self.entries = try environment.openDatabase("entries", create: true)
+        self.byExpiry = try environment.openDatabase("by_expiry", create: true)
+        self.byStored = try environment.openDatabase("by_stored", create: true)
+        self.counters = try environment.openDatabase("counters", create: true)
+        self.meta = try environment.openDatabase("meta", create: true)
+        self.aliases = try environment.openDatabase("aliases", create: true)
+        self.recoveredFrom = recoveredFrom
+        self.scopeSalt = scopeSalt
+        self.logger = logger
+        self.now = now
+    }
+
+    /// Current Unix time in milliseconds.
+    public static let wallClock: @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
+    /// Closes the environment; call once, after the last request.
+    public func close() async {
+        await flushCounters()
+        await syncDeferredWrites()
+        environment.close()
+    }
+
+    /// Clears the reader slots of processes that ended without closing their transactions.
+    /// - Returns: How many were cleared.
+    public func clearStaleReaders() throws -> Int {
+        try environment.checkReaders()
+    }
+
+    /// Syncs the commits that skipped the disk sync (`store.sync_interval`), if any process left some.
+    public func syncDeferredWrites() async {
+        do {
+            try await environment.syncDeferredWrites()
+        } catch {
+            logger.error("store sync failed", metadata: ["store.error": "\(error)"])
+        }
+    }
+
+    // MARK: - Entries
+
+    /// The entry under `key`, expired or not (the caller decides what an expired entry may still do).
+    ///
+    /// Reads on the calling thread, as the fast path does: one key's pages, found in memory but for a
+    /// cold store, where the thread waits for the disk read.
+    public func lookup(_ key: CacheKey) throws -> CacheEntry? {
+        try environment.withReadTransaction { txn in
+            try txn.withValue(entries, key: key.bytes) { EntryRecord.decode($0) } ?? nil
+        }
+    }
+
+    /// Stores `entry` under `key` through the write lane, with the raw request key that led to it, if any
+    /// (in the same transaction, so that the next byte-identical request finds it on the fast path).
+    /// - Returns: Whether it was committed (false when it could not fit even after eviction).
+    @discardableResult
+    public func store(_ entry: CacheEntry, for key: CacheKey, alias: [UInt8]? = nil) async -> Bool {
+        await submit(.put(key: key.bytes, record: EntryRecord.encode(entry), storedAt: entry.storedAt, expiresAt: entry.expiresAt, alias: alias))
+    }
+
+    /// Records through the write lane that requests with the raw key `rawKey` have the cache key `key`.
+    /// - Returns: Whether it was committed.
+    @discardableResult
+    package func recordAlias(_ rawKey: [UInt8], for key: CacheKey) async -> Bool {
+        await submit(.alias(rawKey: rawKey, key: key.bytes))
+    }
+
+    /// The number of entries.
+    public func entryCount() async throws -> Int {
+        let entries = self.entries
+        return try await environment.read { txn in try txn.count(entries) }
+    }
+
+    /// Bytes of the map in use.
+    public var storeBytes: Int { (try? environment.usedBytes) ?? 0 }
+
+    /// True when a write transaction can be committed (for `/healthz`).
+    public func isWritable() async -> Bool {
+        await submit(.setMeta(key: Array("health".utf8), value: Self.bigEndian(UInt64(bitPattern: now()))))
+    }
+}
