@@ -14,8 +14,8 @@ import NIOCore
 ///   - upstream: How requests reach the upstream; nil for AsyncHTTPClient's connections (tests answer in
 ///     process). The Live relay's WebSocket always connects for real.
 ///   - onServerRunning: Called with the bound port once the server listens (port 0 picks a free one).
-///   - clock: Unix time in milliseconds, for the store, the shared tier, the ledger and the proxy (tests
-///     advance their own). Last, so that a trailing closure is `onServerRunning`.
+///   - clock: Unix time in milliseconds, for the store, the shared tier, the ledger and the proxy; nil
+///     for the wall clock (tests advance their own). Last, so that a trailing closure is `onServerRunning`.
 /// - Throws: ``StoreError`` when the store cannot be opened, ``ConfigurationError`` for unsupported settings.
 public func buildApplication(
     configuration: ProxyConfiguration,
@@ -23,8 +23,9 @@ public func buildApplication(
     logger: Logger,
     upstream transport: (any UpstreamTransport)? = nil,
     onServerRunning: (@Sendable (Int) async -> Void)? = nil,
-    clock: @escaping @Sendable () -> Int64 = CacheStore.wallClock
+    clock: (@Sendable () -> Int64)? = nil
 ) async throws -> some ApplicationProtocol {
+    let clock = clock ?? CacheStore.wallClock
     func list(_ variable: String) -> [String] {
         (environment[variable] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }

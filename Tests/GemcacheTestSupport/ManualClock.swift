@@ -1,4 +1,5 @@
 public import GemcacheCore
+public import GemcacheStore
 import Synchronization
 
 /// Unix time in milliseconds that stands still until a test advances it: pass ``now`` to

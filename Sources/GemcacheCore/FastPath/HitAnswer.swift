@@ -1,8 +1,15 @@
+import GemcacheKey
 import GemcacheStore
+import HTTPTypes
+import Hummingbird
 import NIOCore
 
-/// A stored entry record (``EntryRecord``, read in place) written out as one complete HTTP/1.1 hit
-/// answer, without decoding it into a ``CacheEntry`` (no arrays, strings or headers).
+/// The answer to a request served from the store, for both paths: the stored status, header lines
+/// and body, plus `Age`, `X-Gemcache`, `X-Gemcache-Key` and `Cache-Status`, by one set of rules.
+///
+/// The fast path writes it as one complete HTTP/1.1 answer from a record read in place
+/// (``write(key:now:date:into:)``, no arrays, strings or headers); the slow path, which has decoded
+/// the entry, as a Hummingbird response (``response(_:key:now:outcome:)``).
 struct HitAnswer {
     let record: EntryRecord
 
@@ -23,11 +30,11 @@ struct HitAnswer {
         buffer.writeStaticString("HTTP/1.1 200 OK\r\n")
         buffer.writeBytes(record.headerBlock)
         buffer.writeStaticString("Age: ")
-        Self.writeDecimal(Self.seconds(from: record.storedAt, to: now), to: &buffer)
+        Self.writeDecimal(Self.age(storedAt: record.storedAt, now: now), to: &buffer)
         buffer.writeStaticString("\r\nX-Gemcache: HIT\r\nX-Gemcache-Key: ")
         Self.writeHex(key, to: &buffer)
         buffer.writeStaticString("\r\nCache-Status: gemcache; hit; ttl=")
-        Self.writeDecimal(Self.seconds(from: now, to: record.expiresAt), to: &buffer)
+        Self.writeDecimal(Self.ttl(expiresAt: record.expiresAt, now: now), to: &buffer)
         buffer.writeStaticString("; key=\"")
         Self.writeHex(key, to: &buffer)
         buffer.writeStaticString("\"\r\nContent-Length: ")
@@ -37,6 +44,23 @@ struct HitAnswer {
         buffer.writeStaticString("\r\n\r\n")
         buffer.writeBytes(record.body)
     }
+
+    /// A decoded entry's answer (HIT, COALESCED, or STALE with a negative `ttl`: how long ago it expired).
+    static func response(_ entry: CacheEntry, key: CacheKey, now: Int64, outcome: CacheOutcome) -> Response {
+        var headers = HTTPFields(entry.headers.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
+        headers[.age] = String(age(storedAt: entry.storedAt, now: now))
+        headers[.gemcache] = outcome.rawValue
+        headers[.gemcacheKey] = key.hex
+        let ttl = outcome == .stale ? -seconds(from: entry.expiresAt, to: now) - 1 : ttl(expiresAt: entry.expiresAt, now: now)
+        headers[.cacheStatus] = "gemcache; hit; ttl=\(ttl); key=\"\(key.hex)\""
+        return Response(status: .init(code: entry.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: entry.body)))
+    }
+
+    /// `Age`: whole seconds since the entry was stored.
+    static func age(storedAt: Int64, now: Int64) -> Int64 { seconds(from: storedAt, to: now) }
+
+    /// `Cache-Status`'s `ttl` of a fresh entry: whole seconds until it expires.
+    static func ttl(expiresAt: Int64, now: Int64) -> Int64 { seconds(from: now, to: expiresAt) }
 
     /// Whole seconds from `start` to `end` (milliseconds), 0 when `end` is earlier. Checked: the record's
     /// times are validated, but the clock is not the record's to vouch for.

@@ -1,4 +1,5 @@
 import GemcacheKey
+import GemcacheStore
 import Logging
 
 /// A place where answers are kept: the store on this machine, and the shared tier when `store.shared`

@@ -1,3 +1,4 @@
+import GemcacheStore
 import HTTPTypes
 import NIOCore
 import Synchronization

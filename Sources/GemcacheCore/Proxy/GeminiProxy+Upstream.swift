@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import GemcacheKey
+import GemcacheStore
 import HTTPTypes
 import Logging
 import NIOCore

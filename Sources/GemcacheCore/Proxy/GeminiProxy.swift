@@ -252,15 +252,7 @@ public final class GeminiProxy: Sendable {
             status: entry.status,
             tokens: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens)
         )
-        let key = prepared.key
-        let now = now()
-        var headers = HTTPFields(entry.headers.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
-        headers[.age] = String(max(0, (now - entry.storedAt) / 1000))
-        headers[.gemcache] = outcome.rawValue
-        headers[.gemcacheKey] = key.hex
-        let ttl = outcome == .stale ? (entry.expiresAt - now) / 1000 - 1 : max(0, (entry.expiresAt - now) / 1000)
-        headers[.cacheStatus] = "gemcache; hit; ttl=\(ttl); key=\"\(key.hex)\""
-        return Response(status: .init(code: entry.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: entry.body)))
+        return HitAnswer.response(entry, key: prepared.key, now: now(), outcome: outcome)
     }
 
     /// A whole upstream answer, once its flight has ended (so that `stored` is known).
