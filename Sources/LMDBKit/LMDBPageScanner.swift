@@ -273,14 +273,14 @@ private struct ReadOnlyFile {
     init(path: String) throws(LMDBError) {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw LMDBError(code: errno, operation: "open(\(path))") }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else {
+        let end = lseek(descriptor, 0, SEEK_END)
+        guard end >= 0 else {
             let failure = errno
             closeDescriptor(descriptor)
-            throw LMDBError(code: failure, operation: "fstat(\(path))")
+            throw LMDBError(code: failure, operation: "lseek(\(path))")
         }
         self.descriptor = descriptor
-        self.size = Int(status.st_size)
+        self.size = Int(end)
     }
 
     func close() {
