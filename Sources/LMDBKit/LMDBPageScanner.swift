@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import Dispatch  // on Linux, `struct stat`'s members are found through CDispatch (MemberImportVisibility)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
