@@ -63,6 +63,7 @@ let package = Package(
         .target(
             name: "GemcacheStore",
             dependencies: [
+                "CZlib",
                 "LMDBKit",
                 "GemcacheKey",
                 .product(name: "Logging", package: "swift-log"),

@@ -39,6 +39,8 @@ public final class CacheStore: Sendable {
     let now: @Sendable () -> Int64
     let queue = Mutex(WriteQueue())
     let counterBuffer = Mutex(CounterBuffer())
+    /// The keys whose damaged record this process has logged (each once).
+    let damagedKeysLogged = Mutex(Set<CacheKey>())
 
     init(
         environment: LMDBEnvironment,
@@ -87,14 +89,35 @@ public final class CacheStore: Sendable {
 
     // MARK: - Entries
 
-    /// The entry under `key`, expired or not (the caller decides what an expired entry may still do).
+    /// The entry under `key`, expired or not (the caller decides what an expired entry may still do);
+    /// nil also for a record that does not validate. A record that fails its checksum is counted as
+    /// ``Counter/damaged`` and logged once per key; the answer stored on the miss replaces it.
     ///
     /// Reads on the calling thread, as the fast path does: one key's pages, found in memory but for a
-    /// cold store, where the thread waits for the disk read.
+    /// cold store, where the thread waits for the disk read. The fast path does not count damaged
+    /// records: it leaves their requests to the slow path, whose lookup here counts them once.
     public func lookup(_ key: CacheKey) throws -> CacheEntry? {
-        try environment.withReadTransaction { txn in
-            try txn.withValue(entries, key: key.bytes) { EntryRecord.decode($0) } ?? nil
+        let read = try environment.withReadTransaction { txn in
+            try txn.withValue(entries, key: key.bytes) { bytes -> Result<CacheEntry, RecordProblem> in
+                do throws(RecordProblem) { return .success(try EntryRecord(bytes).entry) } catch { return .failure(error) }
+            }
         }
+        switch read {
+        case .success(let entry): return entry
+        case .failure(.checksum): noteDamaged(key)
+        case .failure, nil: break
+        }
+        return nil
+    }
+
+    /// Counts a read of `key`'s damaged record, and logs the first one of each key.
+    private func noteDamaged(_ key: CacheKey) {
+        increment(Counter.total(.damaged))
+        guard damagedKeysLogged.withLock({ $0.insert(key).inserted }) else { return }
+        logger.warning(
+            "stored record failed its checksum (damaged on disk): served as a miss, replaced by the next answer",
+            metadata: ["store.key": "\(key.hex)"]
+        )
     }
 
     /// Stores `entry` under `key` through the write lane, with the raw request key that led to it, if any

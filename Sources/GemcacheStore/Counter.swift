@@ -19,12 +19,15 @@ package enum Counter: String {
     case savedTokens = "saved_tokens"
     case savedPromptTokens = "saved_prompt_tokens"
     case savedItems = "saved_items"
+    /// Reads of a stored record that failed its checksum (served as a miss, never as a hit).
+    case damaged
     /// Entries the store evicted to make room (kept, not reported).
     case evictions
 
     /// The totals, in the order reports list them.
     package static let totals: [Counter] = [
         .requests, .hits, .coalesced, .misses, .refreshed, .bypassed, .stale, .errors, .rejected, .upstreamRequests, .savedTokens, .savedItems,
+        .damaged,
     ]
 
     package static let modelPrefix = "model/"

@@ -1,14 +1,22 @@
+import CZlib
 import NIOCore
 
 /// One entry record of the `entries` database, read in place: its fields, and its strings, header
 /// block and body as slices of the stored bytes (no copies, no allocation, no Foundation).
 ///
-/// The byte layout (record version 2):
+/// The byte layout (record version 3):
 /// `u8 version, u16 status, i64 storedAt, i64 expiresAt, u32 promptTokens, u32 totalTokens, u8 scope,
-/// u16+bytes model, u8 hasNamespace (+u16+bytes), u16+bytes endpoint, u32+bytes headerBlock, body…`.
-/// All integers big-endian. The body comes last so that a reader can slice it without copying twice.
-/// Version 1 records (written before entries kept their scope) lack the scope byte and are still read,
-/// with an unknown scope. `scope` is 0 unknown, 1 shared, 2 per key.
+/// u32 checksum, u16+bytes model, u8 hasNamespace (+u16+bytes), u16+bytes endpoint, u32+bytes
+/// headerBlock, body…`. All integers big-endian. The body comes last so that a reader can slice it
+/// without copying twice. `scope` is 0 unknown, 1 shared, 2 per key.
+///
+/// The checksum is zlib's CRC-32 of every byte of the record but the checksum field itself: the
+/// fixed fields before it and everything after it, header block and body included. It is checked
+/// first, so a record whose bytes changed after it was written (a failing disk, a torn write, a
+/// damaged shared-tier row) is refused as ``RecordProblem/checksum``, whichever field the change hit.
+/// Older records are still read, without a checksum to check: version 2 is version 3 without the
+/// checksum field, version 1 (written before entries kept their scope) lacks the scope byte too and is
+/// read with an unknown scope. Only version 3 is written.
 ///
 /// This is the only code that reads or writes record bytes. Every reader (``decode(_:)``, the fast
 /// path's hit, the shared tier's rows, `gemcache import`) goes through ``init(_:)``, the one validation
@@ -38,6 +46,7 @@ package struct EntryRecord {
         guard let version = record.first else { throw .truncated }
         guard let fixedSize = Self.fixedSize(version: version) else { throw .version(version) }
         guard record.count >= fixedSize else { throw .truncated }
+        if version >= 3, Self.integer(record, Self.checksumOffset, UInt32.self) != Self.checksum(record) { throw .checksum }
         status = Int(Self.integer(record, 1, UInt16.self))
         guard Self.isReplayable(status: status) else { throw .status(status) }
         storedAt = Int64(bitPattern: Self.integer(record, 3, UInt64.self))
@@ -108,15 +117,34 @@ package struct EntryRecord {
 // MARK: - Writing and reading whole records
 
 extension EntryRecord {
-    package static let version: UInt8 = 2
+    package static let version: UInt8 = 3
 
     /// The offset of the model's length: the end of the fixed-size fields of a record of `version`.
     static func fixedSize(version: UInt8) -> Int? {
         switch version {
         case 1: 27
         case 2: 28
+        case 3: 32
         default: nil
         }
+    }
+
+    /// Where a version 3 record keeps its checksum (4 bytes, after the scope byte).
+    static let checksumOffset = 28
+
+    /// The CRC-32 of a version 3 `record` (at least its fixed fields long) without its checksum field.
+    /// zlib's, chosen by measurement: it runs on every hit, over the whole body (benchmarks/RESULTS.md).
+    static func checksum(_ record: UnsafeRawBufferPointer) -> UInt32 {
+        let bytes = record.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let afterField = checksumOffset + 4
+        let head = crc32_z(0, bytes, checksumOffset)
+        return UInt32(truncatingIfNeeded: crc32_z(head, bytes + afterField, record.count - afterField))
+    }
+
+    /// Writes the checksum of a version 3 `record` into its checksum field.
+    static func seal(_ record: inout [UInt8]) {
+        let sum = record.withUnsafeBytes { checksum($0) }
+        withUnsafeBytes(of: sum.bigEndian) { record.replaceSubrange(checksumOffset..<(checksumOffset + 4), with: $0) }
     }
 
     /// The times a record may hold, in Unix milliseconds: from 1970 to the end of the year 9999. Any
@@ -157,6 +185,7 @@ extension EntryRecord {
         buffer.writeInteger(UInt32(clamping: entry.promptTokens))
         buffer.writeInteger(UInt32(clamping: entry.totalTokens))
         buffer.writeInteger(UInt8(entry.scope.map { $0 == .shared ? 1 : 2 } ?? 0))
+        buffer.writeInteger(UInt32(0))  // the checksum, sealed below
         writeShortString(entry.model, to: &buffer)
         if let namespace = entry.namespace {
             buffer.writeInteger(UInt8(1))
@@ -168,7 +197,9 @@ extension EntryRecord {
         buffer.writeInteger(UInt32(entry.headerBlock.count))
         buffer.writeBytes(entry.headerBlock)
         buffer.writeBytes(entry.body)
-        return Array(buffer.readableBytesView)
+        var record = Array(buffer.readableBytesView)
+        seal(&record)
+        return record
     }
 
     /// The entry of a valid record; nil for one that does not pass ``init(_:)``.
@@ -198,6 +229,8 @@ extension EntryRecord {
 /// names it for each line it refuses.
 package enum RecordProblem: Error, Equatable, CustomStringConvertible {
     case version(UInt8)
+    /// The checksum of a version 3 record does not match its bytes: they changed after it was written.
+    case checksum
     /// A length runs past the end of the record.
     case truncated
     case status(Int)
@@ -211,6 +244,7 @@ package enum RecordProblem: Error, Equatable, CustomStringConvertible {
     package var description: String {
         switch self {
         case .version(let version): "record version \(version) is not one this gemcache reads"
+        case .checksum: "the record's checksum does not match its bytes (damaged after it was written)"
         case .truncated: "a length runs past the end of the record"
         case .status(let status): "status \(status) is not one a stored answer is replayed with (200-599, not 204, 205 or 304)"
         case .times(let storedAt, let expiresAt):

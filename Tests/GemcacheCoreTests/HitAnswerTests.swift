@@ -19,11 +19,9 @@ struct HitAnswerTests {
         }
     }
 
-    @Test func theFastPathFindsTheSameHeadersAndBodyInBothVersions() throws {
-        var versionOne = EntryRecord.encode(RecordSamples.entry)
-        versionOne.remove(at: 27)
-        versionOne[0] = 1
-        for record in [EntryRecord.encode(RecordSamples.entry), versionOne] {
+    @Test func theFastPathFindsTheSameHeadersAndBodyInEveryVersion() throws {
+        let older = [UInt8(1), 2].map { RecordSamples.olderRecord(RecordSamples.entry, version: $0) }
+        for record in [EntryRecord.encode(RecordSamples.entry)] + older {
             let text = try #require(try Self.answer(record, now: RecordSamples.entry.storedAt + 5000))
             #expect(text.hasPrefix("HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nAge: 5\r\n"))
             #expect(text.hasSuffix("\r\nContent-Length: 17\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n" + #"{"candidates":[]}"#))

@@ -233,7 +233,7 @@ struct LedgerTests {
             .requests: "requests", .hits: "hits", .coalesced: "coalesced", .misses: "misses", .refreshed: "refreshed",
             .bypassed: "bypassed", .stale: "stale", .errors: "errors", .rejected: "rejected", .upstreamRequests: "upstream_requests",
             .upstreamTokens: "upstream_tokens", .savedRequests: "saved_requests", .savedTokens: "saved_tokens",
-            .savedPromptTokens: "saved_prompt_tokens", .savedItems: "saved_items", .evictions: "evictions",
+            .savedPromptTokens: "saved_prompt_tokens", .savedItems: "saved_items", .damaged: "damaged", .evictions: "evictions",
         ]
         for (kind, name) in names {
             #expect(Counter.total(kind) == name)
@@ -247,7 +247,7 @@ struct LedgerTests {
         #expect(
             Counter.totals.map(Counter.total) == [
                 "requests", "hits", "coalesced", "misses", "refreshed", "bypassed", "stale", "errors", "rejected", "upstream_requests",
-                "saved_tokens", "saved_items",
+                "saved_tokens", "saved_items", "damaged",
             ]
         )
     }

@@ -133,6 +133,43 @@ struct CacheStoreTests {
         }
     }
 
+    /// Four bytes changed in a stored body on disk (a failing disk, a torn write): the record fails its
+    /// checksum, so every read of it is a miss counted as `damaged`, and the next answer stored under
+    /// the key replaces it. The other entry, untouched, is still read.
+    @Test func aRecordDamagedOnDiskIsAMissCountedAndReplaced() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock()
+            let store = try await open(directory, clock: clock)
+            let damagedBody = "{\"text\":\"" + String(repeating: "damaged-on-disk ", count: 40) + "\"}"
+            let intact = entry("{\"text\":\"intact\"}", at: clock.now())
+            #expect(await store.store(entry(damagedBody, at: clock.now()), for: key("damaged")))
+            #expect(await store.store(intact, for: key("intact")))
+            await store.close()
+
+            let file = URL(fileURLWithPath: directory.path + "/store/data.mdb")
+            var bytes = [UInt8](try Data(contentsOf: file))
+            let marker = Array("damaged-on-disk damaged-on-disk ".utf8)
+            var flipped = 0
+            for start in 0..<(bytes.count - marker.count) where bytes[start..<(start + marker.count)].elementsEqual(marker) {
+                for offset in 12..<16 { bytes[start + offset] ^= 0x20 }  // every copy (freed pages too)
+                flipped += 1
+            }
+            #expect(flipped > 0)
+            try Data(bytes).write(to: file)
+
+            let reopened = try await open(directory, clock: clock)
+            #expect(try reopened.lookup(key("damaged")) == nil)
+            #expect(try reopened.lookup(key("damaged")) == nil)
+            #expect(try reopened.lookup(key("intact")) == intact)
+            #expect(try await reopened.counterValues()["damaged"] == 2)
+            let fresh = entry("{\"text\":\"fresh\"}", at: clock.now())
+            #expect(await reopened.store(fresh, for: key("damaged")))
+            #expect(try reopened.lookup(key("damaged")) == fresh)
+            #expect(try await reopened.counterValues()["damaged"] == 2)
+            await reopened.close()
+        }
+    }
+
     @Test func anUnreadableStoreIsMovedAsideNeverDeleted() async throws {
         try await withTemporaryDirectory { directory in
             let path = directory.path + "/store"

@@ -3,17 +3,14 @@ import Testing
 
 @testable import GemcacheStore
 
-/// The stored record of an entry: every field survives encoding, and records of version 1 (written
-/// before entries kept their scope) are still read, by the slow path and by the fast path's reader.
+/// The stored record of an entry: every field survives encoding, records of versions 1 (written
+/// before entries kept their scope) and 2 (before the checksum) are still read, by the slow path and
+/// by the fast path's reader, and a version 3 record whose bytes changed is refused by its checksum.
 struct EntryRecordTests {
 
-    /// The record `entry` had in version 1: the same layout without the scope byte.
     static func versionOneRecord(_ entry: CacheEntry) -> [UInt8] {
-        var record = EntryRecord.encode(entry)
-        #expect(record[0] == 2 && EntryRecord.fixedSize(version: 2) == 28)
-        record.remove(at: 27)
-        record[0] = 1
-        return record
+        #expect(EntryRecord.fixedSize(version: 3) == 32 && EntryRecord.checksumOffset == 28)
+        return RecordSamples.olderRecord(entry, version: 1)
     }
 
     @Test(arguments: [CacheEntry.Scope.shared, .perKey, nil])
@@ -35,8 +32,30 @@ struct EntryRecordTests {
         #expect(times?.storedAt == expected.storedAt && times?.expiresAt == expected.expiresAt)
     }
 
-    @Test func theViewFindsTheSameFieldsInBothVersions() throws {
-        for record in [EntryRecord.encode(RecordSamples.entry), Self.versionOneRecord(RecordSamples.entry)] {
+    @Test func aVersionTwoRecordIsReadWithoutAChecksum() {
+        let record = RecordSamples.olderRecord(RecordSamples.entry, version: 2)
+        #expect(record.withUnsafeBytes { EntryRecord.decode($0) } == RecordSamples.entry)
+    }
+
+    /// A changed byte anywhere but the version byte (whose change reads the record as another version)
+    /// is found by the checksum, before any other check: the header block, the body, the times, the
+    /// checksum field itself.
+    @Test func aFlippedByteAnywhereFailsTheChecksum() {
+        let record = EntryRecord.encode(RecordSamples.entry)
+        #expect(record[0] == 3)
+        for index in 1..<record.count {
+            var flipped = record
+            flipped[index] ^= 0x10
+            flipped.withUnsafeBytes { bytes in
+                #expect(throws: RecordProblem.checksum, "byte \(index)") { try EntryRecord(bytes) }
+                #expect(EntryRecord.decode(bytes) == nil, "byte \(index)")
+            }
+        }
+    }
+
+    @Test func theViewFindsTheSameFieldsInEveryVersion() throws {
+        let versionTwo = RecordSamples.olderRecord(RecordSamples.entry, version: 2)
+        for record in [EntryRecord.encode(RecordSamples.entry), versionTwo, Self.versionOneRecord(RecordSamples.entry)] {
             try record.withUnsafeBytes { bytes in
                 let view = try EntryRecord(bytes)
                 #expect(Array(view.headerBlock) == RecordSamples.entry.headerBlock)
@@ -49,11 +68,11 @@ struct EntryRecordTests {
 
     @Test func aRecordOfAnUnknownVersionIsNotRead() {
         var record = EntryRecord.encode(RecordSamples.entry)
-        record[0] = 3
+        record[0] = 4
         #expect(record.withUnsafeBytes { EntryRecord.decode($0) } == nil)
         #expect(record.withUnsafeBytes { EntryRecord.times($0) } == nil)
         record.withUnsafeBytes { bytes in
-            #expect(throws: RecordProblem.version(3)) { try EntryRecord(bytes) }
+            #expect(throws: RecordProblem.version(4)) { try EntryRecord(bytes) }
         }
     }
 }
@@ -73,24 +92,28 @@ struct RecordValidationTests {
         #expect(throws: problem, "\(name): the import's check") { try EntryRecord.validate(entry) }
     }
 
-    /// Lengths that run past the record, flags out of range: cut or bent bytes of a real record.
+    /// Lengths that run past the record, flags out of range: cut or bent bytes of a real record, sealed
+    /// with a matching checksum (as a buggy writer or an edited export would make them) so that the
+    /// checks after the checksum's are the ones that refuse them.
     @Test func aCutOrBentRecordIsAMissNeverATrap() throws {
         let record = EntryRecord.encode(RecordSamples.entry)
         let headerLengthAt = record.count - RecordSamples.entry.body.count - RecordSamples.entry.headerBlock.count - 4
         var bent: [(String, [UInt8], RecordProblem)] = [
             ("empty", [], .truncated),
-            ("no model length", Array(record.prefix(28)), .truncated),
+            ("no model length", Array(record.prefix(32)), .truncated),
             ("unknown scope", record, .scope(9)),
             ("a namespace flag of 7", record, .truncated),
             ("a header length past the end", record, .truncated),
         ]
         bent[2].1[27] = 9
-        bent[3].1[28 + 2 + RecordSamples.entry.model.utf8.count] = 7
+        bent[3].1[32 + 2 + RecordSamples.entry.model.utf8.count] = 7
         bent[4].1.replaceSubrange(headerLengthAt..<(headerLengthAt + 4), with: [0xFF, 0xFF, 0xFF, 0xFF])
         // Every cut before the body ends inside a field or a length.
         let bodyAt = record.count - RecordSamples.entry.body.count
         for cut in 0..<bodyAt { bent.append(("cut at \(cut)", Array(record.prefix(cut)), .truncated)) }
-        for (name, bytes, problem) in bent {
+        for (name, original, problem) in bent {
+            var bytes = original
+            if bytes.count >= 32 { EntryRecord.seal(&bytes) }
             bytes.withUnsafeBytes { bytes in
                 #expect(EntryRecord.decode(bytes) == nil, "\(name)")
                 #expect(throws: problem, "\(name)") { try EntryRecord(bytes) }

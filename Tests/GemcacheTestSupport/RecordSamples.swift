@@ -19,6 +19,17 @@ package enum RecordSamples {
         scope: .shared
     )
 
+    /// The record `entry` had in an older record `version`: 2 is version 3 without the checksum field
+    /// (bytes 28..<32), 1 lacks the scope byte (27) too.
+    package static func olderRecord(_ entry: CacheEntry, version: UInt8) -> [UInt8] {
+        var record = EntryRecord.encode(entry)
+        precondition(record[0] == 3 && (version == 1 || version == 2))
+        record.removeSubrange(28..<32)
+        if version == 1 { record.remove(at: 27) }
+        record[0] = version
+        return record
+    }
+
     /// A valid entry with `change` applied.
     package static func entry(_ change: (inout CacheEntry) -> Void) -> CacheEntry {
         var entry = Self.entry

@@ -22,9 +22,11 @@ public enum StatsTable {
             ("bypassed", int(document["bypassed"]), "entries", int(document["entries"])),
             ("stale", int(document["stale"]), "store bytes", int(document["store_bytes"])),
             ("errors", int(document["errors"]), "saved items", int(document["saved_items"])),
+            ("damaged", int(document["damaged"]), "", ""),
         ]
         for (leftName, leftValue, rightName, rightValue) in totals {
-            lines.append(pad(leftName, 12) + padLeft(leftValue, 10) + "    " + pad(rightName, 18) + padLeft(rightValue, 12))
+            let right = rightName.isEmpty ? "" : "    " + pad(rightName, 18) + padLeft(rightValue, 12)
+            lines.append(pad(leftName, 12) + padLeft(leftValue, 10) + right)
         }
         let models = document["models"] as? [String: [String: Any]] ?? [:]
         guard !models.isEmpty else { return lines.joined(separator: "\n") + "\n" }
