@@ -91,11 +91,12 @@ public final class CacheStore: Sendable {
 
     /// The entry under `key`, expired or not (the caller decides what an expired entry may still do);
     /// nil also for a record that does not validate. A record that fails its checksum is counted as
-    /// ``Counter/damaged`` and logged once per key; the answer stored on the miss replaces it.
+    /// ``Counter/damaged`` and logged, once per key in each process; the answer stored on the miss
+    /// replaces it.
     ///
     /// Reads on the calling thread, as the fast path does: one key's pages, found in memory but for a
     /// cold store, where the thread waits for the disk read. The fast path does not count damaged
-    /// records: it leaves their requests to the slow path, whose lookup here counts them once.
+    /// records: it leaves their requests to the slow path, whose lookup here counts them.
     public func lookup(_ key: CacheKey) throws -> CacheEntry? {
         let read = try environment.withReadTransaction { txn in
             try txn.withValue(entries, key: key.bytes) { bytes -> Result<CacheEntry, RecordProblem> in
@@ -110,10 +111,11 @@ public final class CacheStore: Sendable {
         return nil
     }
 
-    /// Counts a read of `key`'s damaged record, and logs the first one of each key.
+    /// Counts and logs `key`'s damaged record the first time this process reads it (a miss reads it
+    /// twice: before and inside its flight).
     private func noteDamaged(_ key: CacheKey) {
-        increment(Counter.total(.damaged))
         guard damagedKeysLogged.withLock({ $0.insert(key).inserted }) else { return }
+        increment(Counter.total(.damaged))
         logger.warning(
             "stored record failed its checksum (damaged on disk): served as a miss, replaced by the next answer",
             metadata: ["store.key": "\(key.hex)"]

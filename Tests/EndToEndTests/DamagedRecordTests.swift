@@ -12,14 +12,17 @@ struct DamagedRecordTests {
     let path = "/v1beta/models/gemini-2.5-flash:generateContent"
     let key = ["x-goog-api-key": testKey]
 
-    /// Changes four bytes in the middle of every copy of `body` in the store's data file under `directory`.
+    /// Changes four bytes of every copy of `body` in the store's data file under `directory`, in a
+    /// stretch of 32 bytes that `other` (an answer of the same shape) does not hold.
     /// - Returns: How many copies were changed.
-    private static func damage(_ body: String, under directory: String) throws -> Int {
+    private static func damage(_ body: String, notIn other: String, under directory: String) throws -> Int {
         let files = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String }.filter { $0.hasSuffix("data.mdb") } ?? []
         let file = URL(fileURLWithPath: directory + "/" + (try #require(files.first)))
         var bytes = [UInt8](try Data(contentsOf: file))
         let text = Array(body.utf8)
-        let marker = Array(text[(text.count / 2 - 16)..<(text.count / 2 + 16)])
+        let marker = try #require(
+            (0..<(text.count - 32)).lazy.map { Array(text[$0..<($0 + 32)]) }.first { !other.contains(String(decoding: $0, as: UTF8.self)) }
+        )
         var changed = 0
         for start in 0..<(bytes.count - marker.count) where bytes[start..<(start + marker.count)].elementsEqual(marker) {
             for offset in 14..<18 { bytes[start + offset] ^= 0x01 }
@@ -43,8 +46,8 @@ struct DamagedRecordTests {
                     return (fastMiss, slowMiss)
                 }
                 #expect(fastMiss.header("x-gemcache") == "MISS" && slowMiss.header("x-gemcache") == "MISS")
-                #expect(try Self.damage(fastMiss.body, under: dir.path) > 0)
-                #expect(try Self.damage(slowMiss.body, under: dir.path) > 0)
+                #expect(try Self.damage(fastMiss.body, notIn: slowMiss.body, under: dir.path) > 0)
+                #expect(try Self.damage(slowMiss.body, notIn: fastMiss.body, under: dir.path) > 0)
 
                 try await withProxy(configuration) { port in
                     // The first request has a recorded alias (the fast path's read), the second not (the slow path's).
