@@ -152,7 +152,7 @@ def start_stack(binary, work, mock_port, gemcache_port, processes, log):
 def start_gemcache(binary, work, data, mock_port, port, processes, log, settings=None):
     """Starts `gemcache serve` with its store in work/`data` (from `work`, so that the repository's
     proxy.conf is not picked up) and `settings` (environment variables such as
-    GEMCACHE_STORE_SYNC_INTERVAL), appends it to `processes`, waits until it listens. Returns it."""
+    GEMCACHE_STORE_DURABILITY), appends it to `processes`, waits until it listens. Returns it."""
     gemcache = subprocess.Popen(
         [binary, "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, data)],
         cwd=work, stdout=log, stderr=log, env={**os.environ, "LOG_LEVEL": "warning", **(settings or {})},

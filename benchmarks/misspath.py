@@ -8,7 +8,7 @@ upstream and commits the answer to LMDB before answering. One connection (the ov
 With --compare BIN (repeatable), other builds run beside the first, each with its own store,
 against the same mock and in the same alternating rounds: the way to measure a change to the miss
 path on a machine whose speed drifts between runs. A comparison may set settings through the
-environment, shell-style: --compare "GEMCACHE_STORE_SYNC_INTERVAL=0 .build/release/gemcache".
+environment, shell-style: --compare "GEMCACHE_STORE_DURABILITY=deferred .build/release/gemcache".
 
 Usage: benchmarks/misspath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--rounds 3] [--duration 5]
 """

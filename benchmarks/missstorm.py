@@ -3,13 +3,13 @@
 
 wrk sends a new prompt on every request (storm.lua), so every request is a miss that calls the mock
 upstream (latency 0) and commits the answer to LMDB before it is answered (durable through kill -9;
-through a machine crash too with store.sync_interval 0). Run at 1, 16 and
+through a machine crash too with store.durability commit, the default). Run at 1, 16 and
 64 connections, alternating rounds, one store. Reports misses/s and latency, and checks the counts
 (upstream calls from `GET /_mock/stats`, misses from `/_gemcache/stats`).
 
 Commits: gemcache runs under `strace -f --seccomp-bpf -e trace=fsync,fdatasync,msync,sync_file_range`
 (only those syscalls stop the process, so the cost is one ptrace stop per sync), and the sync calls
-inside each wrk window are counted. That run sets store.sync_interval to 0, where every LMDB commit
+inside each wrk window are counted. That run sets store.durability to commit, where every LMDB commit
 is one fdatasync (MDB_NOMETASYNC), so misses per sync = misses per commit, the group-commit factor. The count includes the few commits of
 other writers (ledger flushes, maintenance), which is why it is printed per window and not derived.
 Pass --no-strace to measure without it.
@@ -90,7 +90,7 @@ def main():
                      "-o", trace_file] + serve
         environment = {**os.environ, "LOG_LEVEL": "warning"}
         if use_strace:
-            environment["GEMCACHE_STORE_SYNC_INTERVAL"] = "0"  # one fdatasync per commit: syncs count commits
+            environment["GEMCACHE_STORE_DURABILITY"] = "commit"  # one fdatasync per commit: syncs count commits
         launcher = subprocess.Popen(serve, cwd=work, stdout=log, stderr=log, env=environment)
         processes.append(launcher)
         gemcache_pid = child_pid(launcher.pid) if use_strace else launcher.pid
@@ -133,7 +133,7 @@ def main():
 
         print(f"Run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before {load_before}, after {load_after}; "
               f"{args.rounds} alternating rounds x {args.duration} s per connection count; mock upstream latency 0; "
-              f"{'gemcache under strace (sync syscalls only), store.sync_interval 0' if use_strace else 'no strace, store.sync_interval ' + os.environ.get('GEMCACHE_STORE_SYNC_INTERVAL', 'default (1s)')}; "
+              f"{'gemcache under strace (sync syscalls only), store.durability commit' if use_strace else 'no strace, store.durability ' + os.environ.get('GEMCACHE_STORE_DURABILITY', 'default (commit)')}; "
               f"store after the run: {stats.get('entries'):,} entries, {stats.get('store_bytes', 0) / 2**20:.0f} MiB; gemcache RSS {rss:.0f} MiB.")
         print()
         print("| connections | misses/s (median) | per round | p50 ms | p99 ms | upstream calls = misses | sync calls (commits) | misses per commit |")

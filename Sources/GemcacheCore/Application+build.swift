@@ -93,7 +93,9 @@ public func buildApplication(
         logger: logger
     )
     // Services stop in reverse order: the server first, then the upstream clients, the shared tier, the store last.
-    app.addServices(StoreMaintenanceService(store: store, shared: shared, syncInterval: configuration.store.syncInterval, logger: logger))
+    // Durable commits leave nothing to sync but what a killed `deferred` process sharing the store left.
+    let syncInterval = configuration.store.durability == .deferred ? configuration.store.syncInterval : .zero
+    app.addServices(StoreMaintenanceService(store: store, shared: shared, syncInterval: syncInterval, logger: logger))
     if let shared { app.addServices(SharedTierService(shared: shared, store: store)) }
     app.addServices(UpstreamClientService(client: upstream), LedgerService(ledger: ledger))
     return app

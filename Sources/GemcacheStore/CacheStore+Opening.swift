@@ -82,7 +82,7 @@ extension CacheStore {
                 path: configuration.path,
                 mapSize: configuration.maxSize,
                 maxDatabases: 8,
-                deferSync: configuration.syncInterval > .zero
+                deferSync: configuration.durability == .deferred
             )
         } catch {
             throw OpenFailure(reason: "\(error)")

@@ -38,7 +38,7 @@ extension CacheStore {
     }
 
     /// Commits everything queued, batch after batch, until the queue is empty.
-    private func drain() async {
+    func drain() async {
         while true {
             let batch = queue.withLock { queue in
                 defer { queue.waiting.removeAll(keepingCapacity: true) }

@@ -10,7 +10,7 @@ import Synchronization
 /// A lookup reads one key on the calling thread and copies the entry out inside the transaction;
 /// scans and counts run on the blocking thread pool. Writes go through one lane that batches whatever
 /// is queued into a single transaction (group commit), so a storm of misses pays one commit per
-/// batch, not one per entry; their disk sync comes within `store.sync_interval`. When the map is full, expired and
+/// batch, not one per entry, and one disk sync per batch (`store.durability`). When the map is full, expired and
 /// then the oldest entries are evicted and the batch is retried; a write that still does not fit is
 /// dropped, never failing the request that produced it.
 ///

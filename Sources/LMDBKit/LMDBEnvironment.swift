@@ -34,11 +34,23 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Whether commits skip the sync (`MDB_NOSYNC`), under ``unsyncedMarker``.
     private let defersSync: Bool
     private let state = Mutex(State())
+    private let counts = Mutex(Counts())
 
     private struct State {
         var isClosed = false
         var operationsInFlight = 0
     }
+
+    /// What this environment's handle has written and synced since it was opened.
+    public struct Counts: Sendable, Equatable {
+        /// Write transactions that committed changes (a commit that changed nothing writes nothing).
+        public var commits = 0
+        /// Disk syncs of the data file: one per commit unless `deferSync`, plus each forced sync.
+        public var syncs = 0
+    }
+
+    /// The commits and syncs so far (this process's, not other processes' sharing the files).
+    public var writeCounts: Counts { counts.withLock { $0 } }
 
     /// Opens (creating if needed) the environment in directory `path`.
     ///
@@ -181,6 +193,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
                 defer { mdb_txn_abort(transaction) }
                 // > Flush the data buffers to disk. ... [force:] If non-zero, force a synchronous flush.
                 try check(mdb_env_sync(self.env, 1), "mdb_env_sync")
+                self.counts.withLock { $0.syncs += 1 }
                 try marker.remove()
             }
         }
@@ -291,9 +304,21 @@ public final class LMDBEnvironment: @unchecked Sendable {
                 // > The transaction handle is freed. It and its cursors must not be used again
                 // > after this call
                 // This holds when commit fails too, so there is no abort after a failed commit.
+                let id = mdb_txn_id(handle)
                 try check(mdb_txn_commit(handle), "mdb_txn_commit")
+                countCommit(id)
             }
             return result
+        }
+    }
+
+    /// Counts the commit of write transaction `id` if it wrote anything: LMDB then made it the last
+    /// transaction, and (without `MDB_NOSYNC`) synced its data pages once in `mdb_txn_commit`.
+    private func countCommit(_ id: Int) {
+        guard let info = try? info(), info.me_last_txnid == id else { return }
+        counts.withLock { counts in
+            counts.commits += 1
+            if !defersSync { counts.syncs += 1 }
         }
     }
 

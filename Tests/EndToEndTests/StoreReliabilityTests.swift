@@ -159,14 +159,14 @@ struct StoreReliabilityTests {
         }
     }
 
-    /// With each commit synced before its answer, and with the syncs deferred (the answered entries are
-    /// then in the page cache only, which outlives the process).
-    @Test(arguments: ["0", "1s"])
-    func killNineDuringABurstOfMissesKeepsEveryAnsweredEntry(syncInterval: String) async throws {
+    /// With each commit synced before its answer (`store.durability: commit`), and with the syncs deferred
+    /// (the answered entries are then in the page cache only, which outlives the process).
+    @Test(arguments: ["commit", "deferred"])
+    func killNineDuringABurstOfMissesKeepsEveryAnsweredEntry(durability: String) async throws {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream { upstreamPort, _ in
                 let arguments = ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", dir.path + "/store"]
-                let environment = ["GEMCACHE_STORE_SYNC_INTERVAL": syncInterval]
+                let environment = ["GEMCACHE_STORE_DURABILITY": durability]
                 var answered: [(body: String, answer: String)] = []
                 // Three crashes in a row, each in the middle of 32 concurrent misses (answers spread over 2.5 s).
                 for round in 0..<3 {

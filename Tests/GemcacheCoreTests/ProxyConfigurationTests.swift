@@ -37,6 +37,7 @@ struct ProxyConfigurationTests {
         #expect(configuration.listen.host == "127.0.0.1")
         #expect(configuration.listen.port == 8080)
         #expect(configuration.store.maxSize == 4 << 30)
+        #expect(configuration.store.durability == .commit)
         #expect(configuration.store.syncInterval == .seconds(1))
         #expect(configuration.cache.normalize == .text)
         #expect(configuration.effectiveScope == .perKey)
@@ -53,13 +54,20 @@ struct ProxyConfigurationTests {
         #expect(configuration.cache.ttl.countTokens == .seconds(30 * 86400))
     }
 
+    /// `store.sync_interval: 0` synced every commit before `store.durability` existed; such a file still
+    /// loads, as durable commits.
+    @Test func aZeroSyncIntervalStillMeansDurableCommits() async throws {
+        let configuration = try await load(file: "store: {durability: deferred, sync_interval: 0}", environment: [:], overrides: [:])
+        #expect(configuration.store.durability == .commit)
+    }
+
     @Test func layersRiseFromFileToEnvironmentToFlags() async throws {
         let file = """
             listen: {host: 0.0.0.0, port: 9000}
             cache:
               default_ttl: 30m
               ttl: {embed: 7d}
-            store: {max_size: 256MiB, sync_interval: 0}
+            store: {max_size: 256MiB, durability: deferred, sync_interval: 5s}
             """
         let configuration = try await load(
             file: file,
@@ -71,7 +79,8 @@ struct ProxyConfigurationTests {
         #expect(configuration.cache.defaultTTL == .seconds(90))
         #expect(configuration.cache.ttl.embed == .seconds(7 * 86400))
         #expect(configuration.store.maxSize == 256 << 20)
-        #expect(configuration.store.syncInterval == .zero)
+        #expect(configuration.store.durability == .deferred)
+        #expect(configuration.store.syncInterval == .seconds(5))
     }
 
     /// SPEC §1: a kind's TTL is its `cache.ttl` entry, else `cache.default_ttl`, else the built-in one,
@@ -127,6 +136,7 @@ struct ProxyConfigurationTests {
         ("store: {max_size: 12 parsecs}", "store.max_size"),
         ("store: {on_corrupt: delete}", "store.on_corrupt"),
         ("store: {sync_interval: -1s}", "store.sync_interval"),
+        ("store: {durability: eventually}", "store.durability"),
         ("upstream: {url: ftp://example.com}", "upstream.url"),
         ("auth: {upstream_key_env: my key}", "auth.upstream_key_env"),
         ("limits: {models: {gemini-x: {rpm: lots}}}", "limits.models.gemini-x.rpm"),

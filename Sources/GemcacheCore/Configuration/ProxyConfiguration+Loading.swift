@@ -265,7 +265,12 @@ private let settings: [Setting] = [
     Setting(key: "store.path") { $0.store.path = try SettingValue.nonEmpty($1) },
     Setting(key: "store.max_size") { $0.store.maxSize = try SettingValue.size($1, minimum: 1 << 20) },
     Setting(key: "store.on_corrupt") { $0.store.onCorrupt = try SettingValue.choice($1) },
-    Setting(key: "store.sync_interval") { $0.store.syncInterval = try SettingValue.duration($1, positive: false) },
+    Setting(key: "store.durability") { $0.store.durability = try SettingValue.choice($1) },
+    // `sync_interval: 0` meant "sync every commit" before `durability` existed: it still does.
+    Setting(key: "store.sync_interval") { configuration, value in
+        let interval = try SettingValue.duration(value, positive: false)
+        if interval == .zero { configuration.store.durability = .commit } else { configuration.store.syncInterval = interval }
+    },
     Setting(key: "store.shared") { $0.store.shared = try SettingValue.optionalURL($1, schemes: ["postgres", "postgresql"]) },
     Setting(key: "cache.normalize") { $0.cache.normalize = try SettingValue.choice($1) },
     Setting(key: "cache.scope") { $0.cache.scope = try SettingValue.choice($1) },

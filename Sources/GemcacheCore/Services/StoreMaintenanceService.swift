@@ -5,7 +5,8 @@ public import ServiceLifecycle
 
 /// Keeps the store healthy while the proxy runs and closes it last: flushes counters every
 /// `flushInterval` (handing them on to the shared tier, when there is one), syncs commits that skipped
-/// the disk sync every `syncInterval` (`store.sync_interval`; when zero, only what killed processes left),
+/// the disk sync every `syncInterval` (`store.sync_interval` with `store.durability: deferred`; when zero,
+/// only what killed deferred processes left, checked every `flushInterval`),
 /// sweeps expired entries and clears stale reader slots every `sweepInterval`.
 public struct StoreMaintenanceService: Service {
     let store: CacheStore
