@@ -47,7 +47,7 @@ struct HitAnswer {
 
     /// A decoded entry's answer (HIT, COALESCED, or STALE with a negative `ttl`: how long ago it expired).
     static func response(_ entry: CacheEntry, key: CacheKey, now: Int64, outcome: CacheOutcome) -> Response {
-        var headers = HTTPFields(entry.headers.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
+        var headers = HTTPFields(pairs: entry.headers)
         headers[.age] = String(age(storedAt: entry.storedAt, now: now))
         headers[.gemcache] = outcome.rawValue
         headers[.gemcacheKey] = key.hex

@@ -59,3 +59,10 @@ struct ForwardedRequest {
         headers.filter { !EntryRecord.unstoredHeaderNames.contains($0.name.lowercased()) }
     }
 }
+
+extension HTTPFields {
+    /// Fields from stored or upstream `(name, value)` pairs, skipping any name HTTP would refuse.
+    init(pairs: [(name: String, value: String)]) {
+        self.init(pairs.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
+    }
+}

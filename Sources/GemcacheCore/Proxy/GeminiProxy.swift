@@ -301,7 +301,7 @@ public final class GeminiProxy: Sendable {
     /// An upstream answer's headers plus `X-Gemcache`, `X-Gemcache-Key` and `Cache-Status`.
     func forwardedHeaders(_ upstream: [(name: String, value: String)], outcome: CacheOutcome, status: Int, stored: Bool, key: CacheKey) -> HTTPFields
     {
-        var headers = HTTPFields(upstream.compactMap { pair in HTTPField.Name(pair.name).map { HTTPField(name: $0, value: pair.value) } })
+        var headers = HTTPFields(pairs: upstream)
         headers[.gemcache] = outcome.rawValue
         headers[.gemcacheKey] = key.hex
         let forward =
