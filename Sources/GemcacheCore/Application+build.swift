@@ -50,7 +50,10 @@ public func buildApplication(
     let sharedSettings = try configuration.store.shared.map { url throws(ConfigurationError) in
         try SharedTierSettings(url: url, environment: environment)
     }
-    let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger, now: clock)
+    var salvage: StartupSalvage?
+    let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger, now: clock) { movedAside in
+        salvage = await StartupSalvage.run(movedAside: movedAside, configuration: configuration, environment: environment, logger: logger)
+    }
     let shared = sharedSettings.map { SharedTier(settings: $0, logger: logger, now: clock) }
     if shared != nil && salt == nil && configuration.effectiveScope == .perKey {
         logger.warning(
@@ -60,7 +63,7 @@ public func buildApplication(
     }
     let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.upstreamKey(fingerprint, .upstreamRequests)) }
     let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress, transport: transport)
-    let ledger = Ledger(store: store, shared: shared, configuration: configuration, now: clock)
+    let ledger = Ledger(store: store, shared: shared, salvage: salvage, configuration: configuration, now: clock)
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
     let proxy = GeminiProxy(
         configuration: configuration,

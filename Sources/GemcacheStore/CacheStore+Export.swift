@@ -68,11 +68,12 @@ extension CacheStore {
     }
 
     /// Stores `entries` through the write lane (queued together, so they share commits).
+    /// - Parameter keepingNewer: Leave an entry the store holds with a later `storedAt` as it is.
     /// - Returns: How many were committed (the rest did not fit even after eviction).
-    func storeAll(_ entries: [(CacheKey, CacheEntry)]) async -> Int {
+    func storeAll(_ entries: [(CacheKey, CacheEntry)], keepingNewer: Bool = false) async -> Int {
         await withTaskGroup(of: Bool.self) { group in
             for (key, entry) in entries {
-                group.addTask { await self.store(entry, for: key) }
+                group.addTask { await self.submit(.put(entry, for: key, keepingNewer: keepingNewer)) }
             }
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
@@ -82,7 +83,7 @@ extension CacheStore {
 }
 
 /// How an export's scope salt relates to the salt of the store it is imported into.
-public enum ScopeSaltMatch: Sendable, Equatable {
+public enum ScopeSaltMatch: String, Sendable, Equatable, Codable {
     /// The same salt: per-key entries keep working.
     case matches
     /// The store was empty and took the export's salt.

@@ -8,23 +8,28 @@ extension CacheStore {
     ///
     /// A store that cannot be opened or is of another format is never deleted: with
     /// `on_corrupt: move_aside` it is renamed to `<path>.corrupt-<UTC time>` and an empty store is
-    /// created; with `fail` this throws. An existing store that other users may read or write is used,
-    /// with a warning naming its path and modes (``warnIfShared(_:logger:)``).
+    /// created; with `salvage` likewise, and `salvage` is called with the moved-aside folder before the
+    /// store is opened again (so that the salvaged store's scope salt can still be adopted); with `fail`
+    /// this throws. An existing store that other users may read or write is used, with a warning naming
+    /// its path and modes (``warnIfShared(_:logger:)``).
     /// - Parameters:
     ///   - scopeSalt: The salt from the environment, or nil to use (or create) the one kept in the store.
     ///   - now: Unix time in milliseconds; tests inject their own.
+    ///   - salvage: With `on_corrupt: salvage`, fills the store at `configuration.path` from the folder
+    ///     moved aside (it may create the store).
     public static func open(
         configuration: StoreConfiguration,
         scopeSalt: [UInt8]?,
         logger: Logger,
-        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
+        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock,
+        salvage: (_ movedAside: String) async -> Void = { _ in }
     ) async throws(StoreError) -> CacheStore {
         do {
             let store = try await openChecked(configuration: configuration, scopeSalt: scopeSalt, recoveredFrom: nil, logger: logger, now: now)
             warnIfShared(configuration.path, logger: logger)
             return store
         } catch let failure {
-            guard configuration.onCorrupt == .moveAside else {
+            guard configuration.onCorrupt != .fail else {
                 throw StoreError("store at \(configuration.path) cannot be opened (\(failure.reason)); store.on_corrupt is fail")
             }
             let stamp = Self.utcStamp(now())
@@ -40,6 +45,7 @@ extension CacheStore {
                 "store could not be opened; moved aside and starting empty",
                 metadata: ["store.path": "\(configuration.path)", "store.moved_to": "\(aside)", "store.reason": "\(failure.reason)"]
             )
+            if configuration.onCorrupt == .salvage { await salvage(aside) }
             do {
                 return try await openChecked(configuration: configuration, scopeSalt: scopeSalt, recoveredFrom: aside, logger: logger, now: now)
             } catch {

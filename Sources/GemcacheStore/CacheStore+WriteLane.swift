@@ -1,3 +1,4 @@
+import GemcacheKey
 import LMDBKit
 import Logging
 import Synchronization
@@ -6,12 +7,25 @@ import Synchronization
 /// (group commit); a full map evicts and retries.
 extension CacheStore {
     enum WriteOperation: Sendable {
-        case put(key: [UInt8], record: [UInt8], storedAt: Int64, expiresAt: Int64, alias: [UInt8]?)
+        /// `keepingNewer`: leave an entry stored later than `storedAt` as it is (a salvage of older copies).
+        case put(key: [UInt8], record: [UInt8], storedAt: Int64, expiresAt: Int64, alias: [UInt8]?, keepingNewer: Bool)
         case alias(rawKey: [UInt8], key: [UInt8])
         case addCounters([String: Int64])
         case setMeta(key: [UInt8], value: [UInt8])
         case setMetaIfAbsent(key: [UInt8], value: [UInt8])
         case deleteCounters(from: [UInt8], upTo: [UInt8])
+
+        /// Stores `entry` under `key`, and `alias` as a raw key of it.
+        static func put(_ entry: CacheEntry, for key: CacheKey, alias: [UInt8]? = nil, keepingNewer: Bool = false) -> WriteOperation {
+            .put(
+                key: key.bytes,
+                record: EntryRecord.encode(entry),
+                storedAt: entry.storedAt,
+                expiresAt: entry.expiresAt,
+                alias: alias,
+                keepingNewer: keepingNewer
+            )
+        }
 
         var isPut: Bool {
             if case .put = self { true } else { false }
@@ -96,9 +110,11 @@ extension CacheStore {
         try await environment.write { txn in
             for operation in operations {
                 switch operation {
-                case .put(let key, let record, let storedAt, let expiresAt, let alias):
+                case .put(let key, let record, let storedAt, let expiresAt, let alias, let keepingNewer):
+                    let old = try txn.withValue(entries, key: key, { EntryRecord.times($0) }) ?? nil
+                    if keepingNewer, let old, old.storedAt > storedAt { continue }
                     if let alias { try txn.put(aliases, key: alias, value: key) }
-                    if let old = try txn.withValue(entries, key: key, { EntryRecord.times($0) }), let old {
+                    if let old {
                         _ = try txn.delete(byExpiry, key: Self.indexKey(old.expiresAt, key))
                         _ = try txn.delete(byStored, key: Self.indexKey(old.storedAt, key))
                     }

@@ -127,7 +127,7 @@ public final class CacheStore: Sendable {
     /// - Returns: Whether it was committed (false when it could not fit even after eviction).
     @discardableResult
     public func store(_ entry: CacheEntry, for key: CacheKey, alias: [UInt8]? = nil) async -> Bool {
-        await submit(.put(key: key.bytes, record: EntryRecord.encode(entry), storedAt: entry.storedAt, expiresAt: entry.expiresAt, alias: alias))
+        await submit(.put(entry, for: key, alias: alias))
     }
 
     /// Records through the write lane that requests with the raw key `rawKey` have the cache key `key`.

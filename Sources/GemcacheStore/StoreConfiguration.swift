@@ -24,7 +24,11 @@ public struct StoreConfiguration: Sendable, Equatable {
 
     /// What to do with a store that cannot be opened.
     public enum OnCorrupt: String, Sendable, Equatable, CaseIterable {
+        /// Move it aside and start empty.
         case moveAside = "move_aside"
+        /// Refuse to start.
         case fail
+        /// Move it aside, then copy its intact entries into the empty store (``StoreSalvage``).
+        case salvage
     }
 }

@@ -149,9 +149,7 @@ public enum StoreTransfer {
                 continue
             }
             state.entries += 1
-            // Under another salt only shared entries can be found (and, if told so, those of unknown scope).
-            let findable = !saltDiffers || record.1.scope == .shared || (record.1.scope == nil && assumeShared)
-            if !findable {
+            if !isFindable(scope: record.1.scope, saltDiffers: saltDiffers, assumeShared: assumeShared) {
                 summary.skipped += 1
             } else {
                 batch.append(record)
@@ -162,6 +160,12 @@ public enum StoreTransfer {
         await flush()
         progress(state)
         return summary
+    }
+
+    /// Whether an entry of `scope` copied from another store can be found in this one: under another
+    /// salt only shared entries can (and, if told so, those of unknown scope).
+    static func isFindable(scope: CacheEntry.Scope?, saltDiffers: Bool, assumeShared: Bool) -> Bool {
+        !saltDiffers || scope == .shared || (scope == nil && assumeShared)
     }
 
     /// The entry of one export line, if a proxy may serve it.

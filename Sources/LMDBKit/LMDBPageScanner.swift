@@ -21,7 +21,10 @@ import Darwin
 /// - a value whose bytes were damaged is yielded with those bytes.
 ///
 /// It reads the 64-bit layout (`pgno_t` is 8 bytes) in this machine's byte order, as LMDB writes it.
-public enum LMDBPageScanner {
+///
+/// A scan may run in steps (``scan(pages:_:)``), so that a caller can do asynchronous work (store what
+/// it found) between them; ``scan(dataFile:_:)`` reads the whole file in one.
+public final class LMDBPageScanner {
     /// What a scan read, yielded and skipped.
     public struct Report: Sendable, Equatable {
         /// The page size the file was read with.
@@ -54,6 +57,34 @@ public enum LMDBPageScanner {
         case systemPageSize
     }
 
+    private var state: Scan
+
+    /// What the scan read, yielded and skipped so far.
+    public var report: Report { state.report }
+
+    /// Whether every page has been read.
+    public var isFinished: Bool { state.nextPage >= state.pageCount }
+
+    /// Opens the LMDB data file at `path` (`data.mdb`) read-only and finds its page size.
+    /// - Throws: an ``LMDBError`` with the `errno` when the file cannot be opened or sized.
+    public init(dataFile path: String) throws(LMDBError) {
+        state = Scan(file: try ReadOnlyFile(path: path))
+    }
+
+    deinit {
+        state.file.close()
+    }
+
+    /// Reads up to `pageLimit` more pages and calls `body` with each key/value pair found on them (and in
+    /// the overflow runs their nodes point to, wherever those are).
+    ///
+    /// Blocks on file reads: run it where blocking is allowed, in steps small enough not to matter.
+    /// - Parameter body: called with each pair; the buffers are valid only inside the call.
+    /// - Throws: whatever `body` throws.
+    public func scan(pages pageLimit: Int = .max, _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try state.run(pageLimit: pageLimit, body)
+    }
+
     /// Reads every leaf page of the LMDB data file at `path` and calls `body` with each key/value pair.
     ///
     /// Blocks on file reads: run it on a thread that may block.
@@ -67,11 +98,9 @@ public enum LMDBPageScanner {
         dataFile path: String,
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Void
     ) throws -> Report {
-        let file = try ReadOnlyFile(path: path)
-        defer { file.close() }
-        var scan = Scan(file: file)
-        try scan.run(body)
-        return scan.report
+        let scanner = try LMDBPageScanner(dataFile: path)
+        try scanner.scan(body)
+        return scanner.report
     }
 }
 
@@ -125,6 +154,12 @@ private struct Scan {
     let pageSize: Int
     let pageCount: Int
     var report: LMDBPageScanner.Report
+    /// The page ``run(pageLimit:_:)`` reads next.
+    var nextPage = 0
+    /// Pages before this one may be the body of an overflow run: value bytes, no header.
+    var overflowRunEnd = 0
+    /// The page being read, reused.
+    var page: [UInt8]
     /// The value of the overflow run being read, reused; never longer than the file.
     var overflowValue: [UInt8] = []
 
@@ -133,7 +168,9 @@ private struct Scan {
         self.file = file
         self.pageSize = pageSize
         self.pageCount = file.size / pageSize
+        self.page = [UInt8](repeating: 0, count: pageSize)
         self.report = LMDBPageScanner.Report(pageSize: pageSize, pageSizeSource: source)
+        if file.size % pageSize != 0 { report.damagedPages += 1 }  // the torn last page
     }
 
     /// Meta page 0 at offset 0; else meta page 1, at the offset equal to the page size it states;
@@ -157,17 +194,17 @@ private struct Scan {
         return (Int(sysconf(Int32(_SC_PAGESIZE))), .systemPageSize)
     }
 
-    mutating func run(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
-        if file.size % pageSize != 0 { report.damagedPages += 1 }  // the torn last page
-        var page = [UInt8](repeating: 0, count: pageSize)
-        // Pages before this one may be the body of an overflow run: value bytes, no header.
-        var overflowRunEnd = 0
-        for pgno in 0..<pageCount {
+    mutating func run(pageLimit: Int, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        let end = nextPage + min(pageLimit, pageCount - nextPage)
+        while nextPage < end {
+            let pgno = nextPage
+            nextPage += 1
             guard file.read(into: &page, at: pgno * pageSize) else {
                 report.damagedPages += 1
                 continue
             }
             report.pagesRead += 1
+            let page = page  // read while `self` is mutated
             try page.withUnsafeBytes { page in
                 let flags = page.value(UInt16.self, at: Layout.flagsOffset)
                 // Every page header carries its own number (mdb_page_alloc sets mp_pgno): a page of
@@ -189,7 +226,7 @@ private struct Scan {
     }
 
     /// Yields the pairs of a leaf page.
-    mutating func readLeaf(_ page: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+    mutating func readLeaf(_ page: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) rethrows {
         let lower = Int(page.value(UInt16.self, at: Layout.lowerOffset))
         let upper = Int(page.value(UInt16.self, at: Layout.upperOffset))
         // mp_lower ends the node offsets (mp_ptrs), mp_upper starts the nodes, which run to the page's end.
@@ -273,11 +310,14 @@ private struct ReadOnlyFile {
     init(path: String) throws(LMDBError) {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw LMDBError(code: errno, operation: "open(\(path))") }
-        let end = lseek(descriptor, 0, SEEK_END)
+        // A folder opens too, and may state any size (a hash-indexed one on ext4, 2^63 - 1): a read
+        // tells it from a file before its size counts.
+        var first: UInt8 = 0
+        let end = pread(descriptor, &first, 1, 0) < 0 ? -1 : lseek(descriptor, 0, SEEK_END)
         guard end >= 0 else {
             let failure = errno
             closeDescriptor(descriptor)
-            throw LMDBError(code: failure, operation: "lseek(\(path))")
+            throw LMDBError(code: failure, operation: "read(\(path))")
         }
         self.descriptor = descriptor
         self.size = Int(end)

@@ -15,7 +15,9 @@ import UnixSignals
 struct Gemcache: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A caching reverse proxy for the Google Gemini API.",
-        subcommands: [Serve.self, MockUpstream.self, StatsCommand.self, PurgeCommand.self, ExportCommand.self, ImportCommand.self],
+        subcommands: [
+            Serve.self, MockUpstream.self, StatsCommand.self, PurgeCommand.self, ExportCommand.self, ImportCommand.self, SalvageCommand.self,
+        ],
         defaultSubcommand: Serve.self
     )
 }

@@ -200,6 +200,16 @@ struct PageScannerTests {
             try LMDBPageScanner.scan(dataFile: makeTemporaryPath()) { _, _ in }
         }
     }
+
+    /// A folder opens like a file and may state any size; it is refused, not read as 2^51 pages.
+    @Test func aFolderInPlaceOfTheFileThrows() throws {
+        let folder = makeTemporaryPath()
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        #expect(throws: LMDBError(code: EISDIR, operation: "")) {
+            try LMDBPageScanner.scan(dataFile: folder) { _, _ in }
+        }
+    }
 }
 
 // MARK: - Fixtures

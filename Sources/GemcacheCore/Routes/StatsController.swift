@@ -39,6 +39,7 @@ struct StatsController<Context: RequestContext> {
             body["store"] = "recovered"
             body["moved_to"] = aside
         }
+        if let salvage = ledger.salvage { body["salvage"] = salvage.json }
         // A degraded shared tier is reported, not fatal: the instance serves from its store and upstream.
         if let shared = ledger.shared?.status {
             body["shared"] = shared.healthy ? "ok" : "degraded"

@@ -52,6 +52,8 @@ public final class Ledger: Sendable {
     let store: CacheStore
     /// With a shared tier, the counters of every instance are read from it (while it is healthy).
     let shared: SharedTier?
+    /// What `store.on_corrupt: salvage` did at start-up, if it ran.
+    let salvage: StartupSalvage?
     /// Free-tier limits by model (`limits.models`); a model missing here has unknown limits.
     let limits: [String: ProxyConfiguration.ModelLimits]
     /// USD per million tokens by model (`prices`).
@@ -72,16 +74,19 @@ public final class Ledger: Sendable {
     /// - Parameters:
     ///   - store: Where the counters live.
     ///   - shared: The shared tier, which sums the counters of every instance.
+    ///   - salvage: What `store.on_corrupt: salvage` did at start-up, for the stats.
     ///   - configuration: Supplies `limits.models` and `prices`.
     ///   - now: Unix time in milliseconds; tests inject their own.
     public init(
         store: CacheStore,
         shared: SharedTier? = nil,
+        salvage: StartupSalvage? = nil,
         configuration: ProxyConfiguration,
         now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.store = store
         self.shared = shared
+        self.salvage = salvage
         self.limits = configuration.limits.models
         self.prices = configuration.prices
         self.now = now

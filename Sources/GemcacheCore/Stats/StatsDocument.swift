@@ -13,6 +13,8 @@ public struct StatsDocument: Sendable {
     public var entries: Int
     public var storeBytes: Int
     public var storeRecoveredFrom: String?
+    /// What `store.on_corrupt: salvage` did at start-up, if it ran.
+    public var storeSalvage: StartupSalvage?
     public var quotaDay: QuotaDay
     /// Per model, by id.
     public var models: [String: ModelStats]
@@ -99,6 +101,7 @@ public struct StatsDocument: Sendable {
             "entries": entries,
             "store_bytes": storeBytes,
             "store_recovered_from": storeRecoveredFrom ?? NSNull(),
+            "store_salvage": storeSalvage?.json ?? NSNull(),
             "quota_day": quotaDay.id,
             "quota_day_resets_at": Self.timestamp(quotaDay.resetsAt),
             "models": models.mapValues(\.json),
@@ -199,6 +202,7 @@ extension Ledger {
             entries: try await store.entryCount(),
             storeBytes: store.storeBytes,
             storeRecoveredFrom: store.recoveredFrom,
+            storeSalvage: salvage,
             quotaDay: day,
             models: models,
             upstreamKeys: upstreamKeys,
