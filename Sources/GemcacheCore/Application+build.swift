@@ -54,7 +54,9 @@ public func buildApplication(
     let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: salt, logger: logger, now: clock) { movedAside in
         salvage = await StartupSalvage.run(movedAside: movedAside, configuration: configuration, environment: environment, logger: logger)
     }
-    let shared = sharedSettings.map { SharedTier(settings: $0, logger: logger, now: clock) }
+    let shared = sharedSettings.map {
+        SharedTier(settings: $0, logger: logger, now: clock) { key in store.noteDamagedRecord(key, in: "shared tier") }
+    }
     if shared != nil && salt == nil && configuration.effectiveScope == .perKey {
         logger.warning(
             "store.shared with per-key scope and no \(configuration.cache.scopeSaltEnv): this instance's salt is its own, so other instances never answer its clients",

@@ -105,20 +105,21 @@ public final class CacheStore: Sendable {
         }
         switch read {
         case .success(let entry): return entry
-        case .failure(.checksum): noteDamaged(key)
+        case .failure(.checksum): noteDamagedRecord(key, in: "store")
         case .failure, nil: break
         }
         return nil
     }
 
-    /// Counts and logs `key`'s damaged record the first time this process reads it (a miss reads it
-    /// twice: before and inside its flight).
-    private func noteDamaged(_ key: CacheKey) {
+    /// Counts (``Counter/damaged``) and logs `key`'s record that failed its checksum in `tier` (`store`,
+    /// `shared tier`) the first time this process reads it (a miss reads it twice: before and inside its
+    /// flight).
+    package func noteDamagedRecord(_ key: CacheKey, in tier: String) {
         guard damagedKeysLogged.withLock({ $0.insert(key).inserted }) else { return }
         increment(Counter.total(.damaged))
         logger.warning(
-            "stored record failed its checksum (damaged on disk): served as a miss, replaced by the next answer",
-            metadata: ["store.key": "\(key.hex)"]
+            "stored record failed its checksum (damaged): served as a miss, replaced by the next answer",
+            metadata: ["store.key": "\(key.hex)", "store.tier": "\(tier)"]
         )
     }
 

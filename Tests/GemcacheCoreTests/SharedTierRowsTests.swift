@@ -1,7 +1,9 @@
 import Foundation
 import GemcacheKey
 import GemcacheTestSupport
+import NIOCore
 import PostgresNIO
+import Synchronization
 import Testing
 
 @testable import GemcacheCore
@@ -34,7 +36,10 @@ struct SharedTierRowsTests {
 
     @Test func damagedRowsAreMissesAndPoisonedCountersSaturate() async throws {
         try await withPostgres { postgres in
-            let tier = SharedTier(settings: try SharedTierSettings(url: postgres.url, environment: [:]), logger: quietLogger, now: { Self.now })
+            let damagedKeys = Mutex<[CacheKey]>([])
+            let tier = SharedTier(settings: try SharedTierSettings(url: postgres.url, environment: [:]), logger: quietLogger, now: { Self.now }) {
+                key in damagedKeys.withLock { $0.append(key) }
+            }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await tier.run() }
 
@@ -62,6 +67,20 @@ struct SharedTierRowsTests {
                 let good = CacheKey(bytes: Digest.sha256(Array("good".utf8)))!
                 #expect(try await Self.healthy(tier) { await tier.store(RecordSamples.entry, for: good) })
                 #expect(try await Self.healthy(tier) { await tier.lookup(good) } == RecordSamples.entry)
+                #expect(damagedKeys.withLock { $0 }.isEmpty, "records that fail validation are not damaged bytes")
+
+                // One bit of the good row's body flipped in PostgreSQL: a miss on every read, reported as damaged.
+                try await Self.healthy(tier) {
+                    _ = try await tier.client.query(
+                        """
+                        UPDATE gemcache_entries SET record = set_byte(record, length(record) - 2, get_byte(record, length(record) - 2) # 1)
+                        WHERE key = \(ByteBuffer(bytes: good.bytes))
+                        """
+                    )
+                }
+                #expect(try await Self.healthy(tier) { await tier.lookup(good) } == nil)
+                #expect(try await Self.healthy(tier) { await tier.awaitEntry(good, until: .now + .seconds(30)) } == nil)
+                #expect(damagedKeys.withLock { $0 } == [good, good])
 
                 // Counters an older build left in the tier: at Int64's top and wrapped below zero.
                 try await Self.healthy(tier) {

@@ -50,6 +50,11 @@ public final class PostgresServer: Sendable {
         try? FileManager.default.removeItem(atPath: dataDirectory)
     }
 
+    /// Runs one SQL statement with `psql` as the role `gemcache` (tests that change rows behind the proxy's back).
+    public func execute(_ sql: String) async throws {
+        try await run("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "gemcache", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql])
+    }
+
     /// Runs a PostgreSQL program to its end, as `postgres` when root; throws with its output on failure.
     ///
     /// Spawned directly rather than with Foundation's `Process`, which never saw `pg_ctl start` end (the

@@ -43,7 +43,7 @@ extension SharedTier {
             return (nil, nil)
         }
         guard let (record, won) = outcome else { return .unavailable }
-        if let entry = record?.withUnsafeReadableBytes({ EntryRecord.decode($0) }) {
+        if let entry = record.flatMap({ self.entry($0, for: key) }) {
             state.withLock { $0.hits += 1 }
             return .found(entry)
         }
@@ -79,7 +79,7 @@ extension SharedTier {
             let (record, claimed) = found
             if let record {
                 state.withLock { $0.hits += 1 }
-                return record.withUnsafeReadableBytes { EntryRecord.decode($0) }
+                return entry(record, for: key)
             }
             if !claimed { return nil }
             try? await Task.sleep(for: Self.claimPollInterval)

@@ -25,6 +25,8 @@ public final class SharedTier: Sendable {
     let target: String
     let logger: Logger
     let now: @Sendable () -> Int64
+    /// Called with the key of a row whose record fails its checksum (damaged in PostgreSQL or on the way).
+    let onDamagedRecord: @Sendable (CacheKey) -> Void
     let state = Mutex(State())
 
     struct State {
@@ -37,11 +39,17 @@ public final class SharedTier: Sendable {
         var failures = 0
     }
 
-    init(settings: SharedTierSettings, logger: Logger, now: @escaping @Sendable () -> Int64 = CacheStore.wallClock) {
+    init(
+        settings: SharedTierSettings,
+        logger: Logger,
+        now: @escaping @Sendable () -> Int64 = CacheStore.wallClock,
+        onDamagedRecord: @escaping @Sendable (CacheKey) -> Void = { _ in }
+    ) {
         self.client = PostgresClient(configuration: settings.client, backgroundLogger: logger)
         self.target = settings.displayName
         self.logger = logger
         self.now = now
+        self.onDamagedRecord = onDamagedRecord
     }
 
     /// What stats and `/healthz` say about the tier.
@@ -74,12 +82,26 @@ public final class SharedTier: Sendable {
             await perform("lookup") { client in
                 let rows = try await client.query("SELECT record FROM gemcache_entries WHERE key = \(keyBytes) AND expires_at > \(time)")
                 for try await record in rows.decode(ByteBuffer.self) {
-                    return record.withUnsafeReadableBytes { EntryRecord.decode($0) }
+                    return self.entry(record, for: key)
                 }
                 return nil
             } ?? nil
         if entry != nil { state.withLock { $0.hits += 1 } }
         return entry
+    }
+
+    /// The entry a row's `record` holds, if it validates; a record that fails its checksum is reported
+    /// to ``onDamagedRecord`` (the stats' `damaged`), and the fresh answer a miss stores replaces it.
+    func entry(_ record: ByteBuffer, for key: CacheKey) -> CacheEntry? {
+        let read = record.withUnsafeReadableBytes { bytes -> Result<CacheEntry, RecordProblem> in
+            do throws(RecordProblem) { return .success(try EntryRecord(bytes).entry) } catch { return .failure(error) }
+        }
+        switch read {
+        case .success(let entry): return entry
+        case .failure(.checksum): onDamagedRecord(key)
+        case .failure: break
+        }
+        return nil
     }
 
     /// Writes `entry` under `key` (replacing an older one). Returns whether it was written.
