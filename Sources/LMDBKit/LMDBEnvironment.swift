@@ -72,6 +72,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ) throws {
         let marker = UnsyncedMarker(directory: path)
         if marker.wasLeftByEarlierBoot { throw UnsyncedCommitsLost(path: marker.path) }
+        try MetaPage.requireWholeFile(path + "/data.mdb")
         // Only the owner may read what is stored (a cache holds answers to other people's prompts):
         // the folder is created 0700 and LMDB creates its files 0600 (modes of existing ones are kept).
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

@@ -107,7 +107,7 @@ public final class LMDBPageScanner {
 // MARK: - Page layout
 
 /// The on-disk layout, from LMDB 0.9.x's `mdb.c` (64-bit: `pgno_t` is `size_t`).
-private enum Layout {
+enum Layout {
     /// `PAGEHDRSZ`, `offsetof(MDB_page, mp_ptrs)`: `mp_pgno` (8 bytes), `mp_pad` (2), `mp_flags` (2),
     /// then `mp_lower` and `mp_upper` (2 each), or in their place `mp_pages` (4) on overflow pages.
     static let pageHeaderSize = 16
@@ -141,6 +141,10 @@ private enum Layout {
     static let magicOffset = pageHeaderSize
     static let versionOffset = pageHeaderSize + 4
     static let pageSizeOffset = pageHeaderSize + 24
+    /// `mm_last_pg` and `mm_txnid` follow `mm_dbs[2]` (48 bytes each: `md_pad`, `md_flags`, `md_depth`,
+    /// then four `pgno_t`/`size_t` counts and `md_root`).
+    static let lastPageOffset = pageSizeOffset + 2 * 48
+    static let transactionOffset = lastPageOffset + 8
     static let magic: UInt32 = 0xBEEF_C0DE  // MDB_MAGIC
     static let dataVersion: UInt32 = 1  // MDB_DATA_VERSION
     /// Page sizes a meta page may state: powers of two up to `MAX_PAGESIZE` (0x10000 with MDB_DEVEL).
@@ -173,24 +177,10 @@ private struct Scan {
         if file.size % pageSize != 0 { report.damagedPages += 1 }  // the torn last page
     }
 
-    /// Meta page 0 at offset 0; else meta page 1, at the offset equal to the page size it states;
-    /// else the system's page size.
+    /// The page size meta page 0 states; else meta page 1's; else the system's page size.
     static func pageSize(of file: ReadOnlyFile) -> (Int, LMDBPageScanner.PageSizeSource) {
-        var header = [UInt8](repeating: 0, count: Layout.pageSizeOffset + 4)
-        func statedPageSize(pgno: Int, at offset: Int) -> Int? {
-            guard file.read(into: &header, at: offset) else { return nil }
-            return header.withUnsafeBytes { bytes in
-                guard bytes.value(Int.self, at: Layout.pgnoOffset) == pgno,
-                    bytes.value(UInt16.self, at: Layout.flagsOffset) == Layout.meta,
-                    bytes.value(UInt32.self, at: Layout.magicOffset) == Layout.magic,
-                    bytes.value(UInt32.self, at: Layout.versionOffset) == Layout.dataVersion
-                else { return nil }
-                let size = Int(bytes.value(UInt32.self, at: Layout.pageSizeOffset))
-                return Layout.pageSizes.contains(size) ? size : nil
-            }
-        }
-        if let size = statedPageSize(pgno: 0, at: 0) { return (size, .metaPage(0)) }
-        for size in Layout.pageSizes where statedPageSize(pgno: 1, at: size) == size { return (size, .metaPage(1)) }
+        if let meta = MetaPage(file, number: 0) { return (meta.pageSize, .metaPage(0)) }
+        if let meta = MetaPage(file, number: 1) { return (meta.pageSize, .metaPage(1)) }
         return (Int(sysconf(Int32(_SC_PAGESIZE))), .systemPageSize)
     }
 
@@ -302,7 +292,7 @@ private struct Scan {
 // MARK: - File
 
 /// A file opened read-only, read with `pread`.
-private struct ReadOnlyFile {
+struct ReadOnlyFile {
     let descriptor: Int32
     /// The size in bytes when opened.
     let size: Int
@@ -353,7 +343,7 @@ private func closeDescriptor(_ descriptor: Int32) {
 extension UnsafeRawBufferPointer {
     /// The integer at `offset`, in this machine's byte order; `offset` need not be aligned (offsets
     /// come from the file) but must leave room for it.
-    fileprivate func value<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+    func value<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
         loadUnaligned(fromByteOffset: offset, as: T.self)
     }
 }

@@ -289,6 +289,24 @@ struct StoreReliabilityTests {
         }
     }
 
+    /// A data file cut short (a full disk, a bad copy): liblmdb would map it and stop the process with
+    /// SIGBUS on the first page past its end; the open refuses it instead.
+    @Test func aDataFileCutShortIsMovedAsideThroughTheBinary() async throws {
+        try await withTemporaryDirectory { dir in
+            try await expectMovedAside(dir, file: "data.mdb") { store in
+                let environment = try LMDBEnvironment(path: store, mapSize: 64 << 20, maxDatabases: 8)
+                let entries = try environment.openDatabase("entries", create: true)
+                try await environment.write { txn in
+                    for index in 0..<400 { try txn.put(entries, key: Array("entry \(index)".utf8), value: [UInt8](repeating: 7, count: 100)) }
+                }
+                environment.close()
+                let file = URL(fileURLWithPath: store + "/data.mdb")
+                let bytes = try Data(contentsOf: file)
+                try bytes.prefix(bytes.count - 2 * 4096).write(to: file)
+            }
+        }
+    }
+
     @Test func aStoreOfAnotherFormatVersionIsMovedAsideThroughTheBinary() async throws {
         try await withTemporaryDirectory { dir in
             try await expectMovedAside(dir, file: "data.mdb") { store in

@@ -21,6 +21,26 @@ struct EnvironmentTests {
         #expect(try await env.read { try $0.get(db, key: bytes("k")) } == bytes("persisted"))
     }
 
+    /// liblmdb maps the file and trusts its meta page: reading a page past the end of a file cut short
+    /// would stop the process with SIGBUS. The open refuses such a file instead, as corrupt.
+    @Test func aDataFileCutShortIsRefusedAtOpen() async throws {
+        let path = makeTemporaryPath()
+        defer { removeDirectory(path) }
+        do {
+            let env = try LMDBEnvironment(path: path, mapSize: 4 << 20)
+            let db = try env.openDatabase("main", create: true)
+            try await env.write { txn in
+                for i in 0..<400 { try txn.put(db, key: key(i), value: [UInt8](repeating: UInt8(i % 256), count: 100)) }
+            }
+            env.close()
+        }
+        let file = URL(fileURLWithPath: path + "/data.mdb")
+        let bytes = try Data(contentsOf: file)
+        #expect(bytes.count >= 8 * 4096)
+        try bytes.prefix(bytes.count - 2 * 4096).write(to: file)
+        #expect(throws: LMDBError.corrupted) { _ = try LMDBEnvironment(path: path, mapSize: 4 << 20) }
+    }
+
     @Test func openingMissingDatabaseWithoutCreateFails() async throws {
         try await withTestEnvironment { env, _ in
             #expect(throws: LMDBError(code: -30798, operation: "")) {  // -30798: MDB_NOTFOUND
