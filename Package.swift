@@ -152,12 +152,12 @@ let package = Package(
         ),
         .testTarget(
             name: "LMDBKitTests",
-            dependencies: ["LMDBKit"],
+            dependencies: ["LMDBKit", "GemcacheTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GemcacheKeyTests",
-            dependencies: ["GemcacheKey"],
+            dependencies: ["GemcacheKey", "GemcacheTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

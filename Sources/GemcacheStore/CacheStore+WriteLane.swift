@@ -104,6 +104,12 @@ extension CacheStore {
         return operations.map { !$0.isPut && committed }
     }
 
+    /// Calls `observer` after each commit of the write lane, on the lane, before the commit's writers
+    /// learn it is done: what the data file holds then is what a crash after that point can find.
+    package func observeCommits(_ observer: @escaping @Sendable () -> Void) {
+        commitObserver.withLock { $0 = observer }
+    }
+
     private func apply(_ operations: [WriteOperation]) async throws {
         let (entries, byExpiry, byStored, counters, meta) = (self.entries, self.byExpiry, self.byStored, self.counters, self.meta)
         let aliases = self.aliases
@@ -144,6 +150,7 @@ extension CacheStore {
                 }
             }
         }
+        commitObserver.withLock { $0 }?()
     }
 
     /// Runs `write` and, while it fails with MDB_MAP_FULL, again after short pauses. LMDB reuses pages

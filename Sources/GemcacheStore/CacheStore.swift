@@ -41,6 +41,8 @@ public final class CacheStore: Sendable {
     let counterBuffer = Mutex(CounterBuffer())
     /// The keys whose damaged record this process has logged (each once).
     let damagedKeysLogged = Mutex(Set<CacheKey>())
+    /// Called after each commit of the write lane, before its writers learn it is done (crash-image tests).
+    let commitObserver = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(
         environment: LMDBEnvironment,
