@@ -101,9 +101,7 @@ public final class CacheStore: Sendable {
     /// records: it leaves their requests to the slow path, whose lookup here counts them.
     public func lookup(_ key: CacheKey) throws -> CacheEntry? {
         let read = try environment.withReadTransaction { txn in
-            try txn.withValue(entries, key: key.bytes) { bytes -> Result<CacheEntry, RecordProblem> in
-                do throws(RecordProblem) { return .success(try EntryRecord(bytes).entry) } catch { return .failure(error) }
-            }
+            try txn.withValue(entries, key: key.bytes) { EntryRecord.read($0) }
         }
         switch read {
         case .success(let entry): return entry

@@ -207,6 +207,12 @@ extension EntryRecord {
         (try? EntryRecord(bytes))?.entry
     }
 
+    /// The entry `bytes` hold, or why they hold none: a reader that counts damaged records tells
+    /// ``RecordProblem/checksum`` from the other faults.
+    package static func read(_ bytes: UnsafeRawBufferPointer) -> Result<CacheEntry, RecordProblem> {
+        do throws(RecordProblem) { return .success(try EntryRecord(bytes).entry) } catch { return .failure(error) }
+    }
+
     /// The times of a record without decoding or validating the rest (for index upkeep, which must find
     /// the index rows of any record, valid or not).
     static func times(_ bytes: UnsafeRawBufferPointer) -> (storedAt: Int64, expiresAt: Int64)? {

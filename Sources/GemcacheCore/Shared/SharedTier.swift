@@ -93,10 +93,7 @@ public final class SharedTier: Sendable {
     /// The entry a row's `record` holds, if it validates; a record that fails its checksum is reported
     /// to ``onDamagedRecord`` (the stats' `damaged`), and the fresh answer a miss stores replaces it.
     func entry(_ record: ByteBuffer, for key: CacheKey) -> CacheEntry? {
-        let read = record.withUnsafeReadableBytes { bytes -> Result<CacheEntry, RecordProblem> in
-            do throws(RecordProblem) { return .success(try EntryRecord(bytes).entry) } catch { return .failure(error) }
-        }
-        switch read {
+        switch record.withUnsafeReadableBytes({ EntryRecord.read($0) }) {
         case .success(let entry): return entry
         case .failure(.checksum): onDamagedRecord(key)
         case .failure: break
