@@ -181,7 +181,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// thread switch there and one back to each waiter, where a task awaiting ``write(_:)`` adds a
     /// switch to that task and one from it. After ``close()`` the job still runs, on some other
     /// thread, and every write in it throws ``LMDBError/environmentClosed``.
-    public func onWriterThread(_ job: @escaping @Sendable (borrowing LMDBWriter) -> Void) {
+    package func onWriterThread(_ job: @escaping @Sendable (borrowing LMDBWriter) -> Void) {
         // A pool that is shut down runs the job at once, on the caller's thread, and a job queued when
         // it shuts down on a Dispatch queue: the environment is closed by then, so the job never
         // reaches LMDB (`withOpenHandle`).
@@ -366,12 +366,12 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
 /// The writer thread's write transactions, lent to a ``LMDBEnvironment/onWriterThread(_:)`` job for its
 /// duration (it cannot outlive the job, so no other thread ever writes with it).
-public struct LMDBWriter: ~Copyable {
+package struct LMDBWriter: ~Copyable {
     fileprivate let environment: LMDBEnvironment
 
     /// Runs `body` in a write transaction on the writer thread, as ``LMDBEnvironment/write(_:)`` does:
     /// commits when `body` returns, aborts when it throws.
-    public func write<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
+    package func write<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
         try environment.withTransaction(readOnly: false, body)
     }
 }
