@@ -27,26 +27,26 @@ extension CacheStore {
     private static let evictionStep = 16
 
     /// Deletes expired entries, then the oldest-stored `fraction` of the rest, ``evictionStep`` per
-    /// transaction. Returns how many went.
-    func evict(fraction: Double) async throws -> Int {
+    /// transaction, with the write lane's `writer`. Returns how many went.
+    func evict(fraction: Double, _ writer: borrowing LMDBWriter) throws -> Int {
         let (entries, byExpiry, byStored) = (self.entries, self.byExpiry, self.byStored)
         let cutoff = now()
         let step = Self.evictionStep
         var expired = 0
         while true {
-            let deleted = try await waitingForReaders {
-                try await environment.write { txn in
+            let deleted = try waitingForReaders {
+                try writer.write { txn in
                     try Self.deleteExpired(txn, entries: entries, byExpiry: byExpiry, byStored: byStored, cutoff: cutoff, limit: step)
                 }
             }
             expired += deleted
             if deleted < step { break }
         }
-        let quota = max(1, Int(Double(try await entryCount()) * fraction))
+        let quota = max(1, Int(Double(try environment.entryCount(entries)) * fraction))
         var oldest = 0
         while oldest < quota {
-            let deleted = try await waitingForReaders { [oldest] in
-                try await environment.write { txn in
+            let deleted = try waitingForReaders { [oldest] in
+                try writer.write { txn in
                     try txn.deleteInOrder(of: byStored, keeping: byExpiry, time: \.expiresAt, entries: entries) { _, deleted in
                         deleted < min(step, quota - oldest)
                     }

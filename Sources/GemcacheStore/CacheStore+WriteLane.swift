@@ -3,8 +3,14 @@ import LMDBKit
 import Logging
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The write lane: every write is queued and committed with whatever else is queued, in one transaction
-/// (group commit); a full map evicts and retries.
+/// (group commit) on LMDB's writer thread, which answers the writers itself; a full map evicts and retries.
 extension CacheStore {
     enum WriteOperation: Sendable {
         /// `keepingNewer`: leave an entry stored later than `storedAt` as it is (a salvage of older copies).
@@ -37,6 +43,8 @@ extension CacheStore {
         var draining = false
     }
 
+    /// Queues `operation` and waits for its commit: the writer thread commits it and resumes the caller
+    /// itself, one thread switch there and one back.
     func submit(_ operation: WriteOperation) async -> Bool {
         await withCheckedContinuation { continuation in
             let startDrain = queue.withLock { queue in
@@ -45,25 +53,28 @@ extension CacheStore {
                 queue.draining = true
                 return true
             }
-            if startDrain {
-                Task { await self.drain() }
-            }
+            if startDrain { self.startDrain() }
         }
     }
 
-    /// Commits everything queued, batch after batch, until the queue is empty.
-    func drain() async {
-        while true {
-            let batch = queue.withLock { queue in
+    /// Has the writer thread commit everything queued as one batch and answer its writers. Writes queued
+    /// meanwhile make the next batch, in a job of its own behind any other work waiting for the writer
+    /// thread (a sweep, a deferred sync), so a storm of misses does not hold that work off.
+    func startDrain() {
+        environment.onWriterThread { writer in
+            let batch = self.queue.withLock { queue in
                 defer { queue.waiting.removeAll(keepingCapacity: true) }
-                if queue.waiting.isEmpty { queue.draining = false }
                 return queue.waiting
             }
-            if batch.isEmpty { return }
-            let results = await commit(batch.map(\.0))
+            let results = self.commit(batch.map(\.0), writer)
             for (index, (_, continuation)) in batch.enumerated() {
                 continuation.resume(returning: results[index])
             }
+            let more = self.queue.withLock { queue in
+                queue.draining = !queue.waiting.isEmpty
+                return queue.draining
+            }
+            if more { self.startDrain() }
         }
     }
 
@@ -72,12 +83,12 @@ extension CacheStore {
     /// Eviction starts before the map is full: LMDB copies every page a transaction changes, deletions
     /// included, so a map without free pages cannot even delete (`mdb_del` fails with MDB_MAP_FULL)
     /// and would stop storing for good. ``evictionReserve`` bytes are kept free for evicting.
-    private func commit(_ operations: [WriteOperation]) async -> [Bool] {
+    private func commit(_ operations: [WriteOperation], _ writer: borrowing LMDBWriter) -> [Bool] {
         let nearlyFull = operations.contains(where: \.isPut) && (try? environment.freeBytes).map { $0 < evictionReserve } == true
         for evictFraction in nearlyFull ? [0.1, 0.3] : [0.0, 0.1, 0.3] {
             if evictFraction > 0 {
                 do {
-                    let evicted = try await evict(fraction: evictFraction)
+                    let evicted = try evict(fraction: evictFraction, writer)
                     increment(Counter.total(.evictions), by: Int64(evicted))
                     logger.warning("store full: evicted entries", metadata: ["store.evicted": "\(evicted)"])
                 } catch {
@@ -86,9 +97,9 @@ extension CacheStore {
             }
             do {
                 if evictFraction > 0 {
-                    try await waitingForReaders { try await self.apply(operations) }
+                    try waitingForReaders { try apply(operations, writer) }
                 } else {
-                    try await apply(operations)
+                    try apply(operations, writer)
                 }
                 return Array(repeating: true, count: operations.count)
             } catch let error as LMDBError where error == .mapFull {
@@ -99,21 +110,21 @@ extension CacheStore {
             }
         }
         let withoutPuts = operations.filter { !$0.isPut }
-        let committed = (try? await apply(withoutPuts)) != nil
+        let committed = (try? apply(withoutPuts, writer)) != nil
         logger.warning("store full: answers not stored", metadata: ["store.dropped": "\(operations.count - withoutPuts.count)"])
         return operations.map { !$0.isPut && committed }
     }
 
-    /// Calls `observer` after each commit of the write lane, on the lane, before the commit's writers
-    /// learn it is done: what the data file holds then is what a crash after that point can find.
+    /// Calls `observer` after each commit of the write lane, on the writer thread, before the commit's
+    /// writers learn it is done: what the data file holds then is what a crash after that point can find.
     package func observeCommits(_ observer: @escaping @Sendable () -> Void) {
         commitObserver.withLock { $0 = observer }
     }
 
-    private func apply(_ operations: [WriteOperation]) async throws {
+    private func apply(_ operations: [WriteOperation], _ writer: borrowing LMDBWriter) throws {
         let (entries, byExpiry, byStored, counters, meta) = (self.entries, self.byExpiry, self.byStored, self.counters, self.meta)
         let aliases = self.aliases
-        try await environment.write { txn in
+        try writer.write { txn in
             for operation in operations {
                 switch operation {
                 case .put(let key, let record, let storedAt, let expiresAt, let alias, let keepingNewer):
@@ -157,18 +168,19 @@ extension CacheStore {
     /// freed by a commit only once no read transaction still sees an older snapshot; lookups under a
     /// miss storm hold such snapshots for a moment, longer on a loaded machine. Without the pauses the
     /// pages just evicted (or the free list an eviction needs to delete at all) stay out of reach and
-    /// answers are dropped (seen in StoreReliabilityTests on a busy CI machine).
-    func waitingForReaders<R>(_ write: () async throws -> R) async throws -> R {
+    /// answers are dropped (seen in StoreReliabilityTests on a busy CI machine). The pauses hold the
+    /// writer thread, and every other write with it, for 130 ms at most, and only when the map is full.
+    func waitingForReaders<R>(_ write: () throws -> R) throws -> R {
         for pause in Self.readerPauses {
             do {
-                return try await write()
+                return try write()
             } catch let error as LMDBError where error == .mapFull {
-                try? await Task.sleep(for: pause)
+                usleep(pause)
             }
         }
-        return try await write()
+        return try write()
     }
 
-    /// The pauses of ``waitingForReaders(_:)`` before each retry.
-    private static let readerPauses: [Duration] = [.milliseconds(5), .milliseconds(25), .milliseconds(100)]
+    /// The pauses of ``waitingForReaders(_:)`` before each retry, in microseconds.
+    private static let readerPauses: [UInt32] = [5_000, 25_000, 100_000]
 }

@@ -19,7 +19,8 @@ import Synchronization
 // - Transactions (LMDBTransaction) are ~Copyable, non-Sendable and confined to synchronous
 //   closures, so each begins and ends on one thread and never spans an `await`.
 // - Writes go through `writerPool`, a 1-thread NIOThreadPool, so write transactions are
-//   serialized on one OS thread as MDB_NOTLS requires of multiplexing applications.
+//   serialized on one OS thread as MDB_NOTLS requires of multiplexing applications: `write`'s
+//   closures, and `onWriterThread`'s jobs through an LMDBWriter, which cannot leave its job.
 //   (openDatabase writes on the caller's thread at startup; LMDB's writer lock covers it.)
 // - `state` is protected by a Mutex; every other stored property is an immutable `let`.
 public final class LMDBEnvironment: @unchecked Sendable {
@@ -174,6 +175,20 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
     }
 
+    /// Queues `job` for the environment's writer thread, behind the work already waiting there, and
+    /// returns at once; `job` runs write transactions with ``LMDBWriter/write(_:)`` on that thread.
+    ///
+    /// For a caller that batches its own writes and answers its waiters from the writer thread: one
+    /// thread switch there and one back to each waiter, where a task awaiting ``write(_:)`` adds a
+    /// switch to that task and one from it. After ``close()`` the job still runs, on some other
+    /// thread, and every write in it throws ``LMDBError/environmentClosed``.
+    package func onWriterThread(_ job: @escaping @Sendable (borrowing LMDBWriter) -> Void) {
+        // A pool that is shut down runs the job at once, on the caller's thread, and a job queued when
+        // it shuts down on a Dispatch queue: the environment is closed by then, so the job never
+        // reaches LMDB (`withOpenHandle`).
+        writerPool.submit { _ in job(LMDBWriter(environment: self)) }
+    }
+
     /// Makes every commit so far durable when some process (this one with `deferSync`, or one killed
     /// before it synced) may have left commits unsynced; otherwise only checks the ``UnsyncedMarker``.
     ///
@@ -274,7 +289,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return info
     }
 
-    private func withTransaction<T>(
+    fileprivate func withTransaction<T>(
         readOnly: Bool,
         _ body: (borrowing LMDBTransaction) throws -> T
     ) throws -> T {
@@ -347,5 +362,17 @@ public final class LMDBEnvironment: @unchecked Sendable {
         // > Only a single thread may call this function. All transactions, databases, and
         // > cursors must already be closed before calling this function.
         mdb_env_close(env)
+    }
+}
+
+/// The writer thread's write transactions, lent to a ``LMDBEnvironment/onWriterThread(_:)`` job for its
+/// duration (it cannot outlive the job, so no other thread ever writes with it).
+package struct LMDBWriter: ~Copyable {
+    fileprivate let environment: LMDBEnvironment
+
+    /// Runs `body` in a write transaction on the writer thread, as ``LMDBEnvironment/write(_:)`` does:
+    /// commits when `body` returns, aborts when it throws.
+    package func write<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
+        try environment.withTransaction(readOnly: false, body)
     }
 }

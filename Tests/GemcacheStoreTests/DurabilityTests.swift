@@ -81,7 +81,7 @@ struct DurabilityTests {
                 }
                 while store.queue.withLock({ $0.waiting.count }) < count { await Task.yield() }
                 // The running commit ends: the lane drains what queued meanwhile.
-                await store.drain()
+                store.startDrain()
                 for await stored in group { #expect(stored) }
             }
             let after = store.environment.writeCounts
@@ -89,6 +89,26 @@ struct DurabilityTests {
             #expect(after.syncs == before.syncs + (durability == .commit ? 1 : 0))
             for index in 0..<count { #expect(try store.lookup(key(index))?.body == entry(index).body) }
             await store.close()
+        }
+    }
+
+    /// Writes queued when the environment closes are answered (not stored), never left waiting: their
+    /// drain runs even though the writer thread has stopped.
+    @Test func writesQueuedWhenTheEnvironmentClosesAreAnsweredNotStored() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try await open(directory, durability: .commit)
+            store.queue.withLock { $0.draining = true }
+            let count = 8
+            await withTaskGroup(of: Bool.self) { group in
+                for index in 0..<count {
+                    group.addTask { await store.store(entry(index), for: key(index)) }
+                }
+                while store.queue.withLock({ $0.waiting.count }) < count { await Task.yield() }
+                store.environment.close()
+                store.startDrain()
+                for await stored in group { #expect(!stored) }
+            }
+            #expect(await store.isWritable() == false)
         }
     }
 }

@@ -121,6 +121,31 @@ struct EnvironmentTests {
         }
     }
 
+    /// Jobs queued with `onWriterThread` write on the writer thread, one at a time with `write(_:)`'s
+    /// closures: read-modify-writes from both never lose an update, and all ran on one thread.
+    @Test func writerThreadJobsTakeTurnsWithWritesOnOneThread() async throws {
+        try await withTestEnvironment { env, db in
+            @Sendable func increment(_ txn: borrowing LMDBTransaction) throws -> pthread_t {
+                let current = try txn.get(db, key: bytes("counter")).map { Int(String(decoding: $0, as: UTF8.self))! } ?? 0
+                try txn.put(db, key: bytes("counter"), value: bytes("\(current + 1)"))
+                return pthread_self()
+            }
+            let threads = try await withThrowingTaskGroup(of: pthread_t.self) { group in
+                for _ in 0..<50 {
+                    group.addTask { try await env.write(increment) }
+                    group.addTask {
+                        try await withCheckedThrowingContinuation { continuation in
+                            env.onWriterThread { writer in continuation.resume(with: Result { try writer.write(increment) }) }
+                        }
+                    }
+                }
+                return try await group.reduce(into: Set<pthread_t>()) { $0.insert($1) }
+            }
+            #expect(try env.withReadTransaction { try $0.get(db, key: bytes("counter")) } == bytes("100"))
+            #expect(threads.count == 1)
+        }
+    }
+
     @Test func checkReadersSucceeds() async throws {
         try await withTestEnvironment { env, _ in
             let cleared = try env.checkReaders()
@@ -171,6 +196,13 @@ struct EnvironmentTests {
         await #expect(throws: LMDBError.environmentClosed) {
             try await env.read { try $0.get(db, key: bytes("k")) }
         }
+        // A writer-thread job still runs (so that it can answer whoever waits on it), and cannot write.
+        let job = await withCheckedContinuation { continuation in
+            env.onWriterThread { writer in
+                continuation.resume(returning: Result { try writer.write { try $0.put(db, key: bytes("k"), value: bytes("v")) } })
+            }
+        }
+        #expect(throws: LMDBError.environmentClosed) { try job.get() }
         #expect(throws: LMDBError.environmentClosed) { try env.checkReaders() }
         #expect(throws: LMDBError.environmentClosed) { try env.mapSize }
         // The directory can be opened again once closed.
