@@ -12,8 +12,8 @@ struct SalvageCommand: AsyncParsableCommand {
         abstract: "Copy every intact entry of a moved-aside store (FOLDER, or its data.mdb) into a store.",
         discussion: """
             Reads FOLDER's data file page by page, so it works when LMDB cannot open it, and keeps each \
-            key's newest record that passes its checksum. Records written before checksums (gemcache \
-            before store format 3) cannot be verified and are skipped.
+            key's newest record that passes its checksum. Records written before records had checksums \
+            (record versions 1 and 2) cannot be verified and are skipped.
             """
     )
 
@@ -66,7 +66,7 @@ struct SalvageCommand: AsyncParsableCommand {
         var lines = ["kept \(summary.kept) entries in \(path); skipped \(summary.skipped)"]
         let reasons = [
             (summary.damaged, "damaged (the record fails its checksum or validation)"),
-            (summary.unverifiable, "without a checksum (written before store format 3), so unverifiable"),
+            (summary.unverifiable, "without a checksum (record versions 1 and 2, written before checksums), so unverifiable"),
             (summary.tooLarge, "over cache.max_entry_size"),
             (summary.otherSalt, "per-key entries (or of unknown scope) of another scope salt (see gemcache import)"),
             (summary.dropped, "did not fit (store.max_size)"),
