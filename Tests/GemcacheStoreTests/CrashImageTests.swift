@@ -95,19 +95,12 @@ struct CrashImageTests {
     static func entry(writer: Int, index: Int) -> (CacheKey, CacheEntry) {
         let large = index % 10 == 3
         let text = "answer \(writer)/\(index)" + (large ? String(repeating: " and more", count: 700) : "")
-        let entry = CacheEntry(
-            status: 200,
-            headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
-            body: Array("{\"text\":\"\(text)\"}".utf8),
-            storedAt: StoreTransferTests.now + Int64(index),
-            expiresAt: StoreTransferTests.now + 86_400_000,
-            model: "gemini-2.5-flash",
-            namespace: nil,
-            endpoint: "generateContent",
-            promptTokens: 3,
-            totalTokens: 9,
-            scope: .perKey
-        )
+        let entry = RecordSamples.entry {
+            $0.body = Array("{\"text\":\"\(text)\"}".utf8)
+            $0.storedAt = StoreTransferTests.now + Int64(index)
+            $0.expiresAt = StoreTransferTests.now + 86_400_000
+            $0.scope = .perKey
+        }
         return (StoreTransferTests.key("crash \(writer)/\(index)"), entry)
     }
 

@@ -20,23 +20,15 @@ struct DurabilityTests {
     }
 
     private func entry(_ index: Int) -> CacheEntry {
-        CacheEntry(
-            status: 200,
-            headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json")]),
-            body: Array("{\"answer\":\(index)}".utf8),
-            storedAt: CacheStore.wallClock(),
-            expiresAt: CacheStore.wallClock() + 60_000,
-            model: "gemini-2.5-flash",
-            namespace: nil,
-            endpoint: "generateContent",
-            promptTokens: 1,
-            totalTokens: 2,
-            scope: .perKey
-        )
+        RecordSamples.entry {
+            $0.body = Array("{\"answer\":\(index)}".utf8)
+            $0.storedAt = CacheStore.wallClock()
+            $0.expiresAt = $0.storedAt + 60_000
+        }
     }
 
     private func key(_ index: Int) -> CacheKey {
-        CacheKey(hex: Digest.hex(Digest.sha256(Array("durability \(index)".utf8))))!
+        StoreTransferTests.key("durability \(index)")
     }
 
     /// `commit` syncs each commit and never needs the `unsynced` marker; `deferred` skips the syncs and

@@ -16,19 +16,12 @@ struct StoreSalvageTests {
     static func sampleEntries() -> [(CacheKey, CacheEntry)] {
         (0..<400).map { index in
             let body = index % 50 == 0 ? "{\"big\":\(index),\"pad\":\"\(String(repeating: "x\(index)-", count: 2000))\"}" : "{\"answer\":\(index)}"
-            let entry = CacheEntry(
-                status: 200,
-                headerBlock: CacheEntry.headerBlock([("Content-Type", "application/json; charset=UTF-8")]),
-                body: Array(body.utf8),
-                storedAt: now - 5000 + Int64(index),
-                expiresAt: now + 86_400_000,
-                model: "gemini-2.5-flash",
-                namespace: nil,
-                endpoint: "generateContent",
-                promptTokens: 3,
-                totalTokens: 9,
-                scope: index % 7 == 0 ? .shared : .perKey
-            )
+            let entry = RecordSamples.entry {
+                $0.body = Array(body.utf8)
+                $0.storedAt = now - 5000 + Int64(index)
+                $0.expiresAt = now + 86_400_000
+                $0.scope = index % 7 == 0 ? .shared : .perKey
+            }
             return (StoreTransferTests.key("entry-\(index)"), entry)
         }
     }
