@@ -39,6 +39,16 @@ struct SalvageEndToEndTests {
         try Data(bytes).write(to: url)
     }
 
+    /// Starts the binary on `store` with `store.on_corrupt: salvage`; returns it and its `/healthz` document.
+    private func startSalvaging(_ store: String, upstreamPort: Int, directory: String) async throws -> (GemcacheProcess, [String: Any]) {
+        let proxy = try await GemcacheProcess(
+            arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store],
+            directory: directory,
+            environment: ["GEMCACHE_STORE_ON_CORRUPT": "salvage"]
+        )
+        return (proxy, try StoreReliabilityTests.json(try await send("GET", port: proxy.port, path: "/healthz").body))
+    }
+
     /// Sends every prompt to the proxy on `port` and returns the cache status of each.
     private func outcomes(port: Int) async throws -> [String: String] {
         var outcomes: [String: String] = [:]
@@ -89,12 +99,7 @@ struct SalvageEndToEndTests {
                 try Self.damage(store, answersTo: [Self.prompts[0], Self.prompts[7]])
 
                 let callsBefore = recorder.totalRequests
-                let proxy = try await GemcacheProcess(
-                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store],
-                    directory: dir.path,
-                    environment: ["GEMCACHE_STORE_ON_CORRUPT": "salvage"]
-                )
-                let health = try StoreReliabilityTests.json(try await send("GET", port: proxy.port, path: "/healthz").body)
+                let (proxy, health) = try await startSalvaging(store, upstreamPort: upstreamPort, directory: dir.path)
                 #expect(health["store"] as? String == "recovered")
                 let aside = try #require(health["moved_to"] as? String)
                 let salvage = try #require(health["salvage"] as? [String: Any])
@@ -126,12 +131,7 @@ struct SalvageEndToEndTests {
                 // Where the data file should be there is a folder: liblmdb cannot open it, nor can a salvage read it.
                 let store = dir.path + "/store"
                 try FileManager.default.createDirectory(atPath: store + "/data.mdb", withIntermediateDirectories: true)
-                let proxy = try await GemcacheProcess(
-                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", store],
-                    directory: dir.path,
-                    environment: ["GEMCACHE_STORE_ON_CORRUPT": "salvage"]
-                )
-                let health = try StoreReliabilityTests.json(try await send("GET", port: proxy.port, path: "/healthz").body)
+                let (proxy, health) = try await startSalvaging(store, upstreamPort: upstreamPort, directory: dir.path)
                 #expect(health["status"] as? String == "ok")
                 let salvage = try #require(health["salvage"] as? [String: Any])
                 #expect(salvage["state"] as? String == "failed")
