@@ -109,6 +109,21 @@ struct FastPathHandlerTests {
         }
     }
 
+    /// The one credential may be in `x-goog-api-key`, `?key=` (or `access_token`, `oauth_token`) or
+    /// `Authorization: Bearer`: the same raw key, so the same entry, and no credential is hashed.
+    @Test(arguments: [
+        "POST \(path)?key=\(testKey) HTTP/1.1\r\n",
+        "POST \(path)?ACCESS_TOKEN=\(testKey)& HTTP/1.1\r\n",
+        "POST \(path) HTTP/1.1\r\nAuthorization: bearer  \(testKey)\r\n",
+    ])
+    func theCredentialIsReadFromAnyOfItsPlaces(start: String) async throws {
+        try await withFastPath { channel, fastPath, _, _ in
+            let request = start + "Content-Length: \(Self.body.utf8.count)\r\n\r\n\(Self.body)"
+            let (answer, passed) = try send(request, to: channel)
+            #expect(passed == nil && answer?.hasPrefix("HTTP/1.1 200 OK\r\n") == true && fastPath.hits == 1)
+        }
+    }
+
     @Test func aRequestSplitAcrossReadsIsAnsweredOnceComplete() async throws {
         try await withFastPath { channel, fastPath, _, _ in
             let request = Self.request()
@@ -127,7 +142,13 @@ struct FastPathHandlerTests {
         FastPathHandlerTests.request(extraHeaders: "X-Gemcache-TTL: 5\r\n"),
         FastPathHandlerTests.request(extraHeaders: "Connection: close\r\n"),
         FastPathHandlerTests.request(body: FastPathHandlerTests.body + " "),
+        // Two credentials (the slow path's 400), in a header and the query or in two headers, even if equal.
         FastPathHandlerTests.request(path: "/v1beta/models/gemini-2.5-flash:generateContent?key=x"),
+        FastPathHandlerTests.request(path: "/v1beta/models/gemini-2.5-flash:generateContent?key=\(testKey)"),
+        FastPathHandlerTests.request(extraHeaders: "Authorization: Bearer \(testKey)\r\n"),
+        FastPathHandlerTests.request(extraHeaders: "Authorization: Basic dTpw\r\n"),
+        FastPathHandlerTests.request().replacingOccurrences(of: "POST", with: "PUT"),
+        FastPathHandlerTests.request(path: "/v1beta/models/gemini-2.5-flash:batchEmbedContents"),
         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         FastPathHandlerTests.request().replacingOccurrences(of: "HTTP/1.1", with: "HTTP/1.0"),
     ])

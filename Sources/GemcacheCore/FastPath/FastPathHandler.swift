@@ -3,7 +3,8 @@ import GemcacheStore
 import NIOCore
 import NIOHTTP1
 
-/// The first handler of every connection: answers cache hits of byte-identical repeats straight from
+/// The first handler of every connection: answers cache hits of byte-identical repeats (every kind of
+/// request ``RawRequestKey`` looks up, with its credential in any of the three places) straight from
 /// the received bytes and passes every other request, byte for byte, to NIO's HTTP decoder and
 /// Hummingbird behind it.
 ///
@@ -56,8 +57,10 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The last credential and its scope tag: a connection normally uses one key, and the HMAC costs
     /// more than the rest of a hit.
     private var scopeMemo: (credential: [UInt8], tag: [UInt8])?
-    /// The last model id as bytes and as the string the ledger takes.
+    /// The last hit's model id (as its entry records it) as bytes and as the string the ledger takes.
     private var modelMemo: (bytes: [UInt8], name: String)?
+    /// The request target as the raw key covers it (``RawRequestKey/parse(_:method:keyed:)``), reused.
+    private var keyedTarget: [UInt8] = []
     private var date = HTTPDate()
     /// Hits not reported to the ledger yet, all of one model (see ``count(hit:tokens:duration:context:)``).
     private var unreported: (model: String, count: Int64, tokens: TokenUsage)?
@@ -216,37 +219,45 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Writes the stored answer of a complete request in `buffer`, if there is a fresh one.
-    /// - Returns: false when the slow path must answer (no alias, entry gone or expired, no credential).
+    /// - Returns: false when the slow path must answer (a target it does not look up, no credential or
+    ///   two, no alias, entry gone or expired).
     private func answer(_ head: RequestHead, in buffer: ByteBuffer, context: ChannelHandlerContext) -> Bool {
         let started = NIODeadline.now()
         return buffer.withUnsafeReadableBytes { request -> Bool in
             let target = UnsafeRawBufferPointer(rebasing: request[head.target])
-            guard let model = RawRequestKey.modelRange(target: target), let credential = head.credential,
-                fastPath.admits(credential: UnsafeRawBufferPointer(rebasing: request[credential]))
-            else { return false }
-            let tag = scopeTag(UnsafeRawBufferPointer(rebasing: request[credential]))
+            guard let method = head.method, let route = RawRequestKey.parse(target, method: method, keyed: &keyedTarget) else { return false }
+            let credentialRange: Range<Int>
+            switch (head.credential, route.credential) {
+            case (let header?, nil): credentialRange = header
+            case (nil, let parameter?): credentialRange = (head.target.lowerBound + parameter.lowerBound)..<(head.target.lowerBound + parameter.upperBound)
+            default: return false  // none, or one in a header and one in the query: the slow path's 403 or 400
+            }
+            let credential = UnsafeRawBufferPointer(rebasing: request[credentialRange])
+            guard fastPath.admits(credential: credential) else { return false }
+            let tag = scopeTag(credential)
             let body = UnsafeRawBufferPointer(rebasing: request[head.length..<(head.length + head.contentLength)])
             let namespace = head.namespace.map { UnsafeRawBufferPointer(rebasing: request[$0]) }
             var rawKey: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
             return withUnsafeMutableBytes(of: &rawKey) { rawKey -> Bool in
-                tag.withUnsafeBytes { tag in
-                    hasher.hash(target: target, scope: tag, namespace: namespace, body: body, into: rawKey)
+                keyedTarget.withUnsafeBytes { keyedTarget in
+                    tag.withUnsafeBytes { tag in
+                        hasher.hash(target: keyedTarget, scope: tag, namespace: namespace, body: body, into: rawKey)
+                    }
                 }
                 let now = fastPath.now()
                 date.update(milliseconds: now)
                 let date = self.date.bytes
-                var tokens: TokenUsage?
+                var counted: (model: String, tokens: TokenUsage)?
                 fastPath.store.withAliasedRecord(rawKey: UnsafeRawBufferPointer(rawKey)) { key, record in
                     guard let hit = HitAnswer(record: record), now < record.expiresAt else { return }
                     var out = context.channel.allocator.buffer(capacity: 0)
                     hit.write(key: key, now: now, date: date, into: &out)
                     context.write(wrapOutboundOut(out), promise: nil)
-                    tokens = TokenUsage(prompt: record.promptTokens, total: record.totalTokens)
+                    counted = (modelName(record.model), TokenUsage(prompt: record.promptTokens, total: record.totalTokens))
                 }
-                guard let tokens else { return false }
+                guard let counted else { return false }
                 wroteAnswer = true
-                let modelName = self.modelName(UnsafeRawBufferPointer(rebasing: target[model]))
-                count(hit: modelName, tokens: tokens, duration: NIODeadline.now() - started, context: context)
+                count(hit: counted.model, tokens: counted.tokens, duration: NIODeadline.now() - started, context: context)
                 return true
             }
         }

@@ -7,57 +7,100 @@ import GemcacheKey
 /// It is an alias, never a cache key: the slow path records `raw key → cache key` when it stores an
 /// answer or serves a canonical hit (``CacheStore/store(_:for:alias:)``), and the fast path follows it.
 /// It covers everything the cache key is computed from except through the body's canonical form:
-/// the request target as sent (API version, model, operation, query), the scope (`shared` or the
-/// credential's HMAC tag, never the credential), the namespace header, the raw body, and the
-/// normalization level and key scheme, so that an alias recorded under other settings never matches.
+/// the request target as sent (API version, model, operation, query) less its credential parameter,
+/// the scope (`shared` or the credential's HMAC tag, never the credential), the namespace header, the
+/// raw body, and the normalization level and key scheme, so that an alias recorded under other
+/// settings never matches.
 ///
 /// Encoding, hashed in this order: `"gemcache-raw"`, the scheme version and normalization level as
-/// one length-prefixed field, then target, scope, namespace (a byte 0, or 1 and the field) and body,
-/// each field its length as UInt64 big-endian followed by its bytes.
+/// one length-prefixed field, then keyed target (``Target``), scope, namespace (a byte 0, or 1 and
+/// the field) and body, each field its length as UInt64 big-endian followed by its bytes.
 enum RawRequestKey {
     /// Length of a raw key in bytes.
     static let length = 32
 
-    /// Whether the fast path looks up requests with this target: a generateContent call
-    /// (`/v1/models/M:generateContent` or `/v1beta/…`) whose target has no percent-encoding, fragment or
-    /// credential parameter (`key`, `access_token`, `oauth_token`), so that the bytes as sent are the
-    /// same bytes the slow path keys (`URI.path` + `?` + `URI.query`).
-    static func isEligible(target: UnsafeRawBufferPointer) -> Bool {
-        modelRange(target: target) != nil
+    /// A request target the fast path looks up, read by ``parse(_:method:keyed:)``.
+    ///
+    /// Eligible: every cached route whose stored answer is one byte sequence (SPEC §2): `POST
+    /// /{v1,v1beta}/models/M:OP` for generateContent, streamGenerateContent, countTokens and
+    /// embedContent; `POST /v1beta/openai/chat/completions` and `/v1beta/openai/embeddings`; `GET
+    /// /{v1,v1beta}/models` and `/{v1,v1beta}/models/M`. batchEmbedContents is not (its answer is
+    /// assembled per item). The target must hold no percent-encoding or fragment, so that its bytes
+    /// are the ones the slow path keys, and at most one credential parameter, with a non-empty value
+    /// without `+` (which the slow path would decode to a space).
+    struct Target {
+        /// The value of the credential parameter (`key`, `access_token` or `oauth_token`), if there is one.
+        let credential: Range<Int>?
     }
 
-    /// The model id's byte range in an eligible target, or nil when the target is not eligible.
-    static func modelRange(target: UnsafeRawBufferPointer) -> Range<Int>? {
-        let start: Int
-        if target[...].starts(withASCII: "/v1beta/models/") {
-            start = 15
-        } else if target[...].starts(withASCII: "/v1/models/") {
-            start = 11
-        } else {
-            return nil
-        }
-        let pathEnd = target[start...].firstIndex(of: UInt8(ascii: "?")) ?? target.count
-        let operation: StaticString = ":generateContent"
-        let modelEnd = pathEnd - operation.utf8CodeUnitCount
-        guard modelEnd > start, target[modelEnd..<pathEnd].equals(ASCII: operation),
-            !target[start..<modelEnd].contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "#") })
-        else { return nil }
-        if pathEnd < target.count, !isEligibleQuery(UnsafeRawBufferPointer(rebasing: target[(pathEnd + 1)...])) {
-            return nil
-        }
-        return start..<modelEnd
+    enum Method {
+        case get, post
     }
 
-    /// A query without percent-encoding, fragment or credential parameter.
-    private static func isEligibleQuery(_ query: UnsafeRawBufferPointer) -> Bool {
-        if query.contains(UInt8(ascii: "%")) || query.contains(UInt8(ascii: "#")) { return false }
-        for pair in query.split(separator: UInt8(ascii: "&")) {
-            let name = pair.prefix { $0 != UInt8(ascii: "=") }
-            for credential: StaticString in ["key", "access_token", "oauth_token"] where name.equals(ASCII: credential, ignoringCase: true) {
-                return false
+    /// Reads `target` (path and query, as sent); nil when the fast path does not look it up.
+    ///
+    /// `keyed` receives the target as the raw key covers it: the path, then the query's parameters in
+    /// their order and as sent, less credential parameters and empty pairs, joined by `&` after a `?`
+    /// when any are left (what ``UpstreamTarget/removingCredentials`` leaves). So a key in `?key=` and
+    /// the same key in a header lead to the same raw key, and no credential is hashed.
+    static func parse(_ target: UnsafeRawBufferPointer, method: Method, keyed: inout [UInt8]) -> Target? {
+        let pathEnd = target.firstIndex(of: UInt8(ascii: "?")) ?? target.count
+        let path = UnsafeRawBufferPointer(rebasing: target[..<pathEnd])
+        guard isEligiblePath(path, method: method), !target.contains(UInt8(ascii: "%")), !target.contains(UInt8(ascii: "#")) else {
+            return nil
+        }
+        keyed.removeAll(keepingCapacity: true)
+        keyed.append(contentsOf: path)
+        var credential: Range<Int>?
+        var separator = UInt8(ascii: "?")
+        var pairStart = pathEnd + 1
+        while pairStart < target.count {
+            let pairEnd = target[pairStart...].firstIndex(of: UInt8(ascii: "&")) ?? target.count
+            defer { pairStart = pairEnd + 1 }
+            guard pairEnd > pairStart else { continue }
+            let pair = target[pairStart..<pairEnd]
+            let nameEnd = pair.firstIndex(of: UInt8(ascii: "=")) ?? pairEnd
+            if isCredential(target[pairStart..<nameEnd]) {
+                let value = min(nameEnd + 1, pairEnd)..<pairEnd
+                guard credential == nil, !value.isEmpty, !target[value].contains(UInt8(ascii: "+")) else { return nil }
+                credential = value
+                continue
             }
+            keyed.append(separator)
+            keyed.append(contentsOf: pair)
+            separator = UInt8(ascii: "&")
         }
-        return true
+        return Target(credential: credential)
+    }
+
+    /// `key`, `access_token` or `oauth_token`, letters without case (``QueryParameter``'s credentials).
+    private static func isCredential(_ name: Slice<UnsafeRawBufferPointer>) -> Bool {
+        name.equals(ASCII: "key", ignoringCase: true) || name.equals(ASCII: "access_token", ignoringCase: true)
+            || name.equals(ASCII: "oauth_token", ignoringCase: true)
+    }
+
+    private static func isEligiblePath(_ path: UnsafeRawBufferPointer, method: Method) -> Bool {
+        let rest: Slice<UnsafeRawBufferPointer>
+        if path[...].starts(withASCII: "/v1beta/") {
+            rest = path[8...]
+            if method == .post && (rest.equals(ASCII: "openai/chat/completions") || rest.equals(ASCII: "openai/embeddings")) {
+                return true
+            }
+        } else if path[...].starts(withASCII: "/v1/") {
+            rest = path[4...]
+        } else {
+            return false
+        }
+        guard rest.starts(withASCII: "models") else { return false }
+        if rest.count == 6 { return method == .get }
+        guard rest.count > 7, rest[rest.startIndex + 6] == UInt8(ascii: "/") else { return false }
+        let name = rest[(rest.startIndex + 7)...]
+        guard !name.contains(UInt8(ascii: "/")) else { return false }
+        guard let colon = name.lastIndex(of: UInt8(ascii: ":")) else { return method == .get }
+        let operation = name[(colon + 1)...]
+        return method == .post && colon > name.startIndex
+            && (operation.equals(ASCII: "generateContent") || operation.equals(ASCII: "streamGenerateContent")
+                || operation.equals(ASCII: "countTokens") || operation.equals(ASCII: "embedContent"))
     }
 
     /// The first field of every raw key: the settings under which a raw key means a cache key.

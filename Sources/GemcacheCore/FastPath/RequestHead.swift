@@ -10,19 +10,23 @@ struct RequestHead {
     let contentLength: Int
     /// The request target (path and query) as sent.
     let target: Range<Int>
-    /// The value of the one `x-goog-api-key` header, if there is exactly one and it is not empty.
+    /// `GET` or `POST`; nil for other methods, which the fast path never answers.
+    let method: RawRequestKey.Method?
+    /// The credential a header carries: the value of `x-goog-api-key`, or the token of `Authorization:
+    /// Bearer`.
     ///
     /// SPEC §8's rule of one credential is ``Credential``'s; this reads it in place, without building one
-    /// (the hot loop): a request the fast path answers carries this header as its only credential
-    /// (`Authorization` and a repeated header make it not ``answerable``, and ``RawRequestKey`` keys no
-    /// target with a credential parameter), so the slow path applies the rule to every other request.
+    /// (the hot loop), and leaves every request it is not sure of to the slow path, which applies the
+    /// rule: two credential headers (of one kind or both), an empty one, or an `Authorization` that is
+    /// not a bearer token of visible ASCII make the request not ``answerable``. The handler does the
+    /// same when the target has a credential parameter too (``RawRequestKey/Target``).
     let credential: Range<Int>?
     /// The value of the one `X-Gemcache-Namespace` header, if any.
     let namespace: Range<Int>?
-    /// A `POST` over HTTP/1.1 without headers that the slow path must see: `Cache-Control`,
+    /// A request over HTTP/1.1 without headers that the slow path must see: `Cache-Control`,
     /// `X-Gemcache-*` other than the namespace, `Connection`, `Expect`, `Content-Encoding`,
-    /// `Authorization` (a second credential: the slow path's 400), `X-Goog-FieldMask` (it enters the
-    /// key), or a repeated credential or namespace.
+    /// `X-Goog-FieldMask` (it enters the key), a repeated namespace, or credential headers the slow path
+    /// must judge (see ``credential``).
     let answerable: Bool
 
     enum Parse {
@@ -41,6 +45,7 @@ struct RequestHead {
         var requestLine: Range<Int>?
         var contentLength: Int?
         var credential: Range<Int>?
+        var credentials = 0
         var namespace: Range<Int>?
         var answerable = true
         while true {
@@ -55,15 +60,16 @@ struct RequestHead {
                 continue
             }
             if line.isEmpty {
-                return parseRequestLine(bytes, request).map { target, isPost in
+                return parseRequestLine(bytes, request).map { target, method, isHTTP11 in
                     .head(
                         RequestHead(
                             length: lineStart,
                             contentLength: contentLength ?? 0,
                             target: target,
+                            method: method,
                             credential: credential,
                             namespace: namespace,
-                            answerable: answerable && isPost
+                            answerable: answerable && isHTTP11 && credentials <= 1
                         )
                     )
                 } ?? .unsupported
@@ -80,8 +86,13 @@ struct RequestHead {
             case .transferEncoding, .upgrade:
                 return .unsupported
             case .apiKey:
-                if credential != nil || value.isEmpty { answerable = false }
+                credentials += 1
+                if value.isEmpty { answerable = false }
                 credential = value
+            case .authorization:
+                credentials += 1
+                credential = bearerToken(bytes, value)
+                if credential == nil { answerable = false }
             case .namespace:
                 if namespace != nil { answerable = false }
                 namespace = value
@@ -93,20 +104,21 @@ struct RequestHead {
         }
     }
 
-    /// The target of `METHOD SP target SP HTTP/1.x`, and whether the method is POST over HTTP/1.1.
-    private static func parseRequestLine(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> (Range<Int>, Bool)? {
+    /// The target of `METHOD SP target SP HTTP/1.x`, the method if `GET` or `POST`, and whether it is HTTP/1.1.
+    private static func parseRequestLine(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> (Range<Int>, RawRequestKey.Method?, Bool)? {
         guard let firstSpace = bytes[line].firstIndex(of: UInt8(ascii: " ")),
             let lastSpace = bytes[line].lastIndex(of: UInt8(ascii: " ")), lastSpace > firstSpace + 1
         else { return nil }
         let method = bytes[line.lowerBound..<firstSpace]
         let version = bytes[(lastSpace + 1)..<line.upperBound]
         guard version.count == 8, version.starts(withASCII: "HTTP/1."), !method.equals(ASCII: "CONNECT") else { return nil }
-        return ((firstSpace + 1)..<lastSpace, method.equals(ASCII: "POST") && version.last == UInt8(ascii: "1"))
+        let known: RawRequestKey.Method? = method.equals(ASCII: "POST") ? .post : method.equals(ASCII: "GET") ? .get : nil
+        return ((firstSpace + 1)..<lastSpace, known, version.last == UInt8(ascii: "1"))
     }
 
     /// The header names the fast path looks at.
     private enum Header {
-        case contentLength, transferEncoding, upgrade, apiKey, namespace, control, other
+        case contentLength, transferEncoding, upgrade, apiKey, authorization, namespace, control, other
 
         init(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) {
             let name = bytes[name]
@@ -116,14 +128,24 @@ struct RequestHead {
             case 17 where `is`("transfer-encoding"): self = .transferEncoding
             case 7 where `is`("upgrade"): self = .upgrade
             case 14 where `is`("x-goog-api-key"): self = .apiKey
+            case 13 where `is`("authorization"): self = .authorization
             case 20 where `is`("x-gemcache-namespace"): self = .namespace
             case 13 where `is`("cache-control"), 10 where `is`("connection"), 6 where `is`("expect"),
-                16 where `is`("content-encoding"), 13 where `is`("authorization"), 16 where `is`("x-goog-fieldmask"):
+                16 where `is`("content-encoding"), 16 where `is`("x-goog-fieldmask"):
                 self = .control
             case 11... where name.starts(withASCII: "x-gemcache-", ignoringCase: true): self = .control
             default: self = .other
             }
         }
+    }
+
+    /// The token of `Bearer TOKEN` (the scheme without case, as ``Credential`` reads it), or nil when the
+    /// value is not that or the token holds anything but visible ASCII.
+    private static func bearerToken(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) -> Range<Int>? {
+        guard bytes[value].starts(withASCII: "bearer ", ignoringCase: true) else { return nil }
+        let token = trimmed(bytes, (value.lowerBound + 7)..<value.upperBound)
+        guard !token.isEmpty, bytes[token].allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { return nil }
+        return token
     }
 
     private static func trimmed(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int> {

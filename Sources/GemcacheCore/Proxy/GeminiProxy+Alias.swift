@@ -4,18 +4,20 @@ import Synchronization
 
 /// The slow path's part in the fast path: recording which raw request leads to which cache key.
 extension GeminiProxy {
-    /// The raw key of a generateContent request (``RawRequestKey``), or nil when the fast path would
-    /// never look it up (another operation, a target it does not key raw, a credential other than
-    /// `x-goog-api-key`) or when a header outside the raw key entered the cache key (`X-Goog-FieldMask`):
-    /// the same raw bytes without that header must not lead to this entry. The scope is the key's own.
+    /// The raw key of a request (``RawRequestKey``), or nil when the fast path would never look it up
+    /// (batchEmbedContents, a target it does not key raw) or when a header outside the raw key entered
+    /// the cache key (`X-Goog-FieldMask`): the same raw bytes without that header must not lead to this
+    /// entry. The scope is the key's own.
     func rawKey(_ prepared: Prepared) -> [UInt8]? {
-        guard prepared.route.operation == .generateContent, prepared.credential.place == .apiKeyHeader,
+        guard prepared.route.operation != .batchEmbedContents,
             !prepared.headers.contains(where: { $0.name.lowercased() == "x-goog-fieldmask" })
         else { return nil }
+        var keyed: [UInt8] = []
+        let method: RawRequestKey.Method = prepared.route.isGET ? .get : .post
         let target = Array(prepared.target.pathAndQuery.utf8)
-        guard target.withUnsafeBytes({ RawRequestKey.isEligible(target: $0) }) else { return nil }
+        guard target.withUnsafeBytes({ RawRequestKey.parse($0, method: method, keyed: &keyed) }) != nil else { return nil }
         return RawKeyHasher(normalize: configuration.cache.normalize).key(
-            target: target,
+            target: keyed,
             scope: Array(prepared.scope.tag.utf8),
             namespace: prepared.controls.namespace.map { Array($0.utf8) },
             body: prepared.body
