@@ -4,18 +4,28 @@
 Starts the mock upstream, gemcache, nginx and the LiteLLM proxy (in-memory cache, Gemini provider
 pointed at the mock) on 127.0.0.1, warms every cache, then runs wrk against each target in
 alternating rounds (so that drift and other load hit every target alike) and prints a Markdown table
-of the medians with ratios to nginx proxy_cache. gemcache and nginx answer the generateContent
-request of post.lua; LiteLLM, which speaks the OpenAI API to clients, the chat completion of
-litellm.lua (the same prompt).
+per connection count of the medians with ratios to nginx proxy_cache.
+
+With --kinds, every kind of hit in KINDS runs in the same rounds (round, connections, kind, target),
+each against nginx proxy_cache caching the same request's answer and nginx `return 200` serving its
+bytes: generate (generateContent, key in x-goog-api-key; the default), stream (streamGenerateContent
+?alt=sse replayed), embed (embedContent), openai (OpenAI chat/completions, key in Authorization: Bearer),
+querykey (generateContent, key in ?key=) and variant (generateContent whose body is, on every request,
+a new byte sequence that normalizes to the stored request: gemcache answers it from its store after
+normalizing it; nginx, which has no notion of equivalent requests, is measured on the plain generate
+request for reference). hit.lua sends each kind's request. LiteLLM, which speaks the OpenAI API to
+clients, runs in the generate kind only, with the chat completion of litellm.lua (the same prompt).
 
 With --compare BIN (repeatable), other gemcache builds run beside the first in the same rounds, each
 with its own store, optionally after VAR=VALUE settings: a before/after of a change in one run.
 
-Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2]
+Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--kinds generate,stream,embed,openai,querykey,variant|all] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2]
 Needs: nginx, wrk (apt-get install -y nginx wrk), a release build of gemcache; LiteLLM is installed
 from PyPI into --litellm-venv (default .venv-litellm) on first use.
 """
 import argparse
+import dataclasses
+import itertools
 import json
 import os
 import re
@@ -37,8 +47,40 @@ PATH = "/v1beta/models/gemini-2.5-flash:generateContent"
 LITELLM_VERSION = "1.108.7"
 LITELLM_PATH = "/chat/completions"
 
+KEY = "benchmark-key"
+PROMPT = '{"contents":[{"role":"user","parts":[{"text":"Why is the sky blue?"}]}]}'
 
-def lua_body(script="post.lua"):
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A request every target answers from its cache: POST `body` to `path` with `headers` (and
+    Content-Type: application/json). When `varies`, gemcache gets on every request a new byte sequence
+    equivalent to `body` (hit.lua's SERIES) and nginx, for reference, `body` itself (`plain`)."""
+    path: str
+    body: str
+    headers: dict
+    varies: bool = False
+
+    @property
+    def plain(self):
+        """The same request without variants: the one stored, and what nginx is measured on."""
+        return dataclasses.replace(self, varies=False)
+
+
+KINDS = {
+    "generate": Kind(PATH, PROMPT, {"x-goog-api-key": KEY}),
+    "stream": Kind("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", PROMPT, {"x-goog-api-key": KEY}),
+    "embed": Kind("/v1beta/models/gemini-embedding-001:embedContent",
+                  '{"content":{"parts":[{"text":"Why is the sky blue?"}]}}', {"x-goog-api-key": KEY}),
+    "openai": Kind("/v1beta/openai/chat/completions",
+                   '{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"Why is the sky blue?"}]}',
+                   {"Authorization": f"Bearer {KEY}"}),
+    "querykey": Kind(f"{PATH}?key={KEY}", PROMPT, {}),
+    "variant": Kind(PATH, PROMPT, {"x-goog-api-key": KEY}, varies=True),
+}
+
+
+def lua_body(script):
     text = open(os.path.join(HERE, script)).read()
     return re.search(r"wrk.body = '(.*)'", text).group(1)
 
@@ -48,13 +90,15 @@ def lua_header(script, name):
     return re.search(rf'wrk.headers\["{name}"\] = "(.*)"', text).group(1)
 
 
-def post(port, body, key="benchmark-key"):
+def send(port, kind, body=None):
+    """`kind`'s request (with `body` instead of its own, when given) to the server on `port`: its
+    answer's headers and body."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{PATH}", data=body.encode(), method="POST",
-        headers={"Content-Type": "application/json", "x-goog-api-key": key},
+        f"http://127.0.0.1:{port}{kind.path}", data=(body or kind.body).encode(), method="POST",
+        headers={"Content-Type": "application/json", **kind.headers},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        return dict(response.headers), response.read()
+        return response.headers, response.read()
 
 
 def wait_for(port, timeout=20):
@@ -70,13 +114,21 @@ def wait_for(port, timeout=20):
     sys.exit(f"nothing listens on {port}")
 
 
-def wrk(port, connections, duration, script="post.lua", path=PATH, script_args=()):
+def wrk(port, connections, duration, path, script, headers=None, script_args=()):
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, script),
+         *(option for name, value in (headers or {}).items() for option in ("-H", f"{name}: {value}")),
          f"http://127.0.0.1:{port}{path}"] + (["--", *script_args] if script_args else []),
         capture_output=True, text=True, check=True,
     ).stdout
     return parse_wrk(out)
+
+
+def wrk_kind(port, connections, duration, kind, pace_ms, series):
+    """wrk with hit.lua sending `kind`'s request, each connection pausing `pace_ms` before every
+    request when given, the bodies of a kind that varies written with `series`."""
+    script_args = [kind.body, str(pace_ms or 0)] + ([str(series)] if kind.varies else [])
+    return wrk(port, connections, duration, kind.path, "hit.lua", {"Content-Type": "application/json", **kind.headers}, script_args)
 
 
 def parse_wrk(out):
@@ -139,6 +191,52 @@ def pause(pids, paused):
 def ratio(value, bar):
     """`value / bar` to two decimals, or as 1/N when that would round to nothing."""
     return f"{value / bar:.2f}" if value / bar >= 0.05 else f"1/{bar / value:,.0f}"
+
+
+def nginx_return_locations(answers):
+    """The locations of nginx `return 200` that serve the answer bytes of each kind in `answers` (name:
+    content type and body), with its content type, at its path (a location has no query)."""
+    def quoted(text):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    locations = {KINDS[name].path.split("?")[0]: answer for name, answer in answers.items()}
+    return "\n".join(
+        f'        location = {path} {{ default_type "{content_type}"; return 200 {quoted(body.decode())}; }}'
+        for path, (content_type, body) in locations.items()
+    )
+
+
+def until_hit(port, kind, header):
+    """Sends `kind`'s request to `port` until the answer's `header` says HIT (a stream is stored once
+    it has been read to its end). Returns the body of the hit."""
+    statuses = []
+    for _ in range(10):
+        headers, body = send(port, kind)
+        statuses.append(headers.get(header))
+        if statuses[-1] == "HIT":
+            return body
+        time.sleep(0.1)
+    sys.exit(f"{kind.path} is not cached on port {port}: {statuses}")
+
+
+def warm(name, kind, answer, gemcache_ports, cache_port, return_port):
+    """Stores `kind`'s plain request in every gemcache (with the raw-key alias) and in nginx
+    proxy_cache, then checks that each answers it as a HIT with `answer`, the upstream's bytes, that
+    gemcache does so for two first-seen variants as well when the kind varies, and that nginx
+    `return 200` serves the same bytes."""
+    for port, header in [(port, "X-Gemcache") for port in gemcache_ports] + [(cache_port, "X-Cache-Status")]:
+        if until_hit(port, kind.plain, header) != answer:
+            sys.exit(f"{name}: the cache on port {port} does not serve the upstream's answer")
+    if kind.varies:
+        for indent in (1, 2):
+            variant = json.dumps(json.loads(kind.body), indent=indent)
+            for port in gemcache_ports:
+                headers, body = send(port, kind, variant)
+                if headers.get("X-Gemcache") != "HIT" or body != answer:
+                    sys.exit(f"{name}: gemcache on port {port} does not answer a first-seen variant from its store: "
+                             f"{headers.get('X-Gemcache')}")
+    if send(return_port, kind.plain)[1] != answer:
+        sys.exit(f"{name}: nginx return 200 does not serve the upstream's answer")
 
 
 def start_stack(binary, work, mock_port, gemcache_port, processes, log):
@@ -229,10 +327,14 @@ def main():
     parser.add_argument("--base-port", type=int, default=18100)
     parser.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
     parser.add_argument("--litellm-venv", default=os.path.join(ROOT, ".venv-litellm"))
-    parser.add_argument("--pace-ms", type=int, help="each connection waits this long before every request (paced.lua): "
+    parser.add_argument("--pace-ms", type=int, help="each connection waits this long before every request (hit.lua): "
                         "the same offered load for every server, so that tails compare at equal throughput; leaves LiteLLM out")
+    parser.add_argument("--kinds", default="generate", help=f"the kinds of hit to measure, comma-separated, or all: {','.join(KINDS)}")
     args = parser.parse_args()
-    if args.pace_ms:
+    kinds = list(KINDS) if args.kinds == "all" else args.kinds.split(",")
+    if unknown := [name for name in kinds if name not in KINDS]:
+        parser.error(f"unknown kinds {','.join(unknown)}; known: {','.join(KINDS)}")
+    if args.pace_ms or "generate" not in kinds:
         args.no_litellm = True
     args.bin = os.path.abspath(args.bin)
     mock_port, gemcache_port, cache_port, return_port, litellm_port = (args.base_port + i for i in range(5))
@@ -244,72 +346,79 @@ def main():
         log = open(os.path.join(work, "servers.log"), "w")
         gemcache = start_stack(args.bin, work, mock_port, gemcache_port, processes, log)
 
-        body = lua_body()
-        headers, answer = post(mock_port, body)
+        answers = {}  # the upstream's, for each kind: content type and body
+        for name in kinds:
+            headers, body = send(mock_port, KINDS[name].plain)
+            answers[name] = (headers.get("Content-Type"), body)
         conf = open(os.path.join(HERE, "nginx.conf.template")).read()
         for name, value in {"@DIR@": work, "@MOCK_PORT@": mock_port, "@CACHE_PORT@": cache_port, "@RETURN_PORT@": return_port,
-                            "@ANSWER@": answer.decode().replace("\\", "\\\\").replace("'", "\\'")}.items():
+                            "@RETURN_LOCATIONS@": nginx_return_locations(answers)}.items():
             conf = conf.replace(name, str(value))
         open(os.path.join(work, "nginx.conf"), "w").write(conf)
         processes.append(subprocess.Popen(["nginx", "-c", os.path.join(work, "nginx.conf"), "-p", work, "-g", "daemon off;"], stdout=log, stderr=log))
         wait_for(cache_port)
 
-        script = "paced.lua" if args.pace_ms else "post.lua"
-        targets = [("gemcache", gemcache_port, script, PATH)]
+        # Each target with whether it is a gemcache (measured on the kind's request, variants and all).
+        targets = [("gemcache", gemcache_port, True)]
         for index, other in enumerate(args.compare, start=1):
             *assignments, binary = shlex.split(other)
             settings = dict(assignment.split("=", 1) for assignment in assignments)
             port = args.base_port + 10 + index
             start_gemcache(os.path.abspath(binary), work, f"data-{index}", mock_port, port, processes, log, settings)
-            targets.append((" ".join(assignments + [binary]), port, script, PATH))
-        gemcache_ports = [port for _, port, *_ in targets]
-        targets += [("nginx proxy_cache", cache_port, script, PATH), ("nginx return 200", return_port, script, PATH)]
+            targets.append((" ".join(assignments + [binary]), port, True))
+        gemcache_ports = [port for _, port, _ in targets]
+        targets += [("nginx proxy_cache", cache_port, False), ("nginx return 200", return_port, False)]
 
-        # Warm: every gemcache stores the answer (and the raw-key alias), nginx caches it.
-        for port, header in [(port, "X-Gemcache") for port in gemcache_ports] + [(cache_port, "X-Cache-Status")]:
-            checks = [post(port, body)[0].get(header) for _ in range(3)]
-            if checks[-1] != "HIT":
-                sys.exit(f"cache on port {port} not warm: {checks}")
-            if post(port, body)[1] != answer:
-                sys.exit(f"the cache on port {port} does not serve the upstream's answer")
+        for name in kinds:
+            warm(name, KINDS[name], answers[name][1], gemcache_ports, cache_port, return_port)
 
         if not args.no_litellm:
             start_litellm(os.path.abspath(args.litellm_venv), work, mock_port, litellm_port, processes, log)
-            targets.append(("LiteLLM proxy, cache on", litellm_port, "litellm.lua", LITELLM_PATH))
             litellm_pids = process_tree(processes[-1].pid)
             pause(litellm_pids, True)
         connection_counts = [int(c) for c in args.connections.split(",")]
         load_before = open("/proc/loadavg").read().split()[:3]
-        results = {(name, c): [] for name, *_ in targets for c in connection_counts}
+        results = {}  # (kind, connections) -> target -> the wrk result of each round, in the order they ran
+        series = itertools.count(1)  # a new one for every wrk run, so that variants never repeat across runs
         for round_index in range(args.rounds):
             for c in connection_counts:
-                for name, port, script, path in targets:
-                    if port == litellm_port:
+                for kind_name in kinds:
+                    kind = KINDS[kind_name]
+                    runs = results.setdefault((kind_name, c), {})
+                    for name, port, is_gemcache in targets:
+                        request = kind if is_gemcache else kind.plain
+                        runs.setdefault(name, []).append(wrk_kind(port, c, args.duration, request, args.pace_ms, next(series)))
+                    if kind_name == "generate" and not args.no_litellm:
                         pause(litellm_pids, False)
-                    result = wrk(port, c, args.duration, script, path, [str(args.pace_ms)] if script == "paced.lua" else ())
-                    if port == litellm_port:
+                        runs.setdefault("LiteLLM proxy, cache on", []).append(wrk(litellm_port, c, args.duration, LITELLM_PATH, "litellm.lua"))
                         pause(litellm_pids, True)
-                    results[(name, c)].append(result)
-                    print(f"round {round_index + 1} c={c} {name}: {result}", file=sys.stderr)
+                    for name, rounds in runs.items():
+                        print(f"round {round_index + 1} c={c} {kind_name} {name}: {rounds[-1]}", file=sys.stderr)
         load_after = open("/proc/loadavg").read().split()[:3]
         gemcache_rss = rss_mib(gemcache.pid)
         litellm_rss = "" if args.no_litellm else f"; LiteLLM RSS (2 workers and their parent) {tree_rss_mib(processes[-1].pid):.0f} MiB"
 
         print(f"Run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before {' '.join(load_before)}, after {' '.join(load_after)}; "
-              f"{args.rounds} alternating rounds x {args.duration} s per target, wrk -t2"
+              f"{args.rounds} alternating rounds x {args.duration} s per kind and target, wrk -t2"
               f"{f', each connection pausing {args.pace_ms} ms before every request' if args.pace_ms else ''}; gemcache RSS after the run {gemcache_rss:.0f} MiB{litellm_rss}.")
-        print()
-        print("| connections | target | req/s (median) | ratio to nginx proxy_cache | p50 ms | p99 ms | p99 per round ms | non-2xx |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for c in connection_counts:
-            bar = statistics.median(r["rps"] for r in results[("nginx proxy_cache", c)])
-            for name, *_ in targets:
-                rounds = results[(name, c)]
-                rps = statistics.median(r["rps"] for r in rounds)
-                per_round = " / ".join(f"{r['p99']:.2f}" for r in rounds)
-                print(f"| {c} | {name} | {rps:,.0f} | {ratio(rps, bar)} | {statistics.median(r['p50'] for r in rounds):.2f} | "
-                      f"{statistics.median(r['p99'] for r in rounds):.2f} | {per_round} | "
-                      f"{sum(r['non2xx'] for r in rounds)} |")
+            print()
+            print("| connections | kind | target | req/s (median) | ratio to nginx proxy_cache | p50 ms | p99 ms | p99 per round ms | non-2xx |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            for kind_name in kinds:
+                runs = results[(kind_name, c)]
+                bar = statistics.median(r["rps"] for r in runs["nginx proxy_cache"])
+                for name, rounds in runs.items():
+                    rps = statistics.median(r["rps"] for r in rounds)
+                    per_round = " / ".join(f"{r['p99']:.2f}" for r in rounds)
+                    print(f"| {c} | {kind_name} | {name} | {rps:,.0f} | {ratio(rps, bar)} | {statistics.median(r['p50'] for r in rounds):.2f} | "
+                          f"{statistics.median(r['p99'] for r in rounds):.2f} | {per_round} | "
+                          f"{sum(r['non2xx'] for r in rounds)} |")
+        if "variant" in kinds:
+            print()
+            print("variant: every gemcache request carries a body never sent before that normalizes to the stored request "
+                  "(a first-seen equivalent variant); nginx, which has no notion of equivalent requests, answers the plain "
+                  "generate request in its rows.")
         stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gemcache_port}/_gemcache/stats"))
         print()
         print(f"gemcache stats after the run: requests {stats.get('requests')}, hits {stats.get('hits')}, misses {stats.get('misses')}, "
