@@ -229,7 +229,8 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
             let credentialRange: Range<Int>
             switch (head.credential, route.credential) {
             case (let header?, nil): credentialRange = header
-            case (nil, let parameter?): credentialRange = (head.target.lowerBound + parameter.lowerBound)..<(head.target.lowerBound + parameter.upperBound)
+            case (nil, let parameter?):
+                credentialRange = (head.target.lowerBound + parameter.lowerBound)..<(head.target.lowerBound + parameter.upperBound)
             default: return false  // none, or one in a header and one in the query: the slow path's 403 or 400
             }
             let credential = UnsafeRawBufferPointer(rebasing: request[credentialRange])
