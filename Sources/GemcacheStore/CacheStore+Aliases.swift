@@ -1,7 +1,8 @@
 package import GemcacheKey
 import LMDBKit
 
-/// The `aliases` database (raw request key → cache key): synchronous reads for the fast path, and its upkeep.
+/// The `aliases` database (raw request key → cache key): synchronous reads for the fast path (of
+/// entries too), and its upkeep.
 extension CacheStore {
     /// Calls `body` with the cache key and the valid stored record (``EntryRecord``) that `rawKey`
     /// leads to, inside one read transaction on the calling thread; `body` is not called when there is
@@ -27,6 +28,19 @@ extension CacheStore {
                     guard let bytes, let record = try? EntryRecord(bytes) else { return }
                     body(key, record)
                 }
+            }
+        }
+    }
+
+    /// Calls `body` with the valid stored record under `key`, read in place like
+    /// ``withAliasedRecord(rawKey:_:)`` (for the fast path's requests that have no alias yet); `body`
+    /// is not called when there is none, it does not validate or the read fails.
+    package func withRecord(key: UnsafeRawBufferPointer, _ body: (_ record: EntryRecord) -> Void) {
+        let entries = self.entries
+        try? environment.withReadTransaction { txn in
+            try txn.withRawValue(entries, key: key) { bytes in
+                guard let bytes, let record = try? EntryRecord(bytes) else { return }
+                body(record)
             }
         }
     }

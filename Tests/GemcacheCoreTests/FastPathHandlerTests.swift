@@ -2,6 +2,7 @@ import Foundation
 import GemcacheKey
 import GemcacheStore
 import GemcacheTestSupport
+import HTTPTypes
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -156,6 +157,57 @@ struct FastPathHandlerTests {
         try await withFastPath { channel, fastPath, _, _ in
             let (answer, passed) = try send(request, to: channel)
             #expect(answer == nil && passed == request && fastPath.hits == 0)
+        }
+    }
+
+    /// New bytes of a stored request are keyed from their parts and answered, and their alias recorded
+    /// for the next repeat; what the slow path must judge (no JSON, a system parameter the proxy does
+    /// not know, a body too large to key on the loop) is passed on.
+    @Test func newBytesAreKeyedFromTheirPartsAndTheirAliasRecorded() async throws {
+        try await withFastPath { channel, fastPath, _, _ in
+            let canonical = try BodyNormalizer.normalize(Array(Self.body.utf8), level: fastPath.normalize, dialect: .gemini)
+            let key = RequestKey.key(
+                route: try #require(try CachedRoute(method: .post, path: Self.path)),
+                query: [],
+                scope: scopeTag(credential: testKey, salt: fastPath.store.scopeSalt),
+                namespace: nil,
+                canonical: canonical,
+                fieldMask: nil
+            )
+            let stored = try #require(try fastPath.store.lookup(CacheKey(hex: Digest.hex(Digest.sha256(Array("entry".utf8))))!))
+            #expect(await fastPath.store.store(stored, for: key))
+
+            let variant = #"{ "contents": [{"parts": [{"text": "Why is the sky blue?"}]}]}"#
+            let (answer, passed) = try send(Self.request(body: variant), to: channel)
+            #expect(passed == nil && answer?.contains("X-Gemcache-Key: \(key.hex)\r\n") == true && fastPath.hits == 1)
+            await GeminiProxy.aliasWritesLanded()
+            let rawKey = RawKeyHasher(normalize: fastPath.normalize).key(
+                target: Array(Self.path.utf8),
+                scope: Array(scopeTag(credential: testKey, salt: fastPath.store.scopeSalt).utf8),
+                namespace: nil,
+                body: Array(variant.utf8)
+            )
+            #expect(fastPath.store.aliasedKey(rawKey) == key)
+
+            let padding = String(repeating: " ", count: KeyingPool.inlineLimit)
+            for request in [
+                Self.request(body: "{\"contents\": [}"),
+                Self.request(path: Self.path + "?$unknown=1"),
+                Self.request(body: variant.dropLast() + padding + "}"),
+            ] {
+                let (answer, passed) = try send(request, to: channel)
+                #expect(answer == nil && passed == request)
+            }
+            #expect(fastPath.hits == 1)
+        }
+    }
+
+    /// Only a request the fast path may answer waits for its whole body: any other is passed on as it
+    /// arrives (an upstream may answer it before the body is complete).
+    @Test func aRequestItDoesNotLookUpIsPassedOnBeforeItsBodyArrives() async throws {
+        try await withFastPath { channel, _, _, _ in
+            let start = "POST /v1beta/models/gemini-2.5-flash:batchEmbedContents HTTP/1.1\r\nx-goog-api-key: k\r\nContent-Length: 100\r\n\r\n{"
+            #expect(try send(start, to: channel).passed == start)
         }
     }
 

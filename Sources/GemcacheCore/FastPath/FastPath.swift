@@ -1,15 +1,17 @@
 import GemcacheKey
 import GemcacheStore
+import HTTPTypes
 import NIOCore
 import Synchronization
 
 /// What every connection's ``FastPathHandler`` shares: the store, the ledger and the settings a raw
 /// key depends on.
 ///
-/// The fast path answers a byte-identical repeat of a generateContent request whose answer is
-/// stored, below Hummingbird: no router, no async hop, no header objects. The slow path
-/// (``GeminiProxy``) records `raw key → cache key` aliases when it stores or serves an answer; see
-/// ``RawRequestKey``.
+/// The fast path answers, below Hummingbird (no router, no async hop, no header objects), a request
+/// whose stored answer it can find: a byte-identical repeat through its raw key (``RawRequestKey``:
+/// the slow path records `raw key → cache key` aliases when it stores or serves an answer), or, when
+/// the bytes are new, through the cache key itself (``canonicalKey(method:target:scope:namespace:body:)``),
+/// recording the alias for the next repeat.
 final class FastPath: Sendable {
     let store: CacheStore
     let ledger: Ledger
@@ -54,6 +56,45 @@ final class FastPath: Sendable {
     /// upstream accepted lately); when not, the slow path answers (401, or a verifying upstream call).
     func admits(credential: UnsafeRawBufferPointer) -> Bool {
         !checksCredentials || access.mayServeCached(credential: String(decoding: credential, as: UTF8.self), salt: store.scopeSalt)
+    }
+
+    /// The cache key of an eligible request whose bytes have no alias, computed from its parts as the slow
+    /// path computes it (``RequestKey/key(route:query:scope:namespace:canonical:fieldMask:)``); nil when
+    /// the slow path must judge the request: not a cached route (or batchEmbedContents), a system
+    /// parameter the proxy does not know (never stored), a body that does not normalize or is larger
+    /// than ``KeyingPool/inlineLimit`` (keyed off the event loops).
+    /// - Parameters:
+    ///   - target: The request target as sent.
+    ///   - scope: `shared` or the credential's tag.
+    func canonicalKey(
+        method: RawRequestKey.Method,
+        target: UnsafeRawBufferPointer,
+        scope: UnsafeRawBufferPointer,
+        namespace: UnsafeRawBufferPointer?,
+        body: UnsafeRawBufferPointer
+    ) -> CacheKey? {
+        guard body.count <= KeyingPool.inlineLimit else { return nil }
+        let text = String(decoding: target, as: UTF8.self)
+        let mark = text.firstIndex(of: "?")
+        let path = String(text[..<(mark ?? text.endIndex)])
+        guard let route = try? CachedRoute(method: method == .get ? .get : .post, path: path), route.operation != .batchEmbedContents else {
+            return nil
+        }
+        let query = ForwardedRequest.queryItems(mark.map { String(text[text.index(after: $0)...]) })
+        guard !query.contains(where: { QueryParameter.role(of: $0.name, isGET: route.isGET) == .unknownSystem }) else { return nil }
+        var canonical: [UInt8] = []
+        if !route.isGET {
+            guard let normalized = try? BodyNormalizer.normalize(Array(body), level: normalize, dialect: route.dialect) else { return nil }
+            canonical = normalized
+        }
+        return RequestKey.key(
+            route: route,
+            query: query,
+            scope: String(decoding: scope, as: UTF8.self),
+            namespace: namespace.map { String(decoding: $0, as: UTF8.self) },
+            canonical: canonical,
+            fieldMask: nil
+        )
     }
 
     /// Hits this process answered on the fast path.

@@ -8,10 +8,12 @@ import NIOHTTP1
 /// the received bytes and passes every other request, byte for byte, to NIO's HTTP decoder and
 /// Hummingbird behind it.
 ///
-/// Per hit it parses the head in place, hashes the raw request (``RawKeyHasher``), follows the alias
-/// and reads the entry in one LMDB read transaction on the event loop, and writes one buffer: status
-/// line, stored header lines, the per-request headers and the body. No `HTTPHeaders`, strings, JSON,
-/// tasks or log lines. Measured on 2 cores against nginx `proxy_cache`: benchmarks/RESULTS.md.
+/// Per hit of a repeat it parses the head in place, hashes the raw request (``RawKeyHasher``), follows
+/// the alias and reads the entry in one LMDB read transaction on the event loop, and writes one buffer:
+/// status line, stored header lines, the per-request headers and the body. No `HTTPHeaders`, strings,
+/// JSON, tasks or log lines. Measured on 2 cores against nginx `proxy_cache`: benchmarks/RESULTS.md.
+/// Bytes without an alias are keyed as the slow path keys them (``FastPath/canonicalKey(method:target:scope:namespace:body:)``:
+/// the body normalized, so strings and JSON there) and, on a hit, answered the same way.
 ///
 /// Order of answers: while a passed-on request is unanswered (``slowRequestsPending``, counted down
 /// by ``FastPathResponseCounter`` as Hummingbird finishes each answer), every later request is passed
@@ -185,12 +187,12 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                     return
                 case .head(let head):
                     let size = head.length + head.contentLength
-                    let fast =
-                        head.answerable && slowRequestsPending == 0 && head.contentLength <= fastPath.maxBody
-                        && context.channel.isWritable
-                    if fast {
+                    // Only a request the fast path may answer waits here for its whole body.
+                    if head.answerable, slowRequestsPending == 0, head.contentLength <= fastPath.maxBody, context.channel.isWritable,
+                        let method = head.method, let route = lookedUp(head, method: method, in: buffer)
+                    {
                         guard buffer.readableBytes >= size else { return }  // wait for the whole body
-                        if answer(head, in: buffer, context: context) {
+                        if answer(head, method: method, route: route, in: buffer, context: context) {
                             buffer.moveReaderIndex(forwardBy: size)
                             pending = buffer
                             continue
@@ -218,14 +220,26 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
         pending = nil
     }
 
+    /// The target of a request the fast path looks up (its keyed form in ``keyedTarget``), or nil.
+    private func lookedUp(_ head: RequestHead, method: RawRequestKey.Method, in buffer: ByteBuffer) -> RawRequestKey.Target? {
+        buffer.withUnsafeReadableBytes { bytes in
+            RawRequestKey.parse(UnsafeRawBufferPointer(rebasing: bytes[head.target]), method: method, keyed: &keyedTarget)
+        }
+    }
+
     /// Writes the stored answer of a complete request in `buffer`, if there is a fresh one.
-    /// - Returns: false when the slow path must answer (a target it does not look up, no credential or
-    ///   two, no alias, entry gone or expired).
-    private func answer(_ head: RequestHead, in buffer: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+    /// - Returns: false when the slow path must answer (no credential or two, no alias and no entry
+    ///   under the cache key, entry gone or expired).
+    private func answer(
+        _ head: RequestHead,
+        method: RawRequestKey.Method,
+        route: RawRequestKey.Target,
+        in buffer: ByteBuffer,
+        context: ChannelHandlerContext
+    ) -> Bool {
         let started = NIODeadline.now()
         return buffer.withUnsafeReadableBytes { request -> Bool in
             let target = UnsafeRawBufferPointer(rebasing: request[head.target])
-            guard let method = head.method, let route = RawRequestKey.parse(target, method: method, keyed: &keyedTarget) else { return false }
             let credentialRange: Range<Int>
             switch (head.credential, route.credential) {
             case (let header?, nil): credentialRange = header
@@ -249,12 +263,21 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                 date.update(milliseconds: now)
                 let date = self.date.bytes
                 var counted: (model: String, tokens: TokenUsage)?
-                fastPath.store.withAliasedRecord(rawKey: UnsafeRawBufferPointer(rawKey)) { key, record in
+                func serve(key: UnsafeRawBufferPointer, record: EntryRecord) {
                     guard let hit = HitAnswer(record: record), now < record.expiresAt else { return }
                     var out = context.channel.allocator.buffer(capacity: 0)
                     hit.write(key: key, now: now, date: date, into: &out)
                     context.write(wrapOutboundOut(out), promise: nil)
                     counted = (modelName(record.model), TokenUsage(prompt: record.promptTokens, total: record.totalTokens))
+                }
+                fastPath.store.withAliasedRecord(rawKey: UnsafeRawBufferPointer(rawKey), serve)
+                if counted == nil,
+                    let key = tag.withUnsafeBytes({
+                        fastPath.canonicalKey(method: method, target: target, scope: $0, namespace: namespace, body: body)
+                    })
+                {
+                    key.bytes.withUnsafeBytes { key in fastPath.store.withRecord(key: key) { serve(key: key, record: $0) } }
+                    if counted != nil { GeminiProxy.recordAlias(Array(rawKey), for: key, in: fastPath.store) }
                 }
                 guard let counted else { return false }
                 wroteAnswer = true

@@ -28,7 +28,12 @@ extension GeminiProxy {
     /// next byte-identical request is answered on the fast path. Skipped when that alias is already there.
     func recordAlias(_ prepared: Prepared) {
         guard let rawKey = rawKey(prepared), store.aliasedKey(rawKey) != prepared.key else { return }
-        let (store, key) = (self.store, prepared.key)
+        Self.recordAlias(rawKey, for: prepared.key, in: store)
+    }
+
+    /// Records `rawKey → key` in `store` through its write lane, without waiting for the commit (both
+    /// paths: the fast path when it answered new bytes through their cache key).
+    static func recordAlias(_ rawKey: [UInt8], for key: CacheKey, in store: CacheStore) {
         aliasWrites.withLock { writes in
             let id = writes.next
             writes.next += 1

@@ -54,17 +54,41 @@ struct RequestKey {
         } else {
             model = route.model
         }
-        key =
-            CacheKeyComponents(
-                apiVersion: route.apiVersion,
-                endpoint: route.endpoint,
-                model: route.model,
-                query: keyQuery(query, isGET: route.isGET),
-                scope: scope.tag,
-                namespace: controls.namespace,
-                normalizedBody: canonical,
-                fieldMask: Self.fieldMask(headers)
-            ).key
+        key = Self.key(
+            route: route,
+            query: query,
+            scope: scope.tag,
+            namespace: controls.namespace,
+            canonical: canonical,
+            fieldMask: Self.fieldMask(headers)
+        )
+    }
+
+    /// The cache key of a request on `route` from its parts (SPEC §3): the one place both paths key,
+    /// the slow path through ``init(route:query:headers:body:credential:configuration:salt:)`` and the
+    /// fast path for a request whose bytes it has not seen (``FastPath/canonicalKey(method:target:scope:namespace:body:)``).
+    /// - Parameters:
+    ///   - query: The percent-decoded query items, all of them (the key picks its own).
+    ///   - scope: `shared` or the credential's tag.
+    ///   - canonical: The normalized body (empty on GET routes).
+    static func key(
+        route: CachedRoute,
+        query: [(name: String, value: String)],
+        scope: String,
+        namespace: String?,
+        canonical: [UInt8],
+        fieldMask: String?
+    ) -> CacheKey {
+        CacheKeyComponents(
+            apiVersion: route.apiVersion,
+            endpoint: route.endpoint,
+            model: route.model,
+            query: keyQuery(query, isGET: route.isGET),
+            scope: scope,
+            namespace: namespace,
+            normalizedBody: canonical,
+            fieldMask: fieldMask
+        ).key
     }
 
     /// `X-Goog-FieldMask`, which selects the answer's fields like `$fields` (SPEC §3); repeated
