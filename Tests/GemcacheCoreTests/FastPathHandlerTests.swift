@@ -207,7 +207,8 @@ struct FastPathHandlerTests {
     @Test func aRequestItDoesNotLookUpIsPassedOnBeforeItsBodyArrives() async throws {
         try await withFastPath { channel, _, _, _ in
             let start = "POST /v1beta/models/gemini-2.5-flash:batchEmbedContents HTTP/1.1\r\nx-goog-api-key: k\r\nContent-Length: 100\r\n\r\n{"
-            #expect(try send(start, to: channel).passed == start)
+            let (answer, passed) = try send(start, to: channel)
+            #expect(answer == nil && passed == start)
         }
     }
 
