@@ -15,7 +15,7 @@ extension CacheStore {
     enum WriteOperation: Sendable {
         /// `keepingNewer`: leave an entry stored later than `storedAt` as it is (a salvage of older copies).
         case put(key: [UInt8], record: [UInt8], storedAt: Int64, expiresAt: Int64, alias: [UInt8]?, keepingNewer: Bool)
-        case alias(rawKey: [UInt8], key: [UInt8])
+        case aliases([(rawKey: [UInt8], key: [UInt8])])
         case addCounters([String: Int64])
         case setMeta(key: [UInt8], value: [UInt8])
         case setMetaIfAbsent(key: [UInt8], value: [UInt8])
@@ -146,8 +146,8 @@ extension CacheStore {
                     }
                 case .setMeta(let key, let value):
                     try txn.put(meta, key: key, value: value)
-                case .alias(let rawKey, let key):
-                    try txn.put(aliases, key: rawKey, value: key)
+                case .aliases(let batch):
+                    for (rawKey, key) in batch { try txn.put(aliases, key: rawKey, value: key) }
                 case .setMetaIfAbsent(let key, let value):
                     if try txn.get(meta, key: key) == nil { try txn.put(meta, key: key, value: value) }
                 case .deleteCounters(let start, let end):

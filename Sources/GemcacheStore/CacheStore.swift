@@ -39,6 +39,8 @@ public final class CacheStore: Sendable {
     let now: @Sendable () -> Int64
     let queue = Mutex(WriteQueue())
     let counterBuffer = Mutex(CounterBuffer())
+    /// Aliases waiting for their batch's write (``recordAliasSoon(_:for:)``); nil when none is scheduled.
+    let pendingAliases = Mutex<[(rawKey: [UInt8], key: [UInt8])]?>(nil)
     /// The keys whose damaged record this process has logged (each once).
     let damagedKeysLogged = Mutex(Set<CacheKey>())
     /// Called after each commit of the write lane, before its writers learn it is done (crash-image tests).
@@ -131,12 +133,35 @@ public final class CacheStore: Sendable {
         await submit(.put(entry, for: key, alias: alias))
     }
 
-    /// Records through the write lane that requests with the raw key `rawKey` have the cache key `key`.
-    /// - Returns: Whether it was committed.
-    @discardableResult
-    package func recordAlias(_ rawKey: [UInt8], for key: CacheKey) async -> Bool {
-        await submit(.alias(rawKey: rawKey, key: key.bytes))
+    /// Records that requests with the raw key `rawKey` have the cache key `key`, in a batch with the
+    /// other aliases recorded within ``aliasDelay``: an alias only spares the next repeat a
+    /// normalization, so it need not cost a commit (and a disk sync) of its own.
+    /// - Returns: The batch's write when this alias scheduled it (nil when it joined one), so that a
+    ///   caller can await it.
+    package func recordAliasSoon(_ rawKey: [UInt8], for key: CacheKey) -> Task<Void, Never>? {
+        let schedules = pendingAliases.withLock { pending -> Bool in
+            guard pending != nil else {
+                pending = [(rawKey, key.bytes)]
+                return true
+            }
+            if pending!.count < Self.maxPendingAliases { pending!.append((rawKey, key.bytes)) }
+            return false
+        }
+        guard schedules else { return nil }
+        return Task {
+            try? await Task.sleep(for: Self.aliasDelay)
+            let batch = pendingAliases.withLock { pending in
+                defer { pending = nil }
+                return pending ?? []
+            }
+            await submit(.aliases(batch))
+        }
     }
+
+    /// How long an alias waits for others to share its write.
+    static let aliasDelay = Duration.milliseconds(100)
+    /// Aliases beyond this many in one batch are dropped (their requests stay canonical hits).
+    static let maxPendingAliases = 4096
 
     /// The number of entries.
     public func entryCount() async throws -> Int {

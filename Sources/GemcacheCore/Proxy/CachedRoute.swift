@@ -61,10 +61,16 @@ public struct CachedRoute: Sendable, Equatable {
 
     /// Letters, digits, `.`, `-`, `_`; no path tricks.
     static func validModel(_ model: Substring) throws(ProxyError) -> String {
+        let bytes = model.utf8
         let valid =
-            !model.isEmpty && model.count <= 128 && !model.contains("..")
-            && model.unicodeScalars.allSatisfy {
-                $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0))
+            (1...128).contains(bytes.count) && !zip(bytes, bytes.dropFirst()).contains { $0 == UInt8(ascii: ".") && $1 == UInt8(ascii: ".") }
+            && bytes.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+                    true
+                default: false
+                }
             }
         guard valid else { throw .invalidArgument("Invalid model name.") }
         return String(model)

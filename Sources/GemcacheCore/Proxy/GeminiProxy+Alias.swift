@@ -31,15 +31,16 @@ extension GeminiProxy {
         Self.recordAlias(rawKey, for: prepared.key, in: store)
     }
 
-    /// Records `rawKey → key` in `store` through its write lane, without waiting for the commit (both
-    /// paths: the fast path when it answered new bytes through their cache key).
+    /// Records `rawKey → key` in `store` (``CacheStore/recordAliasSoon(_:for:)``: batched, without
+    /// delaying the answer); both paths, the fast path when it answered new bytes through their cache key.
     static func recordAlias(_ rawKey: [UInt8], for key: CacheKey, in store: CacheStore) {
+        guard let write = store.recordAliasSoon(rawKey, for: key) else { return }
         aliasWrites.withLock { writes in
             let id = writes.next
             writes.next += 1
-            // The write removes itself, after this lock is released (it takes the lock too).
+            // The watcher removes the write once it landed, after this lock is released (it takes the lock too).
             writes.running[id] = Task {
-                await store.recordAlias(rawKey, for: key)
+                await write.value
                 _ = aliasWrites.withLock { $0.running.removeValue(forKey: id) }
             }
         }

@@ -25,12 +25,12 @@ struct UpstreamTarget: Sendable, Equatable {
             bytes.allSatisfy(Self.isAllowed)
         else { throw .invalidRequestTarget }
         let mark = bytes.firstIndex(of: UInt8(ascii: "?"))
-        let path = String(decoding: bytes[..<(mark ?? bytes.count)], as: UTF8.self)
-        let lowercased = path.lowercased()
-        guard !path.contains("//"), !path.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }),
-            !["%2e", "%2f", "%5c"].contains(where: { lowercased.contains($0) })
-        else { throw .invalidRequestTarget }
-        self.path = path
+        let path = bytes[..<(mark ?? bytes.count)]
+        let segments = path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst()
+        guard !segments.dropLast().contains(where: \.isEmpty), !segments.contains(where: Self.isForbiddenSegment) else {
+            throw .invalidRequestTarget
+        }
+        self.path = String(decoding: path, as: UTF8.self)
         self.query = mark.map { String(decoding: bytes[($0 + 1)...], as: UTF8.self) }
     }
 
@@ -56,6 +56,18 @@ struct UpstreamTarget: Sendable, Equatable {
     private init(checkedPath: String, query: String?) {
         self.path = checkedPath
         self.query = query
+    }
+
+    /// `.`, `..`, or a segment holding a percent-encoded `.`, `/` or `\`.
+    private static func isForbiddenSegment(_ segment: ArraySlice<UInt8>) -> Bool {
+        if (1...2).contains(segment.count) && segment.allSatisfy({ $0 == UInt8(ascii: ".") }) { return true }
+        return zip(segment, zip(segment.dropFirst(), segment.dropFirst(2))).contains { percent, encoded in
+            guard percent == UInt8(ascii: "%") else { return false }
+            switch (encoded.0, encoded.1 | 0x20) {
+            case (UInt8(ascii: "2"), UInt8(ascii: "e")), (UInt8(ascii: "2"), UInt8(ascii: "f")), (UInt8(ascii: "5"), UInt8(ascii: "c")): return true
+            default: return false
+            }
+        }
     }
 
     /// Longer targets are refused (Google's own front end refuses far shorter ones).
