@@ -1,7 +1,9 @@
 -- wrk script for benchmarks/soak.py: a fixed mix of hits, misses, streams and errors, counted per
 -- thread by what the client saw; each thread stops after SOAK_PER_THREAD answered requests.
 --
--- Mix per 100 requests: 60 generateContent repeats of 64 warm prompts (hits, mostly on the fast path),
+-- Mix per 100 requests: 60 hits, mostly on the fast path: 40 generateContent repeats of 64 warm
+-- prompts with the key in `x-goog-api-key`, 8 with the key in `?key=`, 6 equivalent variants of them
+-- (other JSON whitespace) and 6 OpenAI chat repeats of 16 warm prompts with `Authorization: Bearer`;
 -- 15 distinct prompts (misses), 10 SSE streams (5 warm repeats, 5 distinct), 5 JSON-array streams
 -- (distinct), 5 malformed bodies (400), 3 path tricks (400), 2 requests without a key (401/403).
 
@@ -21,7 +23,9 @@ end
 local generate = "/v1beta/models/gemini-2.5-flash:generateContent"
 local sse = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 local array = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+local chat = "/v1beta/openai/chat/completions"
 local key = {["Content-Type"] = "application/json", ["x-goog-api-key"] = "soak-key"}
+local bearer = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer soak-key"}
 local nokey = {["Content-Type"] = "application/json"}
 
 function init(args)
@@ -38,7 +42,10 @@ end
 
 local function kind_of(n)
   local slot = n % 100
-  if slot < 60 then return "hit"
+  if slot < 40 then return "hit"
+  elseif slot < 48 then return "querykey"
+  elseif slot < 54 then return "variant"
+  elseif slot < 60 then return "chat"
   elseif slot < 75 then return "miss"
   elseif slot < 80 then return "ssehit"
   elseif slot < 85 then return "ssemiss"
@@ -59,6 +66,14 @@ function request()
   local unique = id .. "-" .. sent
   if kind == "hit" then
     return wrk.format("POST", generate, key, body("soak warm prompt " .. (sent % 64)))
+  elseif kind == "querykey" then
+    return wrk.format("POST", generate .. "?key=soak-key", nokey, body("soak warm prompt " .. (sent % 64)))
+  elseif kind == "variant" then
+    local warm = body("soak warm prompt " .. (sent % 64))
+    return wrk.format("POST", generate, key, "{" .. string.rep(" ", 1 + sent % 29) .. string.sub(warm, 2))
+  elseif kind == "chat" then
+    local prompt = "soak warm chat " .. (sent % 16)
+    return wrk.format("POST", chat, bearer, '{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"' .. prompt .. '"}]}')
   elseif kind == "miss" then
     return wrk.format("POST", generate, key, body("soak distinct " .. unique))
   elseif kind == "ssehit" then
@@ -81,7 +96,7 @@ function response(status, headers, body)
   answered = answered + 1
   local outcome = headers["X-Gemcache"] or headers["x-gemcache"] or "-"
   local label = status .. " " .. outcome
-  if status == 400 and string.find(body, "Invalid request path", 1, true) then label = "400 path" end
+  if status == 400 and string.find(body, "Invalid request target", 1, true) then label = "400 path" end
   seen[label] = (seen[label] or 0) + 1
   local ok = (status == 200 and (outcome == "HIT" or outcome == "MISS" or outcome == "COALESCED"))
     or status == 400 or status == 401 or status == 403

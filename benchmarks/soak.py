@@ -113,14 +113,16 @@ def main():
         "hits": sum(v for k, v in seen.items() if k.endswith(" HIT")),
         "misses": sum(v for k, v in seen.items() if k.endswith(" MISS")),
         "coalesced": sum(v for k, v in seen.items() if k.endswith(" COALESCED")),
-        "errors": sum(v for k, v in seen.items() if k.startswith(("400 -", "401", "403"))),
+        "errors": seen.get("400 -", 0),
+        # Refused at admission (no credential): counted as rejected only, not as requests (SPEC §7).
+        "rejected": sum(v for k, v in seen.items() if k.startswith(("401", "403"))),
     }
     path_tricks = seen.get("400 path", 0)
-    delta = {name: after[name] - before[name] for name in ("requests", "hits", "misses", "coalesced", "errors")}
+    delta = {name: after[name] - before[name] for name in ("requests", "hits", "misses", "coalesced", "errors", "rejected")}
     print(f"requests answered: {answered} in {elapsed:.1f} s ({answered / elapsed:.0f}/s), load average {open('/proc/loadavg').read().split()[:3]}")
     print("client saw:", json.dumps(dict(sorted(seen.items()))))
     print("latency:", {k: summary[k] for k in ("latency_p50_ms", "p99_ms", "max_ms") if k in summary})
-    print(f"proxy counters moved: {delta}; client: {client} (+{path_tricks} path tricks refused before the cache)")
+    print(f"proxy counters moved: {delta}; client: {client} (+{path_tricks} path tricks refused before the cache, not counted)")
     print(f"upstream calls: {upstream} (client misses {client['misses']}); evictions: {after.get('evictions')}; entries: {after.get('entries')}")
     print(f"RSS MiB: start {samples[0]:.1f}, peak {max(samples):.1f}, end {end_rss:.1f}; /healthz {health}")
 
@@ -130,9 +132,10 @@ def main():
     check(answered == args.requests, f"answered {answered} of {args.requests}")
     check(summary.get("unexpected") == "0", f"unexpected answers: {summary.get('unexpected')}")
     check(summary.get("socket_errors") == "0", f"socket errors: {summary.get('socket_errors')}")
-    for name in ("hits", "misses", "coalesced", "errors"):
+    for name in ("hits", "misses", "coalesced", "errors", "rejected"):
         check(delta[name] == client[name], f"{name}: proxy {delta[name]}, client {client[name]}")
-    check(delta["requests"] == answered - path_tricks, f"requests: proxy {delta['requests']}, client {answered - path_tricks}")
+    counted = answered - path_tricks - client["rejected"]
+    check(delta["requests"] == counted, f"requests: proxy {delta['requests']}, client {counted}")
     check(upstream == client["misses"], f"upstream calls {upstream} != misses {client['misses']}")
     check(health == 200, "healthz")
     if failures:
