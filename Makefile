@@ -47,6 +47,8 @@ bench: build
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "bench needs nginx and wrk: apt-get install -y nginx wrk"; exit 1; }
 	benchmarks/hitpath.py --bin $(BENCH_BIN)
 	benchmarks/hitpath.py --bin $(BENCH_BIN) --pace-ms 2 --rounds 9
+	benchmarks/hitpath.py --bin $(BENCH_BIN) --kinds all --no-litellm --rounds 3 --duration 5
+	benchmarks/hitpath.py --bin $(BENCH_BIN) --kinds all --pace-ms 5 --rounds 3 --duration 5
 	benchmarks/misspath.py --bin $(BENCH_BIN)
 	benchmarks/callreduction.py --bin $(BENCH_BIN)
 	benchmarks/missstorm.py --bin $(BENCH_BIN)

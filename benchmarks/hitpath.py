@@ -19,7 +19,12 @@ clients, runs in the generate kind only, with the chat completion of litellm.lua
 With --compare BIN (repeatable), other gemcache builds run beside the first in the same rounds, each
 with its own store, optionally after VAR=VALUE settings: a before/after of a change in one run.
 
-Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--kinds generate,stream,embed,openai,querykey,variant|all] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2]
+With --tls, the first gemcache runs a second time with `listen.tls` (a self-signed P-256 certificate
+made for the run) and nginx proxy_cache also listens over HTTPS, on the same cache: the HTTPS rows'
+ratio is to nginx proxy_cache over HTTPS (wrk keeps its connections, so this is TLS record cost,
+not handshakes).
+
+Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--kinds generate,stream,embed,openai,querykey,variant|all] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2] [--tls]
 Needs: nginx, wrk (apt-get install -y nginx wrk), a release build of gemcache; LiteLLM is installed
 from PyPI into --litellm-venv (default .venv-litellm) on first use.
 """
@@ -32,6 +37,7 @@ import re
 import shlex
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -90,14 +96,25 @@ def lua_header(script, name):
     return re.search(rf'wrk.headers\["{name}"\] = "(.*)"', text).group(1)
 
 
+# Ports served over HTTPS (--tls), with a self-signed certificate the benchmark's clients do not check.
+HTTPS_PORTS = set()
+UNCHECKED_TLS = ssl.create_default_context()
+UNCHECKED_TLS.check_hostname = False
+UNCHECKED_TLS.verify_mode = ssl.CERT_NONE
+
+
+def origin(port):
+    return f"{'https' if port in HTTPS_PORTS else 'http'}://127.0.0.1:{port}"
+
+
 def send(port, kind, body=None):
     """`kind`'s request (with `body` instead of its own, when given) to the server on `port`: its
     answer's headers and body."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{kind.path}", data=(body or kind.body).encode(), method="POST",
+        f"{origin(port)}{kind.path}", data=(body or kind.body).encode(), method="POST",
         headers={"Content-Type": "application/json", **kind.headers},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=10, context=UNCHECKED_TLS) as response:
         return response.headers, response.read()
 
 
@@ -105,7 +122,7 @@ def wait_for(port, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            urllib.request.urlopen(f"{origin(port)}/healthz", timeout=1, context=UNCHECKED_TLS)
             return
         except urllib.error.HTTPError:
             return
@@ -118,7 +135,7 @@ def wrk(port, connections, duration, path, script, headers=None, script_args=())
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, script),
          *(option for name, value in (headers or {}).items() for option in ("-H", f"{name}: {value}")),
-         f"http://127.0.0.1:{port}{path}"] + (["--", *script_args] if script_args else []),
+         f"{origin(port)}{path}"] + (["--", *script_args] if script_args else []),
         capture_output=True, text=True, check=True,
     ).stdout
     return parse_wrk(out)
@@ -247,12 +264,14 @@ def start_stack(binary, work, mock_port, gemcache_port, processes, log):
     return start_gemcache(binary, work, "data", mock_port, gemcache_port, processes, log)
 
 
-def start_gemcache(binary, work, data, mock_port, port, processes, log, settings=None):
+def start_gemcache(binary, work, data, mock_port, port, processes, log, settings=None, config=None):
     """Starts `gemcache serve` with its store in work/`data` (from `work`, so that the repository's
-    proxy.conf is not picked up) and `settings` (environment variables such as
-    GEMCACHE_STORE_DURABILITY), appends it to `processes`, waits until it listens. Returns it."""
+    proxy.conf is not picked up), `settings` (environment variables such as
+    GEMCACHE_STORE_DURABILITY) and the settings file `config` if given, appends it to `processes`,
+    waits until it listens. Returns it."""
     gemcache = subprocess.Popen(
-        [binary, "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, data)],
+        [binary, "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{mock_port}", "--data", os.path.join(work, data)]
+        + (["--config", config] if config else []),
         cwd=work, stdout=log, stderr=log, env={**os.environ, "LOG_LEVEL": "warning", **(settings or {})},
     )
     processes.append(gemcache)
@@ -329,6 +348,8 @@ def main():
     parser.add_argument("--litellm-venv", default=os.path.join(ROOT, ".venv-litellm"))
     parser.add_argument("--pace-ms", type=int, help="each connection waits this long before every request (hit.lua): "
                         "the same offered load for every server, so that tails compare at equal throughput; leaves LiteLLM out")
+    parser.add_argument("--tls", action="store_true", help="also measure gemcache and nginx proxy_cache over HTTPS "
+                        "(a self-signed P-256 certificate, keep-alive), each HTTPS row against nginx's HTTPS row")
     parser.add_argument("--kinds", default="generate", help=f"the kinds of hit to measure, comma-separated, or all: {','.join(KINDS)}")
     args = parser.parse_args()
     kinds = list(KINDS) if args.kinds == "all" else args.kinds.split(",")
@@ -337,7 +358,7 @@ def main():
     if args.pace_ms or "generate" not in kinds:
         args.no_litellm = True
     args.bin = os.path.abspath(args.bin)
-    mock_port, gemcache_port, cache_port, return_port, litellm_port = (args.base_port + i for i in range(5))
+    mock_port, gemcache_port, cache_port, return_port, litellm_port, gemcache_tls_port, cache_tls_port = (args.base_port + i for i in range(7))
     work = tempfile.mkdtemp(prefix="gemcache-bench-")
     os.chmod(work, 0o755)  # nginx workers run as an unprivileged user when started by root
     processes = []
@@ -350,9 +371,17 @@ def main():
         for name in kinds:
             headers, body = send(mock_port, KINDS[name].plain)
             answers[name] = (headers.get("Content-Type"), body)
+        cache_tls = ""
+        if args.tls:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                            "-subj", "/CN=127.0.0.1", "-keyout", os.path.join(work, "key.pem"), "-out", os.path.join(work, "cert.pem")],
+                           check=True, capture_output=True)
+            cache_tls = (f"listen 127.0.0.1:{cache_tls_port} ssl; ssl_certificate {work}/cert.pem; "
+                         f"ssl_certificate_key {work}/key.pem; ssl_session_cache shared:tls:1m;")
+            HTTPS_PORTS.update([gemcache_tls_port, cache_tls_port])
         conf = open(os.path.join(HERE, "nginx.conf.template")).read()
         for name, value in {"@DIR@": work, "@MOCK_PORT@": mock_port, "@CACHE_PORT@": cache_port, "@RETURN_PORT@": return_port,
-                            "@RETURN_LOCATIONS@": nginx_return_locations(answers)}.items():
+                            "@CACHE_TLS@": cache_tls, "@RETURN_LOCATIONS@": nginx_return_locations(answers)}.items():
             conf = conf.replace(name, str(value))
         open(os.path.join(work, "nginx.conf"), "w").write(conf)
         processes.append(subprocess.Popen(["nginx", "-c", os.path.join(work, "nginx.conf"), "-p", work, "-g", "daemon off;"], stdout=log, stderr=log))
@@ -366,8 +395,15 @@ def main():
             port = args.base_port + 10 + index
             start_gemcache(os.path.abspath(binary), work, f"data-{index}", mock_port, port, processes, log, settings)
             targets.append((" ".join(assignments + [binary]), port, True))
+        if args.tls:
+            config = os.path.join(work, "tls.conf")
+            open(config, "w").write(f"listen:\n  tls: {{cert_file: {work}/cert.pem, key_file: {work}/key.pem}}\n")
+            start_gemcache(args.bin, work, "data-tls", mock_port, gemcache_tls_port, processes, log, config=config)
+            targets.append(("gemcache, HTTPS", gemcache_tls_port, True))
         gemcache_ports = [port for _, port, _ in targets]
         targets += [("nginx proxy_cache", cache_port, False), ("nginx return 200", return_port, False)]
+        if args.tls:
+            targets.append(("nginx proxy_cache, HTTPS", cache_tls_port, False))
 
         for name in kinds:
             warm(name, KINDS[name], answers[name][1], gemcache_ports, cache_port, return_port)
@@ -403,12 +439,12 @@ def main():
               f"{f', each connection pausing {args.pace_ms} ms before every request' if args.pace_ms else ''}; gemcache RSS after the run {gemcache_rss:.0f} MiB{litellm_rss}.")
         for c in connection_counts:
             print()
-            print("| connections | kind | target | req/s (median) | ratio to nginx proxy_cache | p50 ms | p99 ms | p99 per round ms | non-2xx |")
+            print("| connections | kind | target | req/s (median) | ratio to nginx proxy_cache (HTTPS rows: over HTTPS) | p50 ms | p99 ms | p99 per round ms | non-2xx |")
             print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             for kind_name in kinds:
                 runs = results[(kind_name, c)]
-                bar = statistics.median(r["rps"] for r in runs["nginx proxy_cache"])
                 for name, rounds in runs.items():
+                    bar = statistics.median(r["rps"] for r in runs["nginx proxy_cache, HTTPS" if name.endswith("HTTPS") else "nginx proxy_cache"])
                     rps = statistics.median(r["rps"] for r in rounds)
                     per_round = " / ".join(f"{r['p99']:.2f}" for r in rounds)
                     print(f"| {c} | {kind_name} | {name} | {rps:,.0f} | {ratio(rps, bar)} | {statistics.median(r['p50'] for r in rounds):.2f} | "

@@ -40,6 +40,15 @@ public final class LMDBEnvironment: @unchecked Sendable {
     private struct State {
         var isClosed = false
         var operationsInFlight = 0
+        /// Read transactions reset after use (`mdb_txn_reset`), kept for ``withReadTransaction(_:)``
+        /// to renew: no allocation and, with `MDB_NOTLS`, no reader-table lock (each keeps its slot,
+        /// which holds no snapshot while reset). Aborted before the handle is closed.
+        var idleReaders: [IdleReader] = []
+    }
+
+    /// A reset read transaction's handle, in ``State/idleReaders`` or in the one read that took it.
+    private struct IdleReader: @unchecked Sendable {
+        let handle: OpaquePointer
     }
 
     /// What this environment's handle has written and synced since it was opened.
@@ -137,7 +146,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Opens the named database, creating it when `create` is true. Call once per name at
     /// startup, before concurrent use, and never from inside a transaction closure.
     public func openDatabase(_ name: String, create: Bool) throws -> LMDBDatabase {
-        try withTransaction(readOnly: false) { txn in
+        try withWriteTransaction { txn in
             var dbi: MDB_dbi = 0
             // > The database handle will be private to the current transaction until the
             // > transaction is successfully committed.
@@ -155,7 +164,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         _ body: @escaping @Sendable (borrowing LMDBTransaction) throws -> T
     ) async throws -> T {
         try await NIOThreadPool.singleton.runIfActive {
-            try self.withTransaction(readOnly: true, body)
+            try self.withReadTransaction(body)
         }
     }
 
@@ -168,7 +177,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         try ensureOpen()
         do {
             return try await writerPool.runIfActive {
-                try self.withTransaction(readOnly: false, body)
+                try self.withWriteTransaction(body)
             }
         } catch is CancellationError where state.withLock({ $0.isClosed }) {
             throw LMDBError.environmentClosed
@@ -221,7 +230,35 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// fine for a lookup of one key, as a cache's hot path does on its event loop; run scans and
     /// counts with ``read(_:)`` instead.
     public func withReadTransaction<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
-        try withTransaction(readOnly: true, body)
+        let kept = try state.withLock { state throws(LMDBError) -> OpaquePointer? in
+            if state.isClosed { throw LMDBError.environmentClosed }
+            state.operationsInFlight += 1
+            return state.idleReaders.popLast()?.handle
+        }
+        var handle: OpaquePointer?
+        defer {
+            let releaseNow = state.withLock { state in
+                state.operationsInFlight -= 1
+                if let handle { state.idleReaders.append(IdleReader(handle: handle)) }
+                return state.isClosed && state.operationsInFlight == 0
+            }
+            if releaseNow { closeHandle() }
+        }
+        // > [mdb_txn_renew:] Renew a read-only transaction. This acquires a new reader lock for a
+        // > transaction handle that had been released by mdb_txn_reset().
+        if let kept, mdb_txn_renew(kept) == 0 {
+            handle = kept
+        } else {
+            if let kept { mdb_txn_abort(kept) }
+            var begun: OpaquePointer?
+            // > If MDB_NOTLS is in use, [single-thread use] does not apply to read-only transactions.
+            try check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &begun), "mdb_txn_begin")
+            handle = begun
+        }
+        // > [mdb_txn_reset:] Abort the read-only transaction like mdb_txn_abort(), but keep the
+        // > transaction handle. Therefore mdb_txn_renew() may reuse the handle.
+        defer { mdb_txn_reset(handle!) }
+        return try body(LMDBTransaction(handle: handle!))
     }
 
     /// Clears reader slots left by dead processes; returns how many were cleared.
@@ -260,7 +297,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
                 try check(mdb_env_stat(env, &stat), "mdb_env_stat")
                 let info = try info()
                 // The free list is database 0; each value is a page list whose first word is its length.
-                let listed = try withTransaction(readOnly: true) { txn in
+                let listed = try withReadTransaction { txn in
                     var pages = 0
                     // Keys are the freeing transaction's id, in native byte order.
                     try txn.forEach(LMDBDatabase(dbi: 0)) { key, value in
@@ -289,41 +326,30 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return info
     }
 
-    fileprivate func withTransaction<T>(
-        readOnly: Bool,
-        _ body: (borrowing LMDBTransaction) throws -> T
-    ) throws -> T {
+    /// A write transaction on the calling thread (the writer thread, or start-up's `openDatabase`),
+    /// committed when `body` returns.
+    fileprivate func withWriteTransaction<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
         try withOpenHandle {
             var begun: OpaquePointer?
             // > A transaction and its cursors must only be used by a single thread ...
-            // > If MDB_NOTLS is in use, this does not apply to read-only transactions.
-            try check(
-                mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &begun),
-                "mdb_txn_begin"
-            )
+            try check(mdb_txn_begin(env, nil, 0, &begun), "mdb_txn_begin")
             let handle = begun!
             let result: T
             do {
                 // Holding the writer lock, before any page of this transaction can reach the file.
-                if defersSync && !readOnly { try unsyncedMarker.ensurePresent() }
+                if defersSync { try unsyncedMarker.ensurePresent() }
                 result = try body(LMDBTransaction(handle: handle))
             } catch {
                 // > Abandon all the operations of the transaction instead of saving them.
                 mdb_txn_abort(handle)
                 throw error
             }
-            if readOnly {
-                // > [mdb_txn_reset:] Use mdb_txn_abort() to discard a reset handle, and to free
-                // > its lock table slot if MDB_NOTLS is in use.
-                mdb_txn_abort(handle)
-            } else {
-                // > The transaction handle is freed. It and its cursors must not be used again
-                // > after this call
-                // This holds when commit fails too, so there is no abort after a failed commit.
-                let id = mdb_txn_id(handle)
-                try check(mdb_txn_commit(handle), "mdb_txn_commit")
-                countCommit(id)
-            }
+            // > The transaction handle is freed. It and its cursors must not be used again
+            // > after this call
+            // This holds when commit fails too, so there is no abort after a failed commit.
+            let id = mdb_txn_id(handle)
+            try check(mdb_txn_commit(handle), "mdb_txn_commit")
+            countCommit(id)
             return result
         }
     }
@@ -359,6 +385,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     private func closeHandle() {
+        // > Use mdb_txn_abort() to discard a reset handle, and to free its lock table slot if
+        // > MDB_NOTLS is in use.
+        for reader in state.withLock({ state in state.idleReaders }) { mdb_txn_abort(reader.handle) }
         // > Only a single thread may call this function. All transactions, databases, and
         // > cursors must already be closed before calling this function.
         mdb_env_close(env)
@@ -373,6 +402,6 @@ package struct LMDBWriter: ~Copyable {
     /// Runs `body` in a write transaction on the writer thread, as ``LMDBEnvironment/write(_:)`` does:
     /// commits when `body` returns, aborts when it throws.
     package func write<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
-        try environment.withTransaction(readOnly: false, body)
+        try environment.withWriteTransaction(body)
     }
 }

@@ -101,6 +101,32 @@ struct EnvironmentTests {
         }
     }
 
+    /// Read transactions are reset and renewed rather than begun anew: a renewed one sees every commit
+    /// made since (a reset one holds no snapshot), one that threw is reused too, and many readers at once
+    /// and a close with readers kept idle leave the environment able to reopen and read.
+    @Test func renewedReadsSeeLaterCommitsAndCloseReleasesTheKeptReaders() async throws {
+        let path = makeTemporaryPath()
+        defer { removeDirectory(path) }
+        let env = try LMDBEnvironment(path: path, mapSize: 16 << 20)
+        let db = try env.openDatabase("main", create: true)
+        for version in 0..<50 {
+            try await env.write { txn in try txn.put(db, key: key(0), value: bytes("v\(version)")) }
+            #expect(try env.withReadTransaction { try $0.get(db, key: key(0)) } == bytes("v\(version)"))
+            #expect(throws: CancellationError.self) { try env.withReadTransaction { _ in throw CancellationError() } }
+        }
+        let reads = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<200 { group.addTask { try env.withReadTransaction { try $0.get(db, key: key(0)) } == bytes("v49") } }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(reads == 200)
+        env.close()
+        let reopened = try LMDBEnvironment(path: path, mapSize: 16 << 20)
+        defer { reopened.close() }
+        let again = try reopened.openDatabase("main", create: false)
+        #expect(try reopened.withReadTransaction { try $0.get(again, key: key(0)) } == bytes("v49"))
+        #expect(try reopened.checkReaders() == 0)
+    }
+
     @Test func concurrentWritesAllLand() async throws {
         try await withTestEnvironment { env, db in
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -309,7 +309,7 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// How long a counted hit may wait before the stats show it.
-    static let reportDelay = TimeAmount.milliseconds(50)
+    static let reportDelay = TimeAmount.milliseconds(200)
 
     private func reportHits() {
         guard let batch = unreported else { return }
