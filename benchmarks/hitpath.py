@@ -10,10 +10,11 @@ With --kinds, every kind of hit in KINDS runs in the same rounds (round, connect
 each against nginx proxy_cache caching the same request's answer and nginx `return 200` serving its
 bytes: generate (generateContent, key in x-goog-api-key; the default), stream (streamGenerateContent
 ?alt=sse replayed), embed (embedContent), openai (OpenAI chat/completions, key in Authorization: Bearer),
-querykey (generateContent, key in ?key=) and variant (generateContent whose body is, on every request,
+querykey (generateContent, key in ?key=), variant (generateContent whose body is, on every request,
 a new byte sequence that normalizes to the stored request: gemcache answers it from its store after
 normalizing it; nginx, which has no notion of equivalent requests, is measured on the plain generate
-request for reference). hit.lua sends each kind's request. LiteLLM, which speaks the OpenAI API to
+request for reference) and framework (generateContent with `Cache-Control: max-age=86400`, a hit
+that goes through the HTTP framework: the slow path's own hit). hit.lua sends each kind's request. LiteLLM, which speaks the OpenAI API to
 clients, runs in the generate kind only, with the chat completion of litellm.lua (the same prompt).
 
 With --compare BIN (repeatable), other gemcache builds run beside the first in the same rounds, each
@@ -24,7 +25,7 @@ made for the run) and nginx proxy_cache also listens over HTTPS, on the same cac
 ratio is to nginx proxy_cache over HTTPS (wrk keeps its connections, so this is TLS record cost,
 not handshakes).
 
-Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--kinds generate,stream,embed,openai,querykey,variant|all] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2] [--tls]
+Usage: benchmarks/hitpath.py [--bin .build/release/gemcache] [--compare "[VAR=VALUE ...] OTHER_BIN"] [--kinds generate,stream,embed,openai,querykey,variant,framework|all] [--rounds 3] [--duration 8] [--connections 64,8] [--no-litellm] [--pace-ms 2] [--tls]
 Needs: nginx, wrk (apt-get install -y nginx wrk), a release build of gemcache; LiteLLM is installed
 from PyPI into --litellm-venv (default .venv-litellm) on first use.
 """
@@ -83,6 +84,8 @@ KINDS = {
                    {"Authorization": f"Bearer {KEY}"}),
     "querykey": Kind(f"{PATH}?key={KEY}", PROMPT, {}),
     "variant": Kind(PATH, PROMPT, {"x-goog-api-key": KEY}, varies=True),
+    # A cache control sends a hit through the HTTP framework (the fast path leaves it to the slow path).
+    "framework": Kind(PATH, PROMPT, {"x-goog-api-key": KEY, "Cache-Control": "max-age=86400"}),
 }
 
 

@@ -74,13 +74,12 @@ final class FastPath: Sendable {
         body: UnsafeRawBufferPointer
     ) -> CacheKey? {
         guard body.count <= KeyingPool.inlineLimit else { return nil }
-        let text = String(decoding: target, as: UTF8.self)
-        let mark = text.firstIndex(of: "?")
-        let path = String(text[..<(mark ?? text.endIndex)])
+        let mark = target.firstIndex(of: UInt8(ascii: "?"))
+        let path = String(decoding: target[..<(mark ?? target.count)], as: UTF8.self)
         guard let route = try? CachedRoute(method: method == .get ? .get : .post, path: path), route.operation != .batchEmbedContents else {
             return nil
         }
-        let query = ForwardedRequest.queryItems(mark.map { String(text[text.index(after: $0)...]) })
+        let query = ForwardedRequest.queryItems(mark.map { String(decoding: target[($0 + 1)...], as: UTF8.self) })
         guard !query.contains(where: { QueryParameter.role(of: $0.name, isGET: route.isGET) == .unknownSystem }) else { return nil }
         var canonical: [UInt8] = []
         if !route.isGET {

@@ -3,10 +3,9 @@ import GemcacheStore
 import NIOCore
 import NIOHTTP1
 
-/// The first handler of every connection: answers cache hits of byte-identical repeats (every kind of
-/// request ``RawRequestKey`` looks up, with its credential in any of the three places) straight from
-/// the received bytes and passes every other request, byte for byte, to NIO's HTTP decoder and
-/// Hummingbird behind it.
+/// The first handler of every connection: answers cache hits (every kind of request ``RawRequestKey``
+/// looks up, with its credential in any of its three places) straight from the received bytes and
+/// passes every other request, byte for byte, to NIO's HTTP decoder and Hummingbird behind it.
 ///
 /// Per hit of a repeat it parses the head in place, hashes the raw request (``RawKeyHasher``), follows
 /// the alias and reads the entry in one LMDB read transaction on the event loop, and writes one buffer:

@@ -33,14 +33,15 @@ public struct CachedRoute: Sendable, Equatable {
     /// The cached route a request is on, or nil when the path is not cached.
     /// - Throws: 400 when the path is a cached operation but names an invalid model (`..`, encoded slashes).
     public init?(method: HTTPRequest.Method, path: String) throws(ProxyError) {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        // Split as bytes: `/` is ASCII, and splitting the String would walk grapheme clusters.
+        let segments = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map(Substring.init)
         guard segments.count >= 3, segments[0].isEmpty, segments[1] == "v1" || segments[1] == "v1beta" else { return nil }
         let version = String(segments[1])
-        let tail = segments.dropFirst(2).map(String.init)
+        let tail = segments.dropFirst(2)
         switch (method, tail.first) {
-        case (.post, "openai") where version == "v1beta" && tail == ["openai", "chat", "completions"]:
+        case (.post, "openai") where version == "v1beta" && tail.elementsEqual(["openai", "chat", "completions"]):
             self.init(operation: .openAIChat, apiVersion: version, model: "")
-        case (.post, "openai") where version == "v1beta" && tail == ["openai", "embeddings"]:
+        case (.post, "openai") where version == "v1beta" && tail.elementsEqual(["openai", "embeddings"]):
             self.init(operation: .openAIEmbeddings, apiVersion: version, model: "")
         case (.get, "models") where tail.count == 1:
             self.init(operation: .listModels, apiVersion: version, model: "")
