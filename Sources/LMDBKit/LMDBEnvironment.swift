@@ -230,6 +230,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// fine for a lookup of one key, as a cache's hot path does on its event loop; run scans and
     /// counts with ``read(_:)`` instead.
     public func withReadTransaction<T>(_ body: (borrowing LMDBTransaction) throws -> T) throws -> T {
+        // ``withOpenHandle(_:)``'s bookkeeping, with the kept reader taken and returned under the same
+        // two locks: every fast-path hit reads here, and two more locks would cost it more than the renew saves.
         let kept = try state.withLock { state throws(LMDBError) -> OpaquePointer? in
             if state.isClosed { throw LMDBError.environmentClosed }
             state.operationsInFlight += 1

@@ -91,13 +91,7 @@ struct FastPathAgreementTests {
             }
 
             let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: nil, logger: quietLogger, now: clock.now)
-            let fastPath = FastPath(
-                configuration: configuration,
-                store: store,
-                ledger: Ledger(store: store, configuration: configuration),
-                access: AccessControl(configuration: configuration, clientTokens: []),
-                now: clock.now
-            )
+            let fastPath = FastPath.over(store, configuration: configuration, now: clock.now)
             let channel = EmbeddedChannel(handler: FastPathHandler(fastPath: fastPath))
             var answered = 0
             for (request, slowAnswer) in zip(Self.requests, slow) {

@@ -58,13 +58,7 @@ struct FastPathHandlerTests {
                 body: Array(Self.body.utf8)
             )
             #expect(await store.store(entry, for: key, alias: rawKey))
-            let fastPath = FastPath(
-                configuration: configuration,
-                store: store,
-                ledger: Ledger(store: store, configuration: configuration),
-                access: AccessControl(configuration: configuration, clientTokens: []),
-                now: clock.now
-            )
+            let fastPath = FastPath.over(store, configuration: configuration, now: clock.now)
             let handler = FastPathHandler(fastPath: fastPath)
             let channel = EmbeddedChannel()
             try channel.pipeline.syncOperations.addHandlers([handler, FastPathResponseCounter(handler)])
@@ -267,6 +261,19 @@ struct FastPathHandlerTests {
             #expect(second.answer == nil && second.passed == Self.request())
             #expect(fastPath.hits == 0)
         }
+    }
+}
+
+extension FastPath {
+    /// A fast path over `store` with the ledger and access control of `configuration` (no proxy tokens).
+    static func over(_ store: CacheStore, configuration: ProxyConfiguration, now: @escaping @Sendable () -> Int64) -> FastPath {
+        FastPath(
+            configuration: configuration,
+            store: store,
+            ledger: Ledger(store: store, configuration: configuration),
+            access: AccessControl(configuration: configuration, clientTokens: []),
+            now: now
+        )
     }
 }
 

@@ -80,12 +80,9 @@ final class FastPath: Sendable {
             return nil
         }
         let query = ForwardedRequest.queryItems(mark.map { String(decoding: target[($0 + 1)...], as: UTF8.self) })
-        guard !query.contains(where: { QueryParameter.role(of: $0.name, isGET: route.isGET) == .unknownSystem }) else { return nil }
-        var canonical: [UInt8] = []
-        if !route.isGET {
-            guard let normalized = try? BodyNormalizer.normalize(Array(body), level: normalize, dialect: route.dialect) else { return nil }
-            canonical = normalized
-        }
+        guard !RequestKey.hasUnknownSystemParameter(query, isGET: route.isGET),
+            let canonical = try? RequestKey.canonical(Array(body), route: route, level: normalize)
+        else { return nil }
         return RequestKey.key(
             route: route,
             query: query,

@@ -31,22 +31,10 @@ struct RequestKey {
         salt: [UInt8]
     ) throws(ProxyError) {
         var controls = try RequestControls(headers: headers)
-        // A system parameter the proxy does not know may change the answer: answered, never stored (SPEC §3).
-        if query.contains(where: { QueryParameter.role(of: $0.name, isGET: route.isGET) == .unknownSystem }) {
-            controls.noStore = true
-        }
+        if Self.hasUnknownSystemParameter(query, isGET: route.isGET) { controls.noStore = true }
         self.controls = controls
-        if route.isGET {
-            canonical = []
-            openAIBody = nil
-        } else {
-            do {
-                canonical = try BodyNormalizer.normalize(body, level: configuration.cache.normalize, dialect: route.dialect)
-            } catch {
-                throw .invalidArgument(error.message)
-            }
-            openAIBody = route.isOpenAI ? StorePolicy.parse(body) as? [String: Any] : nil
-        }
+        canonical = try Self.canonical(body, route: route, level: configuration.cache.normalize)
+        openAIBody = route.isOpenAI ? StorePolicy.parse(body) as? [String: Any] : nil
         scope = KeyScope(credential: credential, shared: configuration.effectiveScope == .shared, salt: salt)
         namespace = controls.namespace
         if let named = openAIBody?["model"] as? String {
@@ -89,6 +77,23 @@ struct RequestKey {
             normalizedBody: canonical,
             fieldMask: fieldMask
         ).key
+    }
+
+    /// Whether the query has a system parameter the proxy does not know: it may change the answer, so
+    /// the request is answered but never stored, nor served from the store (SPEC §3).
+    static func hasUnknownSystemParameter(_ query: [(name: String, value: String)], isGET: Bool) -> Bool {
+        query.contains { QueryParameter.role(of: $0.name, isGET: isGET) == .unknownSystem }
+    }
+
+    /// The body as it enters the key: normalized, or empty on GET routes.
+    /// - Throws: 400 when the body is not JSON the normalizer takes.
+    static func canonical(_ body: [UInt8], route: CachedRoute, level: NormalizationLevel) throws(ProxyError) -> [UInt8] {
+        guard !route.isGET else { return [] }
+        do {
+            return try BodyNormalizer.normalize(body, level: level, dialect: route.dialect)
+        } catch {
+            throw .invalidArgument(error.message)
+        }
     }
 
     /// `X-Goog-FieldMask`, which selects the answer's fields like `$fields` (SPEC §3); repeated
