@@ -1,4 +1,5 @@
 import LMDBKit
+import Logging
 
 /// Sweeping expired entries and evicting the oldest when the map is full (SPEC §9).
 extension CacheStore {
@@ -26,9 +27,16 @@ extension CacheStore {
     /// Entries deleted per eviction transaction: each one's pages are free for the next.
     private static let evictionStep = 16
 
-    /// Deletes expired entries, then the oldest-stored `fraction` of the rest, ``evictionStep`` per
-    /// transaction, with the write lane's `writer`. Returns how many went.
+    /// Deletes every alias, then expired entries, then the oldest-stored `fraction` of the rest,
+    /// ``evictionStep`` per transaction, with the write lane's `writer`; stops after the aliases when
+    /// that leaves ``evictionReserve`` free. Returns how many entries went.
+    ///
+    /// Aliases go first because they are disposable and entries are not: a request whose alias is
+    /// gone is keyed again from its body and its alias recorded again. Otherwise a client sending
+    /// ever-new variants of one stored request (no upstream call, one alias each) would fill the map
+    /// with aliases and have the team's answers evicted for them (SECURITY.md C17).
     func evict(fraction: Double, _ writer: borrowing LMDBWriter) throws -> Int {
+        if try dropAliases(writer), try environment.freeBytes >= evictionReserve { return 0 }
         let (entries, byExpiry, byStored) = (self.entries, self.byExpiry, self.byStored)
         let cutoff = now()
         let step = Self.evictionStep
@@ -56,6 +64,18 @@ extension CacheStore {
             if deleted == 0 { break }
         }
         return expired + oldest
+    }
+
+    /// Empties the `aliases` table when it holds any, counting the drop in a second commit: LMDB
+    /// reuses the pages a commit frees only once a later one has landed. Returns whether it dropped.
+    @discardableResult
+    func dropAliases(_ writer: borrowing LMDBWriter) throws -> Bool {
+        let (aliases, counters) = (self.aliases, self.counters)
+        guard try environment.entryCount(aliases) > 0 else { return false }
+        try waitingForReaders { try writer.write { txn in try txn.drop(aliases) } }
+        try waitingForReaders { try writer.write { txn in try Self.add(1, to: Counter.total(.aliasDrops), txn, counters: counters) } }
+        logger.warning("store full: dropped the aliases before evicting entries")
+        return true
     }
 
     private static func deleteExpired(

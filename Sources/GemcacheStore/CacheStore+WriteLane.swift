@@ -36,6 +36,18 @@ extension CacheStore {
         var isPut: Bool {
             if case .put = self { true } else { false }
         }
+
+        var isAliases: Bool {
+            if case .aliases = self { true } else { false }
+        }
+
+        /// Whether it adds entries or aliases, the writes that fill the map.
+        var grows: Bool {
+            switch self {
+            case .put, .aliases: true
+            default: false
+            }
+        }
     }
 
     struct WriteQueue {
@@ -82,15 +94,20 @@ extension CacheStore {
     ///
     /// Eviction starts before the map is full: LMDB copies every page a transaction changes, deletions
     /// included, so a map without free pages cannot even delete (`mdb_del` fails with MDB_MAP_FULL)
-    /// and would stop storing for good. ``evictionReserve`` bytes are kept free for evicting.
+    /// and would stop storing for good. ``evictionReserve`` bytes are kept free for evicting. A batch
+    /// of aliases alone never evicts an entry: it drops the aliases, itself included.
     private func commit(_ operations: [WriteOperation], _ writer: borrowing LMDBWriter) -> [Bool] {
-        let nearlyFull = operations.contains(where: \.isPut) && (try? environment.freeBytes).map { $0 < evictionReserve } == true
+        let nearlyFull = operations.contains(where: \.grows) && (try? environment.freeBytes).map { $0 < evictionReserve } == true
         for evictFraction in nearlyFull ? [0.1, 0.3] : [0.0, 0.1, 0.3] {
             if evictFraction > 0 {
+                guard !operations.allSatisfy(\.isAliases) else {
+                    do { try dropAliases(writer) } catch { logger.error("dropping the aliases failed", metadata: ["store.error": "\(error)"]) }
+                    return Array(repeating: false, count: operations.count)
+                }
                 do {
                     let evicted = try evict(fraction: evictFraction, writer)
                     increment(Counter.total(.evictions), by: Int64(evicted))
-                    logger.warning("store full: evicted entries", metadata: ["store.evicted": "\(evicted)"])
+                    if evicted > 0 { logger.warning("store full: evicted entries", metadata: ["store.evicted": "\(evicted)"]) }
                 } catch {
                     logger.error("eviction failed", metadata: ["store.error": "\(error)"])
                 }
@@ -113,6 +130,13 @@ extension CacheStore {
         let committed = (try? apply(withoutPuts, writer)) != nil
         logger.warning("store full: answers not stored", metadata: ["store.dropped": "\(operations.count - withoutPuts.count)"])
         return operations.map { !$0.isPut && committed }
+    }
+
+    /// Adds `delta` to the stored counter `name` in `txn`.
+    static func add(_ delta: Int64, to name: String, _ txn: borrowing LMDBTransaction, counters: LMDBDatabase) throws {
+        let key = Array(name.utf8)
+        let current = try txn.get(counters, key: key).map { $0.withUnsafeBytes { Self.int64($0) } } ?? 0
+        try txn.put(counters, key: key, value: Self.bigEndian(UInt64(bitPattern: Counter.sum(current, delta))))
     }
 
     /// Calls `observer` after each commit of the write lane, on the writer thread, before the commit's
@@ -139,11 +163,7 @@ extension CacheStore {
                     try txn.put(byExpiry, key: Self.indexKey(expiresAt, key), value: [])
                     try txn.put(byStored, key: Self.indexKey(storedAt, key), value: [])
                 case .addCounters(let deltas):
-                    for (name, delta) in deltas {
-                        let key = Array(name.utf8)
-                        let current = try txn.get(counters, key: key).map { $0.withUnsafeBytes { Self.int64($0) } } ?? 0
-                        try txn.put(counters, key: key, value: Self.bigEndian(UInt64(bitPattern: Counter.sum(current, delta))))
-                    }
+                    for (name, delta) in deltas { try Self.add(delta, to: name, txn, counters: counters) }
                 case .setMeta(let key, let value):
                     try txn.put(meta, key: key, value: value)
                 case .aliases(let batch):

@@ -23,6 +23,8 @@ package enum Counter: String {
     case damaged
     /// Entries the store evicted to make room (kept, not reported).
     case evictions
+    /// Times the store emptied its `aliases` table to make room (kept, not reported).
+    case aliasDrops = "alias_drops"
 
     /// The totals, in the order reports list them.
     package static let totals: [Counter] = [

@@ -30,12 +30,17 @@ struct FastPathHandlerTests {
             + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
 
-    /// A store holding one answer stored under the raw key of `request(key: credential)` (as the slow path leaves it).
-    func withFastPath(credential: String = testKey, _ body: (EmbeddedChannel, FastPath, Clock, CacheKey) async throws -> Void) async throws {
+    /// A store holding one answer stored under the raw key of `request(key: credential)` (as the slow
+    /// path leaves it): in the credential's partition, or in the shared one when `scope` is `.shared`.
+    func withFastPath(
+        credential: String = testKey,
+        scope: ProxyConfiguration.ScopeSetting = .perKey,
+        _ body: (EmbeddedChannel, FastPath, Clock, CacheKey) async throws -> Void
+    ) async throws {
         try await withTemporaryDirectory { directory in
             let clock = Clock()
             var configuration = ProxyConfiguration.testing(upstreamURL: "http://127.0.0.1:1", dataDirectory: directory.path)
-            configuration.cache.scope = .perKey
+            configuration.cache.scope = scope
             let store = try await CacheStore.open(configuration: configuration.store, scopeSalt: nil, logger: quietLogger, now: clock.now)
             let key = CacheKey(hex: Digest.hex(Digest.sha256(Array("entry".utf8))))!
             let entry = CacheEntry(
@@ -53,7 +58,7 @@ struct FastPathHandlerTests {
             )
             let rawKey = RawKeyHasher(normalize: configuration.cache.normalize).key(
                 target: Array(Self.path.utf8),
-                scope: Array(scopeTag(credential: credential, salt: store.scopeSalt).utf8),
+                scope: Array((scope == .shared ? "shared" : scopeTag(credential: credential, salt: store.scopeSalt)).utf8),
                 namespace: nil,
                 body: Array(Self.body.utf8)
             )
@@ -116,6 +121,46 @@ struct FastPathHandlerTests {
             let request = start + "Content-Length: \(Self.body.utf8.count)\r\n\r\n\(Self.body)"
             let (answer, passed) = try send(request, to: channel)
             #expect(passed == nil && answer?.hasPrefix("HTTP/1.1 200 OK\r\n") == true && fastPath.hits == 1)
+        }
+    }
+
+    /// Shared scope: an answer stored for everyone is served on the fast path only to a credential
+    /// the upstream accepted lately; an unverified one, byte-identical repeat or new bytes, goes to the
+    /// slow path (which verifies it upstream) and learns nothing here.
+    @Test func sharedScopeAnswersOnlyACredentialTheUpstreamAccepted() async throws {
+        try await withFastPath(scope: .shared) { channel, fastPath, _, _ in
+            let canonical = try BodyNormalizer.normalize(Array(Self.body.utf8), level: fastPath.normalize, dialect: .gemini)
+            let key = RequestKey.key(
+                route: try #require(try CachedRoute(method: .post, path: Self.path)),
+                query: [],
+                scope: "shared",
+                namespace: nil,
+                canonical: canonical,
+                fieldMask: nil
+            )
+            let stored = try #require(try fastPath.store.lookup(CacheKey(hex: Digest.hex(Digest.sha256(Array("entry".utf8))))!))
+            #expect(await fastPath.store.store(stored, for: key))
+            let variant = Self.request(body: #"{ "contents": [{"parts": [{"text": "Why is the sky blue?"}]}]}"#)
+
+            for request in [Self.request(), variant] {
+                // A connection of its own: the handler answers nothing more on one it passed a request on
+                // until the slow path's answer has gone out.
+                let fresh = EmbeddedChannel(handler: FastPathHandler(fastPath: fastPath))
+                let (answer, passed) = try send(request, to: fresh)
+                #expect(answer == nil && passed == request)
+                _ = try? fresh.finish()
+            }
+            #expect(fastPath.hits == 0)
+
+            fastPath.access.recordAccepted(credentialTag: scopeTag(credential: testKey, salt: fastPath.store.scopeSalt))
+            for request in [Self.request(), variant] {
+                let (answer, passed) = try send(request, to: channel)
+                #expect(passed == nil && answer?.hasPrefix("HTTP/1.1 200 OK\r\n") == true)
+            }
+            #expect(fastPath.hits == 2)
+            let other = Self.request(key: String(testKey.dropLast()) + "Z")
+            let (_, passed) = try send(other, to: channel)
+            #expect(passed == other && fastPath.hits == 2)
         }
     }
 

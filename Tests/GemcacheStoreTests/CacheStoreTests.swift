@@ -133,6 +133,39 @@ struct CacheStoreTests {
         }
     }
 
+    /// A client sending ever-new variants of stored requests (no upstream call, one alias each) fills
+    /// a 1 MiB map with aliases many times over: the aliases are dropped, never an entry, and the
+    /// store keeps storing.
+    @Test func anAliasFloodDropsTheAliasesAndEvictsNoEntry() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock()
+            let store = try await open(directory, maxSize: 1 << 20, clock: clock)
+            let body = String(repeating: "y", count: 1 << 10)
+            for index in 0..<20 {
+                #expect(await store.store(entry(body + "\(index)", at: clock.now()), for: key("e\(index)")))
+            }
+            var committed = 0
+            for batch in 0..<40 {
+                let aliases = (0..<1000).map { index in
+                    (rawKey: Digest.sha256(Array("variant \(batch) \(index)".utf8)), key: key("e\(index % 20)").bytes)
+                }
+                if await store.submit(.aliases(aliases)) { committed += 1 }
+            }
+            let aliasCount = try store.environment.entryCount(store.aliases)
+            #expect(committed > 0 && committed < 40)
+            #expect(aliasCount < 40_000)
+            for index in 0..<20 {
+                #expect(try store.lookup(key("e\(index)"))?.body == Array((body + "\(index)").utf8))
+            }
+            let counters = try await store.counterValues()
+            #expect(counters[Counter.total(.evictions)] ?? 0 == 0)
+            #expect(counters[Counter.total(.aliasDrops)] ?? 0 > 0)
+            #expect(await store.store(entry(body, at: clock.now()), for: key("after"), alias: Array("raw after".utf8)))
+            #expect(store.aliasedKey(Array("raw after".utf8)) == key("after"))
+            await store.close()
+        }
+    }
+
     /// Four bytes changed in a stored body on disk (a failing disk, a torn write): the record fails its
     /// checksum, so every read of it is a miss, counted once as `damaged`, and the next answer stored
     /// under the key replaces it. The other entry, untouched, is still read.
