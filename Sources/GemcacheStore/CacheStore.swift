@@ -118,7 +118,7 @@ public final class CacheStore: Sendable {
     /// flight).
     package func noteDamagedRecord(_ key: CacheKey, in tier: String) {
         guard damagedKeysLogged.withLock({ $0.insert(key).inserted }) else { return }
-        increment(Counter.total(.damaged))
+        increment([Counter.total(.damaged)], by: 1, copiesUnder: Counter.periods(at: now()))
         logger.warning(
             "stored record failed its checksum (damaged): served as a miss, replaced by the next answer",
             metadata: ["store.key": "\(key.hex)", "store.tier": "\(tier)"]

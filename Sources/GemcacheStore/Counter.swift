@@ -35,8 +35,13 @@ package enum Counter: String {
     package static let modelPrefix = "model/"
     package static let dayPrefix = "day/"
     package static let minutePrefix = "minute/"
+    package static let hourPrefix = "hour/"
     /// `key/<fingerprint>/upstream_requests`: managed mode's calls per upstream key.
     package static let keyPrefix = "key/"
+    /// `ns/<namespace>/<kind>`: per `X-Gemcache-Namespace` (`ns//<kind>` for requests without one).
+    package static let namespacePrefix = "ns/"
+    /// `client/<fingerprint>/<kind>`: per client, by a fingerprint of its credential's salted tag.
+    package static let clientPrefix = "client/"
 
     /// `<kind>`: the all-time total.
     package static func total(_ kind: Counter) -> String { kind.rawValue }
@@ -44,11 +49,20 @@ package enum Counter: String {
     /// `model/<id>/<kind>`: all time.
     package static func model(_ model: String, _ kind: Counter) -> String { modelPrefix + model + "/" + kind.rawValue }
 
+    /// `ns/<namespace>/<kind>`: all time.
+    package static func namespace(_ namespace: String, _ kind: Counter) -> String { namespacePrefix + namespace + "/" + kind.rawValue }
+
+    /// `client/<fingerprint>/<kind>`: all time.
+    package static func client(_ client: String, _ kind: Counter) -> String { clientPrefix + client + "/" + kind.rawValue }
+
     /// `day/<yyyy-MM-dd>/model/<id>/<kind>`: one quota day.
     package static func day(_ day: String, model: String, _ kind: Counter) -> String { dayPrefix + day + "/" + Self.model(model, kind) }
 
     /// `minute/<epoch minute>/`: every counter of one minute.
     package static func minute(_ minute: Int64) -> String { minutePrefix + paddedMinute(minute) + "/" }
+
+    /// `hour/<epoch hour>/`: every counter of one hour that is kept by the hour (totals and models).
+    package static func hour(_ hour: Int64) -> String { hourPrefix + paddedMinute(hour) + "/" }
 
     /// `minute/<epoch minute>/<kind>`: one minute, all models.
     package static func minute(_ minute: Int64, _ kind: Counter) -> String { Self.minute(minute) + kind.rawValue }
@@ -60,6 +74,14 @@ package enum Counter: String {
     package static func upstreamKey(_ fingerprint: String, _ kind: Counter) -> String { keyPrefix + fingerprint + "/" + kind.rawValue }
 
     package static func epochMinute(_ milliseconds: Int64) -> Int64 { milliseconds / 60_000 }
+
+    package static func epochHour(_ milliseconds: Int64) -> Int64 { milliseconds / 3_600_000 }
+
+    /// The prefixes of the minute and the hour holding `milliseconds`, under which counters kept by the
+    /// minute and by the hour are copied.
+    package static func periods(at milliseconds: Int64) -> [String] {
+        [minute(epochMinute(milliseconds)), hour(epochHour(milliseconds))]
+    }
 
     /// Adds two counts, never trapping: counters only grow, so a value below zero (only a damaged store
     /// or an older build's counter that wrapped holds one) counts as zero, and a sum past `Int64.max`
@@ -84,10 +106,24 @@ package enum Counter: String {
         return (String(name[start..<slash]), String(name[name.index(after: slash)...]))
     }
 
+    /// `(name, field)` of `<prefix><name>/<field>`, e.g. `ns/team-a/hits` after `ns/`; the name may be
+    /// empty or hold `/` (fields never do).
+    package static func parseName(_ name: String, after prefix: String) -> (name: String, field: String)? {
+        guard name.hasPrefix(prefix), let slash = name.lastIndex(of: "/") else { return nil }
+        let start = name.index(name.startIndex, offsetBy: prefix.count)
+        guard start <= slash else { return nil }
+        return (String(name[start..<slash]), String(name[name.index(after: slash)...]))
+    }
+
     /// `(minute, field)` of `minute/<epoch minute>/<field>`.
     package static func parseMinute(_ name: String) -> (minute: Int64, field: String)? {
+        parsePeriod(name).flatMap { $0.unit == "minute" ? ($0.number, $0.field) : nil }
+    }
+
+    /// `(unit, number, name)` of `minute/<epoch minute>/<name>` or `hour/<epoch hour>/<name>`.
+    package static func parsePeriod(_ name: String) -> (unit: Substring, number: Int64, field: String)? {
         let parts = name.split(separator: "/", maxSplits: 2)
-        guard parts.count == 3, parts[0] == "minute", let minute = Int64(parts[1]) else { return nil }
-        return (minute, String(parts[2]))
+        guard parts.count == 3, parts[0] == "minute" || parts[0] == "hour", let number = Int64(parts[1]) else { return nil }
+        return (parts[0], number, String(parts[2]))
     }
 }

@@ -17,6 +17,10 @@ struct StatsCommand: AsyncParsableCommand {
     var data: String?
     @Option(help: "The YAML settings file, for store.path, limits.models and prices (default: proxy.conf, if present).")
     var config: String?
+    @Option(help: "Count only from this time: a duration back from now (15m, 2h, 7d) or an RFC 3339 time.")
+    var since: String?
+    @Option(help: "Count only up to this time: a duration back from now or an RFC 3339 time (default: now).")
+    var until: String?
     @Flag(help: "Print the JSON document of /_gemcache/stats instead of a table.")
     var json = false
 
@@ -28,7 +32,7 @@ struct StatsCommand: AsyncParsableCommand {
         let document: [String: Any]
         do {
             if let url {
-                document = try await StatsReader.fromProxy(url: url)
+                document = try await StatsReader.fromProxy(url: url, since: since, until: until)
             } else {
                 let file = config ?? (FileManager.default.fileExists(atPath: "proxy.conf") ? "proxy.conf" : nil)
                 let settings = try await ProxyConfiguration.load(
@@ -36,7 +40,7 @@ struct StatsCommand: AsyncParsableCommand {
                     environment: ProcessInfo.processInfo.environment,
                     overrides: data.map { ["store.path": $0] } ?? [:]
                 )
-                document = try await StatsReader.fromStore(configuration: settings)
+                document = try await StatsReader.fromStore(configuration: settings, since: since, until: until)
             }
         } catch let error as any CustomStringConvertible & Error {
             fail(error.description)

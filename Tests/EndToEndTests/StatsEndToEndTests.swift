@@ -268,6 +268,77 @@ struct StatsProcessTests {
         }
     }
 
+    /// Two namespaces and two clients counted apart (slow-path and fast-path hits alike), under names
+    /// that hold no credential; a window that holds the run and one that does not, through the
+    /// endpoint and `gemcache stats`; a malformed window is a 400 naming its parameter.
+    @Test func namespacesClientsAndWindowsOfARun() async throws {
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream { upstreamPort, _ in
+                let started = Date()
+                let proxy = try await GemcacheProcess(
+                    arguments: ["--upstream", "http://127.0.0.1:\(upstreamPort)", "--data", dir.path + "/store"],
+                    directory: dir.path
+                )
+                let otherKey = "test-key-second"
+                let teamA = ["x-gemcache-namespace": "team-a", "x-goog-api-key": testKey]
+                let script: [(String, [String: String], String)] = [
+                    ("one", teamA, "MISS"), ("one ", teamA, "HIT"), ("one", teamA, "HIT"),  // the last a byte-identical repeat
+                    ("two", ["x-goog-api-key": otherKey], "MISS"), ("two", ["x-goog-api-key": otherKey], "HIT"),
+                ]
+                for (text, headers, expected) in script {
+                    let path = "/v1beta/models/\(StatsEndToEndTests.flash):generateContent"
+                    let answer = try await send(port: proxy.port, path: path, body: generateBody(text), headers: headers)
+                    #expect(answer.header("x-gemcache") == expected)
+                }
+                var stats: [String: Any] = [:]
+                for _ in 0..<40 {
+                    stats = try await StatsEndToEndTests.stats(proxy.port)
+                    if stats["requests"] as? Int == 5 { break }
+                    try await Task.sleep(for: .milliseconds(100))  // the fast path reports its hits within 200 ms
+                }
+                let namespaces = try #require(stats["namespaces"] as? [String: [String: Any]])
+                #expect(namespaces["team-a"]?["requests"] as? Int == 3 && namespaces["team-a"]?["hits"] as? Int == 2)
+                #expect(namespaces[""]?["requests"] as? Int == 2 && namespaces[""]?["misses"] as? Int == 1)
+                let clients = try #require(stats["clients"] as? [String: [String: Any]])
+                #expect(clients.count == 2)
+                #expect(clients.keys.allSatisfy { $0.count == 12 && $0.allSatisfy(\.isHexDigit) })
+                #expect(clients.values.map { $0["requests"] as? Int ?? 0 }.sorted() == [2, 3])
+
+                let url = "http://127.0.0.1:\(proxy.port)"
+                let formatter = ISO8601DateFormatter()
+                let since = formatter.string(from: started)
+                let holding = try await send("GET", port: proxy.port, path: "/_gemcache/stats?since=\(since)")
+                #expect(holding.status == 200)
+                let window = try Self.json(holding.body)
+                #expect(window["requests"] as? Int == 5 && window["hits"] as? Int == 3)
+                #expect((window["namespaces"] as? [String: Any])?.count == 2 && (window["clients"] as? [String: Any])?.count == 2)
+                let before = (formatter.string(from: started - 600), formatter.string(from: started - 300))
+                let empty = try await send("GET", port: proxy.port, path: "/_gemcache/stats?since=\(before.0)&until=\(before.1)")
+                #expect(try Self.json(empty.body)["requests"] as? Int == 0)
+
+                let malformed = try await send("GET", port: proxy.port, path: "/_gemcache/stats?since=yesterday")
+                #expect(malformed.status == 400)
+                let error = try #require(try Self.json(malformed.body)["error"] as? [String: Any])
+                #expect(error["status"] as? String == "INVALID_ARGUMENT")
+                #expect((error["message"] as? String)?.hasPrefix("since: ") == true)
+
+                let command = try Self.gemcache(["stats", "--url", url, "--since", since, "--json"], directory: dir.path)
+                #expect(command.status == 0)
+                #expect(Self.totals(try Self.json(command.output))["requests"] == 5)
+                let table = try Self.gemcache(["stats", "--url", url, "--since", "15m"], directory: dir.path)
+                #expect(table.output.contains("team-a") && table.output.contains("(none)") && table.output.contains(" until "))
+                let refused = try Self.gemcache(["stats", "--url", url, "--until", "later"], directory: dir.path)
+                #expect(refused.status == 1)
+
+                let metrics = try await send("GET", port: proxy.port, path: "/metrics")
+                #expect(metrics.body.contains(#"gemcache_namespace_requests_total{namespace="team-a"} 3"#))
+                for text in [String(describing: stats), metrics.body] { #expect(!text.contains(testKey) && !text.contains(otherKey)) }
+                #expect(await proxy.stop() == 0)
+                #expect(!proxy.log.contains(testKey) && !proxy.log.contains(otherKey))
+            }
+        }
+    }
+
     @Test func statsOfAMissingStoreFailsWithOneLine() async throws {
         try await withTemporaryDirectory { dir in
             let process = Process()

@@ -19,6 +19,7 @@ struct LedgerTests {
     }
 
     static let flash = "gemini-2.5-flash"
+    static let someone = Attribution(namespace: nil, client: "c0ffee000001")
     static let custom = "gemini-custom-model"
 
     static var configuration: ProxyConfiguration {
@@ -41,18 +42,18 @@ struct LedgerTests {
     private func script(_ ledger: Ledger) {
         let flashTokens = TokenUsage(prompt: 10, total: 40)
         for outcome in [CacheOutcome.miss, .miss, .miss, .bypass] {
-            ledger.recordUpstreamCall(model: Self.flash, status: 200, tokens: flashTokens)
-            ledger.recordAnswer(model: Self.flash, outcome: outcome, status: 200, tokens: flashTokens)
+            ledger.recordUpstreamCall(model: Self.flash, status: 200, tokens: flashTokens, attribution: Self.someone)
+            ledger.recordAnswer(model: Self.flash, outcome: outcome, status: 200, tokens: flashTokens, attribution: Self.someone)
         }
         for outcome in [CacheOutcome.hit, .hit, .hit, .hit, .hit, .coalesced, .coalesced] {
-            ledger.recordAnswer(model: Self.flash, outcome: outcome, status: 200, tokens: flashTokens)
+            ledger.recordAnswer(model: Self.flash, outcome: outcome, status: 200, tokens: flashTokens, attribution: Self.someone)
         }
         let customTokens = TokenUsage(prompt: 5, total: 25)
-        ledger.recordUpstreamCall(model: Self.custom, status: 200, tokens: customTokens)
-        ledger.recordAnswer(model: Self.custom, outcome: .miss, status: 200, tokens: customTokens)
-        ledger.recordAnswer(model: Self.custom, outcome: .hit, status: 200, tokens: customTokens)
-        ledger.recordUpstreamCall(model: Self.custom, status: 400, tokens: .zero)
-        ledger.recordAnswer(model: Self.custom, outcome: .miss, status: 400, tokens: .zero)
+        ledger.recordUpstreamCall(model: Self.custom, status: 200, tokens: customTokens, attribution: Self.someone)
+        ledger.recordAnswer(model: Self.custom, outcome: .miss, status: 200, tokens: customTokens, attribution: Self.someone)
+        ledger.recordAnswer(model: Self.custom, outcome: .hit, status: 200, tokens: customTokens, attribution: Self.someone)
+        ledger.recordUpstreamCall(model: Self.custom, status: 400, tokens: .zero, attribution: Self.someone)
+        ledger.recordAnswer(model: Self.custom, outcome: .miss, status: 400, tokens: .zero, attribution: Self.someone)
     }
 
     @Test func everyFieldAddsUp() async throws {
@@ -166,15 +167,140 @@ struct LedgerTests {
             script(ledger)
             await store.flushCounters()
             clock.advance(seconds: 36 * 86_400)
-            ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: .zero)
+            ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: .zero, attribution: Self.someone)
             await store.flushCounters()
             await ledger.prune()
             let minutes = try await store.counterValues(prefixes: ["minute/"])
-            #expect(minutes == ["minute/\(Counter.paddedMinute(clock.now() / 60_000))/hits": 1])
+            let thisMinute = Counter.minute(Counter.epochMinute(clock.now()))
+            #expect(minutes.keys.allSatisfy { $0.hasPrefix(thisMinute) })
+            #expect(minutes[thisMinute + "hits"] == 1 && minutes[thisMinute + "ns//hits"] == 1)
+            let hours = try await store.counterValues(prefixes: ["hour/"]).keys
+            #expect(Set(hours.map { $0.prefix(16) }).count == 2)  // 36 days back is within the 90 kept
             let days = try await store.counterValues(prefixes: ["day/"]).keys
             #expect(!days.isEmpty)
             #expect(days.allSatisfy { $0.hasPrefix("day/2027-01-04/") })
             #expect(try await store.counterValues(prefixes: ["model/"])["model/\(Self.flash)/hits"] == 6)
+            await store.close()
+        }
+    }
+
+    /// Namespaces and clients are counted apart, each answer once under its own; past 1000 names in
+    /// all (or 200 in one minute) the rest add up under `other`, and the names already in the store
+    /// count toward the bound after a restart.
+    @Test func namespacesAndClientsAreCountedApartAndBounded() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock("2026-11-29T20:00:00Z")
+            var (store, ledger) = try await open(directory, clock: clock)
+            let teamA = Attribution(namespace: "team-a", client: "aaaaaaaaaaaa")
+            let noNamespace = Attribution(namespace: nil, client: "bbbbbbbbbbbb")
+            ledger.recordAnswer(model: Self.flash, outcome: .miss, status: 200, tokens: .zero, attribution: teamA)
+            ledger.recordUpstreamCall(model: Self.flash, status: 200, tokens: .zero, attribution: teamA)
+            ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: .init(prompt: 3, total: 7), attribution: teamA, count: 2)
+            ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: .zero, attribution: noNamespace)
+            ledger.recordError(model: Self.flash, attribution: noNamespace)
+            var document = try await ledger.document()
+            #expect(document.namespaces["team-a"]?.counts == ["requests": 3, "misses": 1, "hits": 2, "upstream_requests": 1, "saved_tokens": 7])
+            #expect(document.namespaces[""]?.counts == ["requests": 2, "hits": 1, "errors": 1])
+            #expect(document.clients["aaaaaaaaaaaa"]?.hitRatio == 0.6667)
+            #expect(document.clients["bbbbbbbbbbbb"]?.savedRequests == 1)
+            #expect(Set(document.clients.keys) == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+
+            // 998 more clients over five minutes (200 a minute at most), then one more: `other`.
+            for index in 0..<998 {
+                if index % CountedNames.perMinute == 0 { clock.advance(seconds: 60) }
+                ledger.recordAnswer(
+                    model: Self.flash,
+                    outcome: .hit,
+                    status: 200,
+                    tokens: .zero,
+                    attribution: .init(namespace: nil, client: "client-\(index)")
+                )
+            }
+            clock.advance(seconds: 60)
+            ledger.recordAnswer(
+                model: Self.flash,
+                outcome: .hit,
+                status: 200,
+                tokens: .zero,
+                attribution: .init(namespace: nil, client: "one-too-many")
+            )
+            ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: .zero, attribution: teamA)
+            document = try await ledger.document()
+            #expect(document.clients.count == CountedNames.limit + 1)
+            #expect(document.clients[CountedNames.other]?.counts["hits"] == 1 && document.clients["one-too-many"] == nil)
+            #expect(document.clients["aaaaaaaaaaaa"]?.counts["hits"] == 3)
+
+            // In one minute, 200 names at most: the 201st new namespace is `other` for that minute.
+            clock.advance(seconds: 60)
+            for index in 0...CountedNames.perMinute {
+                ledger.recordAnswer(
+                    model: Self.flash,
+                    outcome: .miss,
+                    status: 200,
+                    tokens: .zero,
+                    attribution: .init(namespace: "ns-\(index)", client: "aaaaaaaaaaaa")
+                )
+            }
+            document = try await ledger.document()
+            #expect(document.namespaces["ns-\(CountedNames.perMinute)"] == nil && document.namespaces[CountedNames.other]?.counts["misses"] == 1)
+
+            await store.flushCounters()
+            await store.close()
+            (store, ledger) = try await open(directory, clock: clock)
+            await ledger.learnCountedNames()
+            clock.advance(seconds: 60)
+            ledger.recordAnswer(
+                model: Self.flash,
+                outcome: .hit,
+                status: 200,
+                tokens: .zero,
+                attribution: .init(namespace: nil, client: "after-restart")
+            )
+            document = try await ledger.document()
+            #expect(document.clients["after-restart"] == nil && document.clients[CountedNames.other]?.counts["hits"] == 2)
+            await store.close()
+        }
+    }
+
+    /// A window adds up the minutes it holds (all breakdowns), or the hours past the kept minutes
+    /// (totals and models); `since` and `until` take durations back from now and RFC 3339 times.
+    @Test func windowsAddUpThePeriodsTheyHold() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock("2026-11-29T20:00:30Z")
+            let (store, ledger) = try await open(directory, clock: clock)
+            let early = Attribution(namespace: "early", client: "aaaaaaaaaaaa")
+            ledger.recordAnswer(model: Self.flash, outcome: .miss, status: 200, tokens: .zero, attribution: early)
+            await store.flushCounters()
+            clock.set("2026-11-29T20:10:00Z")
+            let late = Attribution(namespace: "late", client: "bbbbbbbbbbbb")
+            ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: .init(prompt: 1, total: 5), attribution: late)
+            ledger.recordAnswer(model: Self.custom, outcome: .hit, status: 200, tokens: .zero, attribution: late)
+
+            func window(_ since: String?, _ until: String?) throws -> StatsWindow? {
+                try StatsWindow.parse(since: since, until: until, now: clock.now())
+            }
+            var document = try await ledger.document(window: try window("5m", nil))
+            #expect(document.totals["requests"] == 2 && document.hits == 2 && document.misses == 0)
+            #expect(Set(document.namespaces.keys) == ["late"] && Set(document.clients.keys) == ["bbbbbbbbbbbb"])
+            #expect(document.models[Self.flash]?.counts["saved_tokens"] == 5 && document.models[Self.custom]?.counts["hits"] == 1)
+            #expect(document.json["since"] as? String == "2026-11-29T20:05:00Z" && document.json["until"] as? String == "2026-11-29T20:11:00Z")
+
+            document = try await ledger.document(window: try window("2026-11-29T20:00:59Z", "2026-11-29T20:01:00Z"))
+            #expect(document.totals["requests"] == 1 && document.misses == 1 && Set(document.namespaces.keys) == ["early"])
+            document = try await ledger.document(window: try window("9m", "1m"))
+            #expect(document.totals["requests"] ?? 0 == 0 && document.namespaces.isEmpty)
+            #expect(document.models.values.allSatisfy { $0.counts.isEmpty })  // only today's counts
+
+            // Three days back: by the hour, totals and models only.
+            document = try await ledger.document(window: try window("3d", nil))
+            #expect(document.window?.resolution == .hour && document.totals["requests"] == 3 && document.namespaces.isEmpty)
+            #expect(document.models[Self.flash]?.counts["requests"] == 2)
+
+            for (since, until, parameter) in [("yesterday", nil, "since"), ("100d", nil, "since"), ("1m", "5m", "since"), (nil, "soon", "until")] {
+                let error = #expect(throws: StatsWindowError.self) { try window(since, until) }
+                #expect(error?.parameter == parameter)
+            }
+            #expect(try window(nil, nil) == nil)
             await store.close()
         }
     }
@@ -205,8 +331,8 @@ struct LedgerTests {
             }
             let biggest = TokenUsage(prompt: TokenUsage.range.upperBound, total: TokenUsage.range.upperBound)
             for _ in 0..<3 {
-                ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: biggest)
-                ledger.recordAnswer(model: Self.flash, outcome: .coalesced, status: 200, tokens: biggest)
+                ledger.recordAnswer(model: Self.flash, outcome: .hit, status: 200, tokens: biggest, attribution: Self.someone)
+                ledger.recordAnswer(model: Self.flash, outcome: .coalesced, status: 200, tokens: biggest, attribution: Self.someone)
             }
             let before = try await ledger.document()  // unflushed deltas added to the stored values
             await store.flushCounters()

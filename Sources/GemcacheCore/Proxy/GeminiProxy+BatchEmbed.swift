@@ -54,13 +54,13 @@ extension GeminiProxy {
             let answer = try await response.collect(upTo: configuration.limits.maxBody)
             status = response.status
             upstreamHeaders = response.replayableHeaders
-            ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: .zero)
+            ledger.recordUpstreamCall(model: prepared.model, status: status, tokens: .zero, attribution: prepared.attribution)
             if status == 200 { access.recordAccepted(credentialTag: prepared.scope.credentialTag) }
             guard status == 200, let returned = (StorePolicy.parse(answer) as? [String: Any])?["embeddings"] as? [Any],
                 returned.count == missing.count
             else {
                 // An error, or an answer that does not line up with the items: passed on as it came.
-                ledger.recordAnswer(model: prepared.model, outcome: .miss, status: status, tokens: .zero)
+                ledger.recordAnswer(model: prepared.model, outcome: .miss, status: status, tokens: .zero, attribution: prepared.attribution)
                 let headers = forwardedHeaders(upstreamHeaders, outcome: .miss, status: status, stored: false, key: prepared.key)
                 return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer)))
             }
@@ -83,7 +83,7 @@ extension GeminiProxy {
             }
         }
         let outcome: CacheOutcome = missing.isEmpty ? .hit : hits == 0 ? (controls.noStore ? .bypass : controls.noCache ? .refresh : .miss) : .partial
-        ledger.recordAnswer(model: prepared.model, outcome: outcome, status: status, tokens: .zero)
+        ledger.recordAnswer(model: prepared.model, outcome: outcome, status: status, tokens: .zero, attribution: prepared.attribution)
         ledger.recordSavedItems(hits)
         let merged = (try? JSONSerialization.data(withJSONObject: ["embeddings": embeddings.map { $0 ?? NSNull() }])) ?? Data()
         var headers = forwardedHeaders(upstreamHeaders, outcome: outcome, status: status, stored: stored, key: prepared.key)
@@ -126,7 +126,7 @@ extension GeminiProxy {
 extension Ledger {
     /// Items of a batch answered from the cache (`saved_items`).
     func recordSavedItems(_ count: Int) {
-        if count > 0 { store.increment(Counter.total(.savedItems), by: Int64(count)) }
+        if count > 0 { store.increment([Counter.total(.savedItems)], by: Int64(count), copiesUnder: Counter.periods(at: now())) }
     }
 }
 

@@ -71,7 +71,7 @@ extension GeminiProxy {
                 usage = StorePolicy.usage(parsed)
                 storable = StorePolicy.isStorable(prepared.route.operation, status: status, answer: parsed, request: prepared.request)
             }
-            ledger.recordUpstreamCall(model: ticket.model, status: status, tokens: usage)
+            ledger.recordUpstreamCall(model: ticket.model, status: status, tokens: usage, attribution: prepared.attribution)
             quota.recordTokens(ticket, tokens: usage.prompt)
             var stored = false
             // A fallback model's answer is never stored under the first model's key.
@@ -132,7 +132,7 @@ extension GeminiProxy {
             response = nil  // the quota guard refused: the fallback model may still have room
         }
         guard let next else { throw .outOfQuota }
-        if response != nil { ledger.recordUpstreamCall(model: prepared.model, status: 429, tokens: .zero) }
+        if response != nil { ledger.recordUpstreamCall(model: prepared.model, status: 429, tokens: .zero, attribution: prepared.attribution) }
         let target = try prepared.target.replacingPath(
             prepared.target.path.replacingOccurrences(of: "/models/\(prepared.route.model):", with: "/models/\(next):")
         )

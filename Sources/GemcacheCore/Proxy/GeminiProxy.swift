@@ -67,6 +67,11 @@ public final class GeminiProxy: Sendable {
         /// The body parsed, for the storing rules; parsed only when an answer may be stored, so that a
         /// hit pays for one parse (the key's), not two.
         var request: Any? { route.isGET ? nil : StorePolicy.parse(body) }
+
+        /// Whom the request is counted for.
+        var attribution: Attribution {
+            Attribution(namespace: controls.namespace, client: Attribution.client(credentialTag: scope.credentialTag))
+        }
     }
 
     // MARK: - Admit and key
@@ -85,6 +90,7 @@ public final class GeminiProxy: Sendable {
                 throw error
             }
             var model = route.model
+            var attribution: Attribution?
             do {
                 // Only the response forms the proxy can frame and record; anything else never reaches Google.
                 if let alt, !["json", "json;enum-encoding=int", "sse"].contains(alt) {
@@ -94,13 +100,15 @@ public final class GeminiProxy: Sendable {
                 }
                 let prepared = try await prepare(request, target: target, route: route, query: query, credential: credential)
                 model = prepared.model
+                attribution = prepared.attribution
                 if route.operation == .batchEmbedContents, prepared.framing == nil {
                     return try await batchEmbed(prepared, logger: context.logger)
                 }
                 return try await answer(prepared, connection: context.channel, logger: context.logger)
             } catch {
                 // Answered requests were counted with their answer; this one is counted with its error.
-                ledger.recordError(model: model)
+                let client = Attribution.client(credentialTag: scopeTag(credential: credential.value, salt: store.scopeSalt))
+                ledger.recordError(model: model, attribution: attribution ?? Attribution(namespace: nil, client: client))
                 throw error
             }
         } catch var error as ProxyError {
@@ -250,7 +258,8 @@ public final class GeminiProxy: Sendable {
             model: prepared.model,
             outcome: outcome,
             status: entry.status,
-            tokens: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens)
+            tokens: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens),
+            attribution: prepared.attribution
         )
         return HitAnswer.response(entry, key: prepared.key, now: now(), outcome: outcome)
     }
@@ -268,7 +277,7 @@ public final class GeminiProxy: Sendable {
             if body == nil { body = chunk } else { body!.writeImmutableBuffer(chunk) }
         }
         let ending = seat.flight.ending ?? Flight.Ending()
-        ledger.recordAnswer(model: prepared.model, outcome: outcome, status: status, tokens: ending.usage)
+        ledger.recordAnswer(model: prepared.model, outcome: outcome, status: status, tokens: ending.usage, attribution: prepared.attribution)
         let headers = forwardedHeaders(headers, outcome: outcome, status: status, stored: ending.stored, key: prepared.key)
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: body ?? ByteBuffer()))
     }
@@ -281,7 +290,7 @@ public final class GeminiProxy: Sendable {
         outcome: CacheOutcome,
         prepared: Prepared
     ) -> Response {
-        let (ledger, model, flight, chunks) = (self.ledger, prepared.model, seat.flight, seat.chunks)
+        let (ledger, model, attribution, flight, chunks) = (self.ledger, prepared.model, prepared.attribution, seat.flight, seat.chunks)
         return Response(
             status: .init(code: status),
             headers: forwardedHeaders(headers, outcome: outcome, status: status, stored: false, key: prepared.key),
@@ -289,10 +298,10 @@ public final class GeminiProxy: Sendable {
                 do {
                     for try await chunk in chunks { try await writer.write(chunk) }
                 } catch {
-                    ledger.recordAnswer(model: model, outcome: outcome, status: status, tokens: .zero)
+                    ledger.recordAnswer(model: model, outcome: outcome, status: status, tokens: .zero, attribution: attribution)
                     throw error
                 }
-                ledger.recordAnswer(model: model, outcome: outcome, status: status, tokens: flight.ending?.usage ?? .zero)
+                ledger.recordAnswer(model: model, outcome: outcome, status: status, tokens: flight.ending?.usage ?? .zero, attribution: attribution)
                 try await writer.finish(nil)
             }
         )

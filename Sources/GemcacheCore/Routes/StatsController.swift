@@ -10,14 +10,25 @@ struct StatsController<Context: RequestContext> {
     let ledger: Ledger
 
     func addRoutes(to router: Router<Context>) {
-        router.get("/_gemcache/stats") { _, _ in try await self.stats() }
+        router.get("/_gemcache/stats") { request, _ in try await self.stats(request) }
         router.get("/_gemcache/history") { _, _ in try await self.history() }
         router.get("/_gemcache/") { _, _ in Self.dashboard() }
         router.get("/healthz") { _, _ in await self.health() }
     }
 
-    private func stats() async throws -> Response {
-        Self.json(try await ledger.document().jsonData())
+    /// The document since counting began, or over `?since=` / `?until=` (a 400 naming a malformed one).
+    private func stats(_ request: Request) async throws -> Response {
+        let window: StatsWindow?
+        do {
+            window = try StatsWindow.parse(
+                since: request.uri.queryParameters["since"].map(String.init),
+                until: request.uri.queryParameters["until"].map(String.init),
+                now: ledger.now()
+            )
+        } catch {
+            throw ProxyError.invalidArgument("\(error.description).")
+        }
+        return Self.json(try await ledger.document(window: window).jsonData())
     }
 
     private func history() async throws -> Response {

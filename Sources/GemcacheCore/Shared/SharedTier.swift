@@ -159,6 +159,14 @@ public final class SharedTier: Sendable {
     /// The cluster's counters whose names start with any of `prefixes`, plus this instance's queued
     /// deltas; nil when the tier is degraded.
     func counterValues(prefixes: [String]) async -> [String: Int64]? {
+        await counterValues(prefixes.map(CounterRange.init(prefix:)))
+    }
+
+    /// The cluster's counters named in any of `ranges`, plus this instance's queued deltas; nil when the
+    /// tier is degraded.
+    func counterValues(_ ranges: [CounterRange]) async -> [String: Int64]? {
+        let starts = ranges.map { String(decoding: $0.start, as: UTF8.self) }
+        let ends = ranges.map { $0.end.map { String(decoding: $0, as: UTF8.self) } ?? "" }  // "": to the last name
         guard
             var values = await perform(
                 "read counters",
@@ -166,7 +174,8 @@ public final class SharedTier: Sendable {
                     let rows = try await client.query(
                         """
                         SELECT name, value FROM gemcache_counters
-                        WHERE EXISTS (SELECT 1 FROM unnest(\(prefixes)::text[]) AS wanted(prefix) WHERE starts_with(name, wanted.prefix))
+                        WHERE EXISTS (SELECT 1 FROM unnest(\(starts)::text[], \(ends)::text[]) AS wanted(first, after)
+                                      WHERE name >= wanted.first AND (wanted.after = '' OR name < wanted.after))
                         """
                     )
                     var values: [String: Int64] = [:]
@@ -176,7 +185,7 @@ public final class SharedTier: Sendable {
             )
         else { return nil }
         state.withLock { state in
-            for (name, delta) in state.pendingCounters where prefixes.contains(where: { name.hasPrefix($0) }) {
+            for (name, delta) in state.pendingCounters where ranges.contains(where: { $0.contains(name) }) {
                 values[name] = Counter.sum(values[name] ?? 0, delta)
             }
         }

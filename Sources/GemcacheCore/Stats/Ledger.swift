@@ -44,10 +44,12 @@ public struct TokenUsage: Sendable, Equatable {
 /// up across every process that shares it. Recording only touches memory; the store maintenance
 /// service flushes every second.
 ///
-/// Besides the totals it keeps, per model, all-time counters (`model/<id>/…`), counters for the
-/// quota day (`day/<yyyy-MM-dd>/model/<id>/…`, the day in America/Los_Angeles) and for the current
-/// minute (`minute/<epoch minute>/…`, also the hits and misses the dashboard charts over 24 hours).
-/// ``prune()`` drops minutes and days that no report reads any more.
+/// Besides the totals it keeps, per model, namespace and client, all-time counters (`model/<id>/…`,
+/// `ns/<namespace>/…`, `client/<fingerprint>/…`); a copy of each by the minute (`minute/<epoch
+/// minute>/<name>`, kept ``keptMinutes``, also what the dashboard charts), and of the totals' and models' by the hour
+/// (`hour/<epoch hour>/<name>`, kept ``keptHours``), which the stats of a window add up; counters
+/// for the quota day (`day/<yyyy-MM-dd>/model/<id>/…`, the day in America/Los_Angeles).
+/// ``prune()`` drops minutes, hours and days that no report reads any more.
 public final class Ledger: Sendable {
     let store: CacheStore
     /// With a shared tier, the counters of every instance are read from it (while it is healthy).
@@ -65,9 +67,15 @@ public final class Ledger: Sendable {
     private let day: Mutex<QuotaDay>
     /// When counting began in the store, once read.
     private let countingSince = Mutex<Int64?>(nil)
+    /// The namespaces and clients counted by name.
+    let countedNames = CountedNames()
 
-    /// How many minutes of per-minute counters are kept (and charted).
+    /// How many minutes the dashboard charts.
     public static let historyMinutes = 24 * 60
+    /// How many minutes of per-minute counters are kept (for windows and the chart).
+    public static let keptMinutes = 48 * 60
+    /// How many hours of per-hour counters (totals and models) are kept (for longer windows).
+    public static let keptHours = 90 * 24
     /// How many quota days of per-day counters are kept.
     static let keptDays = 35
 
@@ -97,62 +105,72 @@ public final class Ledger: Sendable {
 
     /// A request on a cached route was answered, counted once (SPEC §7): in `requests` and in its
     /// outcome's counter, or in `errors` when the answer is an error (an upstream 400 is an error, not
-    /// a miss), so that the outcome counters add up to `requests`, in total and per model. A hit or
-    /// coalesced answer saved a call and `tokens`. With `count` > 1, that many answers alike, `tokens`
-    /// their sum (the fast path's batches).
-    func recordAnswer(model: String, outcome: CacheOutcome, status: Int, tokens: TokenUsage, count: Int64 = 1) {
-        if status >= 400 { return recordError(model: model, count: count) }
+    /// a miss), so that the outcome counters add up to `requests`, in total, per model, per namespace
+    /// and per client. A hit or coalesced answer saved a call and `tokens`. With `count` > 1, that many
+    /// answers alike, `tokens` their sum (the fast path's batches).
+    func recordAnswer(model: String, outcome: CacheOutcome, status: Int, tokens: TokenUsage, attribution: Attribution, count: Int64 = 1) {
+        if status >= 400 { return recordError(model: model, attribution: attribution, count: count) }
         let time = now()
-        let kind = Counter(outcome)
-        recordRequests(model: model, count: count)
-        store.increment(Counter.total(kind), by: count)
-        store.increment(Counter.model(model, kind), by: count)
-        switch outcome {
-        case .hit, .coalesced:
+        let counting = Counting(self, model: model, attribution: attribution, at: time)
+        counting.add(.requests, count)
+        counting.add(Counter(outcome), count)
+        if outcome == .hit || outcome == .coalesced {
             let day = quotaDay(at: time).id
-            store.increment(Counter.total(.savedTokens), by: Int64(tokens.total))
-            store.increment(Counter.model(model, .savedTokens), by: Int64(tokens.total))
-            store.increment(Counter.model(model, .savedPromptTokens), by: Int64(tokens.prompt))
+            counting.add(.savedTokens, Int64(tokens.total))
+            store.increment([Counter.model(model, .savedPromptTokens)], by: Int64(tokens.prompt), copiesUnder: counting.periods)
             store.increment(Counter.day(day, model: model, .savedRequests), by: count)
             store.increment(Counter.day(day, model: model, .savedTokens), by: Int64(tokens.total))
-            store.increment(Counter.minute(Counter.epochMinute(time), .hits), by: count)
-        case .miss, .partial:
-            store.increment(Counter.minute(Counter.epochMinute(time), .misses))
-        case .refresh, .bypass, .stale:
-            break
         }
     }
 
     /// One call went upstream for `model` (it counts against the quota whatever its answer).
-    func recordUpstreamCall(model: String, status: Int, tokens: TokenUsage) {
+    func recordUpstreamCall(model: String, status: Int, tokens: TokenUsage, attribution: Attribution) {
         let time = now()
         let day = quotaDay(at: time).id
-        let minute = Counter.epochMinute(time)
-        store.increment(Counter.total(.upstreamRequests))
-        store.increment(Counter.model(model, .upstreamRequests))
-        store.increment(Counter.model(model, .upstreamTokens), by: Int64(tokens.total))
+        let counting = Counting(self, model: model, attribution: attribution, at: time)
+        counting.add(.upstreamRequests, 1)
+        counting.add(.upstreamTokens, Int64(tokens.total))
         store.increment(Counter.day(day, model: model, .upstreamRequests))
         store.increment(Counter.day(day, model: model, .upstreamTokens), by: Int64(tokens.total))
-        store.increment(Counter.minute(minute, model: model, .upstreamRequests))
-        store.increment(Counter.minute(minute, model: model, .upstreamTokens), by: Int64(tokens.total))
     }
 
     /// A request on a cached route failed, or was answered with an error: counted once, in `requests`
     /// and `errors` (per model too, once the model is known: the OpenAI surface names it in the body).
-    func recordError(model: String, count: Int64 = 1) {
-        recordRequests(model: model, count: count)
-        store.increment(Counter.total(.errors), by: count)
-        store.increment(Counter.model(model, .errors), by: count)
-    }
-
-    private func recordRequests(model: String, count: Int64) {
-        store.increment(Counter.total(.requests), by: count)
-        store.increment(Counter.model(model, .requests), by: count)
+    func recordError(model: String, attribution: Attribution, count: Int64 = 1) {
+        let counting = Counting(self, model: model, attribution: attribution, at: now())
+        counting.add(.requests, count)
+        counting.add(.errors, count)
     }
 
     /// A request refused for its credential (SPEC §7): counted here only, with no per-model state.
     func recordRejected() {
-        store.increment(Counter.total(.rejected))
+        store.increment([Counter.total(.rejected)], by: 1, copiesUnder: Counter.periods(at: now()))
+    }
+
+    /// Adds to one request's counters: the total and the model's (all time, and copies by the minute and
+    /// by the hour), its namespace's and its client's (all time, and copies by the minute).
+    private struct Counting {
+        let store: CacheStore
+        let model: String
+        let attribution: Attribution
+        let periods: [String]
+
+        init(_ ledger: Ledger, model: String, attribution: Attribution, at time: Int64) {
+            store = ledger.store
+            self.model = model
+            self.attribution = ledger.countedNames.bounded(attribution, minute: Counter.epochMinute(time))
+            periods = Counter.periods(at: time)
+        }
+
+        func add(_ kind: Counter, _ delta: Int64) {
+            guard delta != 0 else { return }
+            store.increment([Counter.total(kind), Counter.model(model, kind)], by: delta, copiesUnder: periods)
+            store.increment(
+                [Counter.namespace(attribution.namespace, kind), Counter.client(attribution.client, kind)],
+                by: delta,
+                copiesUnder: [periods[0]]
+            )
+        }
     }
 
     /// How long a request on a cached route took to answer, by outcome: `HIT` feeds the hit
@@ -180,14 +198,25 @@ public final class Ledger: Sendable {
         return stored
     }
 
-    /// The counters whose names start with any of `prefixes`, with this process's counts not stored
-    /// yet: every instance's from the shared tier while it is healthy (`cluster` true), else the store's.
-    func counterValues(prefixes: [String]) async throws -> (values: [String: Int64], cluster: Bool) {
-        if let shared, var values = await shared.counterValues(prefixes: prefixes) {
-            values.merge(store.unflushedCounters(prefixes: prefixes), uniquingKeysWith: Counter.sum)
+    /// The counters named in any of `ranges`, with this process's counts not stored yet: every
+    /// instance's from the shared tier while it is healthy (`cluster` true), else the store's.
+    func counterValues(_ ranges: [CounterRange]) async throws -> (values: [String: Int64], cluster: Bool) {
+        if let shared, var values = await shared.counterValues(ranges) {
+            values.merge(store.unflushedCounters(ranges), uniquingKeysWith: Counter.sum)
             return (values, true)
         }
-        return (try await store.counterValues(prefixes: prefixes), false)
+        return (try await store.counterValues(ranges), false)
+    }
+
+    /// Learns the namespaces and clients already counted in the store, so that their bound holds across
+    /// restarts and processes (at start-up, then with every ``prune()``).
+    public func learnCountedNames() async {
+        guard let values = try? await counterValues([Counter.namespacePrefix, Counter.clientPrefix].map(CounterRange.init(prefix:))).values
+        else { return }
+        countedNames.learn(
+            namespaces: values.keys.compactMap { Counter.parseName($0, after: Counter.namespacePrefix)?.name },
+            clients: values.keys.compactMap { Counter.parseName($0, after: Counter.clientPrefix)?.name }
+        )
     }
 
     /// Hits (with coalesced answers) and misses per minute over the last ``historyMinutes`` minutes,
@@ -195,7 +224,8 @@ public final class Ledger: Sendable {
     public func history() async throws -> StatsHistory {
         let last = Counter.epochMinute(now())
         let first = last - Int64(Self.historyMinutes) + 1
-        let values = try await counterValues(prefixes: [Counter.minutePrefix]).values
+        let range = CounterRange(from: Counter.minute(first), upTo: Counter.minute(last + 1))
+        let values = try await counterValues([range]).values
         var history = StatsHistory(
             firstMinute: first,
             hits: Array(repeating: 0, count: Self.historyMinutes),
@@ -204,26 +234,31 @@ public final class Ledger: Sendable {
         for (name, value) in values {
             guard let (minute, field) = Counter.parseMinute(name), minute >= first, minute <= last else { continue }
             let index = Int(minute - first)
-            if field == Counter.hits.rawValue {
-                history.hits[index] = Counter.sum(history.hits[index], value)
-            } else if field == Counter.misses.rawValue {
-                history.misses[index] = Counter.sum(history.misses[index], value)
+            switch Counter(rawValue: field) {
+            case .hits, .coalesced: history.hits[index] = Counter.sum(history.hits[index], value)
+            case .misses: history.misses[index] = Counter.sum(history.misses[index], value)
+            default: break
             }
         }
         return history
     }
 
-    /// Deletes per-minute counters older than the charted day and per-day counters older than
-    /// ``keptDays`` quota days.
+    /// Deletes per-minute counters older than ``keptMinutes``, per-hour ones older than ``keptHours``
+    /// and per-day ones older than ``keptDays`` quota days; learns the names other processes counted.
     public func prune() async {
         let time = now()
-        let oldestMinute = Counter.epochMinute(time) - Int64(Self.historyMinutes)
+        let oldestMinute = Counter.epochMinute(time) - Int64(Self.keptMinutes) + 1
+        let oldestHour = Counter.epochHour(time) - Int64(Self.keptHours) + 1
         let oldestDay = QuotaDay(containing: Date(milliseconds: time).addingTimeInterval(-Double(Self.keptDays) * 86_400))
-        let ranges = [(Counter.minutePrefix, Counter.minute(oldestMinute)), (Counter.dayPrefix, Counter.dayPrefix + oldestDay.id)]
+        let ranges = [
+            (Counter.minutePrefix, Counter.minute(oldestMinute)), (Counter.hourPrefix, Counter.hour(oldestHour)),
+            (Counter.dayPrefix, Counter.dayPrefix + oldestDay.id),
+        ]
         for (start, end) in ranges {
             await store.deleteCounters(from: start, upTo: end)
             await shared?.deleteCounters(from: start, upTo: end)
         }
+        await learnCountedNames()
     }
 }
 

@@ -43,12 +43,18 @@ public final class ProxyMetrics: Sendable {
         }
     }
 
+    /// The counters exported per namespace and per client.
+    static let groupCounted: [GemcacheStore.Counter] = [.requests, .hits, .coalesced, .misses, .errors, .upstreamRequests, .savedTokens]
+
     /// The Prometheus text exposition with `document`'s numbers.
     public func exposition(_ document: StatsDocument) -> String {
         exported.withLock { exported in
             func counter(_ name: String, _ value: Int64, model: String? = nil) {
-                let dimensions = model.map { [("model", $0)] } ?? []
-                let series = name + "|" + (model ?? "")
+                counter(name, value, label: model.map { ("model", $0) })
+            }
+            func counter(_ name: String, _ value: Int64, label: (name: String, value: String)?) {
+                let dimensions = label.map { [$0] } ?? []
+                let series = name + "|" + (label?.value ?? "")
                 let previous = exported[series]
                 exported[series] = value
                 guard previous != value else { return }
@@ -92,6 +98,15 @@ public final class ProxyMetrics: Sendable {
                     ("gemcache_model_saved_usd", stats.savedUSD),
                 ]
                 for case (let name, let value?) in known { gauge(name, value, model: model) }
+            }
+            // At most 1000 namespaces and 1000 clients (CountedNames): the label sets stay bounded.
+            for (dimension, groups) in [("namespace", document.namespaces), ("client", document.clients)] {
+                for (name, stats) in groups {
+                    for kind in Self.groupCounted {
+                        counter("gemcache_\(dimension)_\(kind.rawValue)_total", stats.counts[kind.rawValue] ?? 0, label: (dimension, name))
+                    }
+                    counter("gemcache_\(dimension)_saved_requests_total", stats.savedRequests, label: (dimension, name))
+                }
             }
         }
         return registry.emitToString()

@@ -4,8 +4,10 @@ import GemcacheStore
 /// The stats of SPEC §7 at one moment: what `GET /_gemcache/stats`, `GET /metrics`, the dashboard
 /// and `gemcache stats` all show.
 public struct StatsDocument: Sendable {
-    /// When counting began in this store.
+    /// When counting began in this store, or the window's start.
     public var since: Date
+    /// The span the counts add up, when they are a window's (`?since=`, `?until=`).
+    public var window: StatsWindow?
     /// The plain counters by name (`requests`, `hits`, `coalesced`, … `saved_items`).
     public var totals: [String: Int64]
     /// USD saved over every model with a price, to six decimals.
@@ -18,6 +20,10 @@ public struct StatsDocument: Sendable {
     public var quotaDay: QuotaDay
     /// Per model, by id.
     public var models: [String: ModelStats]
+    /// Per namespace (`""`: requests without one); at most 1000 names, the rest under `other`.
+    public var namespaces: [String: GroupStats]
+    /// Per client, by fingerprint; at most 1000, the rest under `other`.
+    public var clients: [String: GroupStats]
     /// Managed mode: upstream calls per upstream key, by the key's fingerprint (never the key).
     public var upstreamKeys: [String: Int64]
     /// The shared tier's state, when one is configured.
@@ -84,6 +90,27 @@ public struct StatsDocument: Sendable {
         }
     }
 
+    /// The counters of one namespace or one client.
+    public struct GroupStats: Sendable {
+        /// By name: `requests`, `hits`, `coalesced`, `misses`, `refreshed`, `bypassed`, `stale`,
+        /// `errors`, `upstream_requests`, `upstream_tokens`, `saved_tokens`.
+        public var counts: [String: Int64] = [:]
+
+        public var savedRequests: Int64 { Counter.sum(counts[Counter.hits.rawValue] ?? 0, counts[Counter.coalesced.rawValue] ?? 0) }
+
+        /// As ``StatsDocument/hitRatio``.
+        public var hitRatio: Double {
+            let answered = Counter.sum(savedRequests, counts[Counter.misses.rawValue] ?? 0)
+            return answered == 0 ? 0 : StatsDocument.round(Double(savedRequests) / Double(answered), places: 4)
+        }
+
+        var json: [String: Any] {
+            var group: [String: Any] = ["saved_requests": savedRequests, "hit_ratio": hitRatio]
+            for kind in ModelStats.counted { group[kind.rawValue] = counts[kind.rawValue] ?? 0 }
+            return group
+        }
+    }
+
     static func round(_ value: Double, places: Int) -> Double {
         let scale = pow(10, Double(places))
         return (value * scale).rounded() / scale
@@ -105,10 +132,18 @@ public struct StatsDocument: Sendable {
             "quota_day": quotaDay.id,
             "quota_day_resets_at": Self.timestamp(quotaDay.resetsAt),
             "models": models.mapValues(\.json),
+            "namespaces": namespaces.mapValues(\.json),
+            "clients": clients.mapValues(\.json),
             "keys": upstreamKeys.mapValues { ["upstream_requests": $0] },
             "shared_tier": sharedTier?.json ?? NSNull(),
         ]
         for kind in Counter.totals { document[Counter.total(kind)] = totals[Counter.total(kind)] ?? 0 }
+        if let window {
+            document["until"] = Self.timestamp(window.end)
+            document["window"] = [
+                "since": Self.timestamp(window.start), "until": Self.timestamp(window.end), "resolution": window.resolution.rawValue,
+            ]
+        }
         return document
     }
 
@@ -151,41 +186,66 @@ extension StatsDocument.ModelStats {
 }
 
 extension Ledger {
-    /// The stats document now: totals, today's and this minute's per-model counters, store size.
-    public func document() async throws -> StatsDocument {
+    /// The stats document now: totals, per model, namespace and client, since counting began or over
+    /// `window`; today's and this minute's per-model counters; the store's size.
+    public func document(window: StatsWindow? = nil) async throws -> StatsDocument {
         let time = now()
         let day = quotaDay(at: time)
         let dayPrefix = Counter.dayPrefix + day.id + "/"
         let minutePrefix = Counter.minute(Counter.epochMinute(time))
         let totalNames = Counter.totals.map(Counter.total)
-        let (values, cluster) = try await counterValues(prefixes: totalNames + [Counter.modelPrefix, dayPrefix, minutePrefix, Counter.keyPrefix])
+        let allTime = totalNames + [Counter.modelPrefix, Counter.namespacePrefix, Counter.clientPrefix]
+        var ranges = [dayPrefix, minutePrefix, Counter.keyPrefix].map(CounterRange.init(prefix:))
+        ranges += window.map { [$0.counters] } ?? allTime.map(CounterRange.init(prefix:))
+        let (values, cluster) = try await counterValues(ranges)
+        // The counts: all-time counters, or the window's copies of them added up.
+        var counts: [String: Int64] = [:]
+        if let window {
+            for (name, value) in values {
+                guard let period = Counter.parsePeriod(name), period.unit == window.resolution.rawValue,
+                    (window.first...window.last).contains(period.number)
+                else { continue }
+                counts[period.field] = Counter.sum(counts[period.field] ?? 0, value)
+            }
+        } else {
+            counts = values.filter { name, _ in allTime.contains { name.hasPrefix($0) } }
+        }
         var upstreamKeys: [String: Int64] = [:]
         let upstreamKeyField = "/" + Counter.upstreamRequests.rawValue
         for (name, value) in values where name.hasPrefix(Counter.keyPrefix) && name.hasSuffix(upstreamKeyField) {
             upstreamKeys[String(name.dropFirst(Counter.keyPrefix.count).dropLast(upstreamKeyField.count))] = value
         }
         var models: [String: StatsDocument.ModelStats] = [:]
-        func update(_ name: String, after prefix: String, _ apply: (inout StatsDocument.ModelStats, String, Int64) -> Void) {
-            guard let (model, field) = Counter.parseModel(name, after: prefix) else { return }
-            apply(&models[model, default: emptyStats(model)], field, values[name] ?? 0)
+        var namespaces: [String: StatsDocument.GroupStats] = [:]
+        var clients: [String: StatsDocument.GroupStats] = [:]
+        for (name, value) in counts {
+            if let (model, field) = Counter.parseModel(name, after: "") {
+                models[model, default: emptyStats(model)].counts[field] = value
+            } else if let (namespace, field) = Counter.parseName(name, after: Counter.namespacePrefix) {
+                namespaces[namespace, default: .init()].counts[field] = value
+            } else if let (client, field) = Counter.parseName(name, after: Counter.clientPrefix) {
+                clients[client, default: .init()].counts[field] = value
+            }
         }
-        for name in values.keys {
-            update(name, after: "") { stats, field, value in stats.counts[field] = value }
-            update(name, after: dayPrefix) { stats, field, value in
+        for (name, value) in values {
+            if let (model, field) = Counter.parseModel(name, after: dayPrefix) {
+                var stats = models[model] ?? emptyStats(model)
                 switch Counter(rawValue: field) {
                 case .upstreamRequests: stats.upstreamRequestsToday = value
                 case .upstreamTokens: stats.upstreamTokensToday = value
                 case .savedRequests: stats.savedRequestsToday = value
                 case .savedTokens: stats.savedTokensToday = value
-                default: break
+                default: continue
                 }
-            }
-            update(name, after: minutePrefix) { stats, field, value in
+                models[model] = stats
+            } else if let (model, field) = Counter.parseModel(name, after: minutePrefix) {
+                var stats = models[model] ?? emptyStats(model)
                 switch Counter(rawValue: field) {
                 case .upstreamRequests: stats.upstreamRequestsMinute = value
                 case .upstreamTokens: stats.upstreamTokensMinute = value
-                default: break
+                default: continue
                 }
+                models[model] = stats
             }
         }
         for (model, price) in prices {
@@ -195,9 +255,11 @@ extension Ledger {
             stats.savedUSD = StatsDocument.round((prompt * price.input + max(0, total - prompt) * price.output) / 1_000_000, places: 6)
             models[model] = stats
         }
+        let since = if let window { window.start } else { Date(milliseconds: try await since()) }
         return StatsDocument(
-            since: Date(milliseconds: try await since()),
-            totals: values.filter { totalNames.contains($0.key) },
+            since: since,
+            window: window,
+            totals: counts.filter { totalNames.contains($0.key) },
             savedUSD: StatsDocument.round(models.values.reduce(0) { $0 + ($1.savedUSD ?? 0) }, places: 6),
             entries: try await store.entryCount(),
             storeBytes: store.storeBytes,
@@ -205,6 +267,8 @@ extension Ledger {
             storeSalvage: salvage,
             quotaDay: day,
             models: models,
+            namespaces: namespaces,
+            clients: clients,
             upstreamKeys: upstreamKeys,
             sharedTier: shared.map { StatsDocument.SharedTierReport(status: $0.status, clusterCounters: cluster) }
         )

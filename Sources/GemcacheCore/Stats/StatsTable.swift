@@ -9,7 +9,7 @@ public enum StatsTable {
         func pct(_ value: Any?) -> String { (value as? NSNumber).map { String(format: "%.1f %%", $0.doubleValue) } ?? "-" }
         func usd(_ value: Any?) -> String { (value as? NSNumber).map { String(format: "$%.4f", $0.doubleValue) } ?? "-" }
         var lines = [
-            "gemcache stats since \(document["since"] as? String ?? "-")",
+            "gemcache stats since \(document["since"] as? String ?? "-")" + ((document["until"] as? String).map { " until " + $0 } ?? ""),
             "quota day \(document["quota_day"] as? String ?? "-") (America/Los_Angeles), resets \(document["quota_day_resets_at"] as? String ?? "-")",
             "",
         ]
@@ -29,25 +29,48 @@ public enum StatsTable {
             lines.append(pad(leftName, 12) + padLeft(leftValue, 10) + right)
         }
         let models = document["models"] as? [String: [String: Any]] ?? [:]
-        guard !models.isEmpty else { return lines.joined(separator: "\n") + "\n" }
-        let header = ["model", "upstream today", "saved today", "RPD", "RPD used", "without cache", "req/min", "tok/min", "saved USD"]
-        var rows = [header]
-        for name in models.keys.sorted() {
-            let model = models[name]!
-            let limits = model["free_tier"] as? [String: Any] ?? [:]
-            rows.append([
-                name, int(model["upstream_requests_today"]), int(model["saved_requests_today"]), int(limits["rpd"]),
-                pct(model["rpd_used_pct"]), pct(model["rpd_without_cache_pct"]), int(model["upstream_requests_minute"]),
-                int(model["upstream_tokens_minute"]), usd(model["saved_usd"]),
-            ])
+        table(
+            ["model", "upstream today", "saved today", "RPD", "RPD used", "without cache", "req/min", "tok/min", "saved USD"],
+            models.keys.sorted().map { name in
+                let model = models[name]!
+                let limits = model["free_tier"] as? [String: Any] ?? [:]
+                return [
+                    name, int(model["upstream_requests_today"]), int(model["saved_requests_today"]), int(limits["rpd"]),
+                    pct(model["rpd_used_pct"]), pct(model["rpd_without_cache_pct"]), int(model["upstream_requests_minute"]),
+                    int(model["upstream_tokens_minute"]), usd(model["saved_usd"]),
+                ]
+            },
+            into: &lines
+        )
+        for (title, field) in [("namespace", "namespaces"), ("client", "clients")] {
+            let groups = document[field] as? [String: [String: Any]] ?? [:]
+            table(
+                [title, "requests", "hits", "coalesced", "misses", "errors", "upstream", "hit ratio"],
+                groups.keys.sorted().map { name in
+                    let group = groups[name]!
+                    return [
+                        name.isEmpty ? "(none)" : name, int(group["requests"]), int(group["hits"]), int(group["coalesced"]),
+                        int(group["misses"]), int(group["errors"]), int(group["upstream_requests"]),
+                        pct((group["hit_ratio"] as? NSNumber).map { $0.doubleValue * 100 }),
+                    ]
+                },
+                into: &lines
+            )
         }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Appends a blank line and `rows` under `header`, the first column left-aligned, the rest right;
+    /// nothing when there are no rows.
+    private static func table(_ header: [String], _ rows: [[String]], into lines: inout [String]) {
+        guard !rows.isEmpty else { return }
+        let rows = [header] + rows
         let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         lines.append("")
         for row in rows {
             let cells = row.indices.map { column in column == 0 ? pad(row[column], widths[column]) : padLeft(row[column], widths[column]) }
             lines.append(cells.joined(separator: "  "))
         }
-        return lines.joined(separator: "\n") + "\n"
     }
 
     /// `1234567` as `1,234,567`.
