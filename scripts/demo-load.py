@@ -5,14 +5,18 @@
 
 Three "services" share the proxy: a support bot asking the same questions in slightly different
 forms (key order, snake_case fields, whitespace: one entry each), a summarizer streaming answers,
-and a search indexer embedding documents and counting tokens; 8 requests at a time, so identical
-requests also arrive together (coalesced). Run by `make demo` (scripts/demo.sh) and by the
-`demo-load` service of docker-compose.yml. Standard library only.
+and a search indexer embedding documents and counting tokens, each under its own namespace; 8
+requests at a time, so identical requests also arrive together (coalesced). The numbers are read from
+the stats of the run's window (`/_gemcache/stats?since=<the run's start>`), as a load test reads
+its own: other traffic before the run's first minute is not in them. Run by `make demo`
+(scripts/demo.sh) and by the `demo-load` service of docker-compose.yml. Standard library only.
 """
 import argparse
 import concurrent.futures
+import datetime
 import json
 import sys
+import urllib.parse
 import urllib.request
 from collections import Counter
 
@@ -33,7 +37,7 @@ DOCUMENTS = ["refund policy", "shipping rates", "password reset guide", "opening
 
 
 def workload():
-    """The requests, as (path, body) pairs, in the order a day of traffic might send them."""
+    """The requests, as (namespace, path, body), in the order a day of traffic might send them."""
     flash, lite, embed = "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-embedding-001"
     requests = []
     for round_ in range(4):
@@ -44,21 +48,22 @@ def workload():
                 {"generation_config": {"temperature": 0.20}, "contents": [{"parts": [{"text": f"  {question}\r\n"}], "role": "user"}]},
                 {"contents": [{"parts": [{"text": question}], "role": "user"}], "generationConfig": {"temperature": 2e-1}},
             ]
-            requests.append((f"/v1beta/models/{flash}:generateContent", variants[round_ % 3]))
+            requests.append(("support-bot", f"/v1beta/models/{flash}:generateContent", variants[round_ % 3]))
     for _ in range(3):
         for article in ARTICLES:
             body = {"contents": [{"role": "user", "parts": [{"text": f"Summarize in one sentence: {article}"}]}]}
-            requests.append((f"/v1beta/models/{lite}:streamGenerateContent?alt=sse", body))
-            requests.append((f"/v1beta/models/{lite}:countTokens", body))
+            requests.append(("summarizer", f"/v1beta/models/{lite}:streamGenerateContent?alt=sse", body))
+            requests.append(("summarizer", f"/v1beta/models/{lite}:countTokens", body))
     for _ in range(3):
         for document in DOCUMENTS:
-            requests.append((f"/v1beta/models/{embed}:embedContent", {"content": {"parts": [{"text": document}]}}))
+            requests.append(("indexer", f"/v1beta/models/{embed}:embedContent", {"content": {"parts": [{"text": document}]}}))
     return requests
 
 
-def call(base, key, path, body=None):
+def call(base, key, namespace, path, body=None):
     request = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode())
     request.add_header("x-goog-api-key", key)
+    request.add_header("x-gemcache-namespace", namespace)
     if body is not None:
         request.add_header("content-type", "application/json")
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -66,8 +71,9 @@ def call(base, key, path, body=None):
         return response.headers.get("x-gemcache", "-"), payload
 
 
-def stats(base):
-    with urllib.request.urlopen(base + "/_gemcache/stats", timeout=10) as response:
+def stats(base, since):
+    """The stats document of the window from `since` (an RFC 3339 time) to now."""
+    with urllib.request.urlopen(base + "/_gemcache/stats?" + urllib.parse.urlencode({"since": since}), timeout=10) as response:
         return json.load(response)
 
 
@@ -82,18 +88,16 @@ def main():
     args = parser.parse_args()
     base = args.url.rstrip("/")
 
-    before = stats(base)
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     requests = workload()
     print(f"replaying {len(requests)} requests (support bot, summarizer, indexer), 8 at a time...")
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = Counter(status for status, _ in pool.map(lambda r: call(base, args.key, *r), requests))
     print("  " + ", ".join(f"{name} {count}" for name, count in outcomes.most_common()))
-    after = stats(base)
+    after = stats(base, started)
 
     def delta(name, model=None):
-        old = (before.get("models", {}).get(model, {}) if model else before).get(name) or 0
-        new = (after.get("models", {}).get(model, {}) if model else after).get(name) or 0
-        return new - old
+        return (after.get("models", {}).get(model, {}) if model else after).get(name) or 0
 
     sent, upstream = delta("requests"), delta("upstream_requests")
     saved = delta("hits") + delta("coalesced")
@@ -110,11 +114,14 @@ def main():
         rpd = (current.get("free_tier") or {}).get("rpd")
         label = f"{model}: daily quota used" + (f" (RPD {rpd})" if rpd else " (no limit known)")
         rows.append((label, percent(current.get("rpd_without_cache_pct")), percent(current.get("rpd_used_pct"))))
+    for namespace, counts in sorted(after.get("namespaces", {}).items()):
+        rows.append((f"namespace {namespace or '(none)'}: calls", str(counts["requests"]), str(counts["upstream_requests"])))
     width = max(len(row[0]) for row in rows)
     print()
     for name, without, with_cache in rows:
         print(f"  {name:<{width}}  {without:>16}  {with_cache:>13}")
-    print(f"\n  saved {delta('saved_tokens')} tokens; quota day {after.get('quota_day')} (resets {after.get('quota_day_resets_at')})")
+    print(f"\n  window {after.get('since')} to {after.get('until')} (GET /_gemcache/stats?since={started})")
+    print(f"  saved {delta('saved_tokens')} tokens; quota day {after.get('quota_day')} (resets {after.get('quota_day_resets_at')})")
 
 
 if __name__ == "__main__":

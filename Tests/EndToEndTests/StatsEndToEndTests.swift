@@ -108,6 +108,28 @@ struct StatsEndToEndTests {
         }
     }
 
+    /// The Grafana dashboard of the compose file's `observability` profile asks only for series that
+    /// `/metrics` exports once the proxy has seen traffic (a renamed metric would leave a panel empty).
+    @Test func theGrafanaDashboardQueriesOnlyMetricsTheProxyExports() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let file = root.appendingPathComponent("observability/grafana/dashboards/gemcache.json")
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        let queries = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        let names = Set(queries.flatMap { $0.matches(of: /gemcache_[a-z_]+/).map { String($0.output) } })
+        #expect(panels.count >= 8 && names.count >= 10)
+        try await withTemporaryDirectory { dir in
+            try await withMockUpstream(.init(latency: .milliseconds(400))) { upstreamPort, _ in
+                try await withProxy(Self.configuration(upstreamPort: upstreamPort, directory: dir.path)) { port in
+                    _ = try await Self.script(port)
+                    #expect(try await Self.ask(port, "zeta", headers: ["x-gemcache-namespace": "team-a"]).header("x-gemcache") == "MISS")
+                    let exposition = try await send("GET", port: port, path: "/metrics").body
+                    for name in names.sorted() { #expect(exposition.contains(name + "{") || exposition.contains(name + " "), "\(name)") }
+                }
+            }
+        }
+    }
+
     @Test func metricsShowTheSameNumbersAsTheStats() async throws {
         try await withTemporaryDirectory { dir in
             try await withMockUpstream(.init(latency: .milliseconds(400))) { upstreamPort, _ in
@@ -360,6 +382,10 @@ struct StatsProcessTests {
 /// The dashboard rendered by a real browser (Debian's headless chromium, installed by `make test`).
 @Suite(.timeLimit(.minutes(1)))
 struct DashboardBrowserTests {
+    static func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
     static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     /// The DOM after the page's script ran (`--dump-dom`, waiting for its requests).
@@ -386,6 +412,9 @@ struct DashboardBrowserTests {
         for match in dom.matches(of: /data-stat="([a-z_]+)"[^>]*>([^<]*)</) { values[String(match.1)] = String(match.2) }
         for match in dom.matches(of: /data-model="([^"]+)" data-field="([a-z_]+)"[^>]*>([^<]*)</) {
             values["\(match.1)/\(match.2)"] = String(match.3)
+        }
+        for match in dom.matches(of: /data-group="([a-z]+)" data-name="([^"]*)" data-field="([a-z_]+)"[^>]*>([^<]*)</) {
+            values["\(match.1):\(match.2)/\(match.3)"] = String(match.4)
         }
         return values
     }
@@ -438,6 +467,19 @@ struct DashboardBrowserTests {
                     // The chart's totals are this minute's hits (with coalesced answers) and misses.
                     #expect(number(shown["history_hits"]) == Double((stats["hits"] as? Int ?? -1) + (stats["coalesced"] as? Int ?? -1)))
                     #expect(number(shown["history_misses"]) == (stats["misses"] as? NSNumber)?.doubleValue)
+                    #expect(shown["namespaces:/requests"] == "9")
+
+                    // The last hour, chosen in the address: the window's numbers, per namespace too.
+                    let answer = try await StatsEndToEndTests.ask(port, "epsilon", headers: ["x-gemcache-namespace": "team-a"])
+                    #expect(answer.header("x-gemcache") == "MISS")
+                    let hour = try Self.json(try await send("GET", port: port, path: "/_gemcache/stats?since=1h").body)
+                    let windowDOM = try Self.renderedDOM("http://127.0.0.1:\(port)/_gemcache/#since=1h", profile: dir.path + "/chromium")
+                    #expect(windowDOM.contains(#"<button data-since="1h" class="active">"#))
+                    let windowShown = Self.shownValues(windowDOM)
+                    #expect(number(windowShown["requests"]) == 10 && (hour["requests"] as? Int) == 10)
+                    #expect(windowShown["namespaces:team-a/requests"] == "1" && windowShown["namespaces:team-a/misses"] == "1")
+                    let clients = try #require(hour["clients"] as? [String: [String: Any]])
+                    #expect(clients.keys.allSatisfy { windowShown["clients:\($0)/requests"] != nil })
                 }
             }
         }

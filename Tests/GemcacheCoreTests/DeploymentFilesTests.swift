@@ -76,13 +76,18 @@ struct DeploymentFilesTests {
     @Test func servicesAndProfilesNameOnlyWhatExists() throws {
         let services = try Self.services()
         #expect(
-            Set(services.keys) == ["gemcache", "mock-upstream", "gemcache-demo", "demo-load", "postgres", "gemcache-shared-a", "gemcache-shared-b"]
+            Set(services.keys) == [
+                "gemcache", "mock-upstream", "gemcache-demo", "demo-load", "postgres", "gemcache-shared-a", "gemcache-shared-b", "prometheus",
+                "grafana",
+            ]
         )
         #expect(services["gemcache"]?["profiles"] == nil, "the proxy starts without a profile")
         let demo = services.filter { ($0.value["profiles"] as? [String]) == ["demo"] }.keys
         #expect(Set(demo) == ["mock-upstream", "gemcache-demo", "demo-load"])
         let shared = services.filter { ($0.value["profiles"] as? [String]) == ["shared"] }.keys
         #expect(Set(shared) == ["postgres", "gemcache-shared-a", "gemcache-shared-b"])
+        let observability = services.filter { ($0.value["profiles"] as? [String]) == ["observability"] }.keys
+        #expect(Set(observability) == ["prometheus", "grafana"])
         // Both instances reach the PostgreSQL service by name, as the role and database it creates.
         let postgres = (services["postgres"]?["environment"] as? [String: Any])?.mapValues { "\($0)" } ?? [:]
         for instance in ["gemcache-shared-a", "gemcache-shared-b"] {
@@ -106,6 +111,25 @@ struct DeploymentFilesTests {
         #expect(demoCommand.contains("http://mock-upstream:\(mockPort)"))
         let loadCommand = try #require(services["demo-load"]?["command"] as? [String])
         #expect(loadCommand.last == "http://gemcache-demo:\(try Self.listenPort(services["gemcache-demo"]!))")
+    }
+
+    /// Prometheus scrapes the proxy service on its listen port; Grafana's data source has the uid the
+    /// dashboard asks for.
+    @Test func theObservabilityProfileScrapesTheProxyAndFeedsTheDashboard() throws {
+        let prometheus = try #require(try Yams.load(yaml: Self.text("observability/prometheus.yml")) as? [String: Any])
+        let job = try #require((prometheus["scrape_configs"] as? [[String: Any]])?.first)
+        let targets = (job["static_configs"] as? [[String: Any]])?.first?["targets"] as? [String]
+        #expect(targets == ["gemcache:\(try Self.listenPort(try #require(try Self.services()["gemcache"])))"])
+        #expect(job["metrics_path"] as? String == "/metrics")
+        let sources = try #require(
+            try Yams.load(yaml: Self.text("observability/grafana/provisioning/datasources/prometheus.yml")) as? [String: Any]
+        )
+        let uid = (sources["datasources"] as? [[String: Any]])?.first?["uid"] as? String
+        let dashboard = try #require(
+            try JSONSerialization.jsonObject(with: Data(Self.text("observability/grafana/dashboards/gemcache.json").utf8)) as? [String: Any]
+        )
+        let panelSources = (dashboard["panels"] as? [[String: Any]] ?? []).map { ($0["datasource"] as? [String: Any])?["uid"] as? String }
+        #expect(!panelSources.isEmpty && panelSources.allSatisfy { $0 == uid })
     }
 
     @Test func everyServiceRunsTheBuiltImageOrAPinnedOne() throws {

@@ -1,9 +1,11 @@
 /// The page at `GET /_gemcache/`: one self-contained HTML file (inline CSS, inline script, no
 /// external resource, so it works offline) that reads `/_gemcache/stats` and `/_gemcache/history`
-/// and redraws itself every five seconds.
+/// and redraws itself every five seconds. A selector shows the counts of all time or of the last
+/// hour, day or week (`?since=`); the choice is kept in the address (`#since=1h`).
 ///
-/// Every number it shows sits in an element marked `data-stat="<field>"` (totals) or
-/// `data-model="<id>" data-field="<field>"` (per model), which is what the browser test reads.
+/// Every number it shows sits in an element marked `data-stat="<field>"` (totals),
+/// `data-model="<id>" data-field="<field>"` (per model) or `data-group="namespaces|clients"
+/// data-name="<name>" data-field="<field>"`, which is what the browser test reads.
 enum Dashboard {
     static let html = #"""
         <!doctype html>
@@ -41,10 +43,19 @@ enum Dashboard {
           svg { width: 100%; height: 180px; display: block; }
           .muted { color: var(--muted); }
           #error { color: #b42318; }
+          nav { display: flex; gap: 6px; align-items: center; padding: 4px 28px 8px; color: var(--muted); font-size: 12px; }
+          nav button { font: inherit; border: 1px solid var(--line); background: var(--card); color: var(--ink); border-radius: 6px; padding: 4px 10px; cursor: pointer; }
+          nav button.active { background: var(--bar); border-color: var(--bar); color: #fff; }
+          .groups { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 14px; }
+          .groups section { margin-top: 14px; }
         </style>
         </head>
         <body>
         <header><h1>gemcache</h1><span>quota day <b data-stat="quota_day">…</b>, resets <span data-stat="quota_day_resets_at">…</span> · updated <span id="updated">…</span> <span id="error"></span></span></header>
+        <nav id="windows">counts of
+          <button data-since="">all time</button><button data-since="1h">last hour</button><button data-since="24h">last 24 h</button><button data-since="7d">last 7 days</button>
+          <span>· <span data-stat="window">…</span></span>
+        </nav>
         <main>
           <div class="cards">
             <div class="card"><div class="label">Hit ratio</div><div class="value" data-stat="hit_ratio">…</div><div class="sub">(hits + coalesced) / answered</div></div>
@@ -62,6 +73,22 @@ enum Dashboard {
               <tbody id="models"><tr><td colspan="6" class="muted">no requests yet</td></tr></tbody>
             </table>
           </section>
+          <div class="groups">
+            <section>
+              <h2>Per namespace <span class="muted">(X-Gemcache-Namespace)</span></h2>
+              <table>
+                <thead><tr><th>namespace</th><th>requests</th><th>saved</th><th>misses</th><th>upstream</th><th>hit ratio</th></tr></thead>
+                <tbody id="namespaces"><tr><td colspan="6" class="muted">no requests in this window</td></tr></tbody>
+              </table>
+            </section>
+            <section>
+              <h2>Per client <span class="muted">(fingerprint of the credential's salted hash)</span></h2>
+              <table>
+                <thead><tr><th>client</th><th>requests</th><th>saved</th><th>misses</th><th>upstream</th><th>hit ratio</th></tr></thead>
+                <tbody id="clients"><tr><td colspan="6" class="muted">no requests in this window</td></tr></tbody>
+              </table>
+            </section>
+          </div>
           <section>
             <h2>Hits and misses per minute, last 24 hours</h2>
             <div class="legend"><span><b style="background: var(--hit)"></b>hits + coalesced (<span data-stat="history_hits">…</span>)</span><span><b style="background: var(--miss)"></b>misses (<span data-stat="history_misses">…</span>)</span></div>
@@ -128,6 +155,41 @@ enum Dashboard {
           }
         }
 
+        // The busiest 50 namespaces or clients of the window.
+        function renderGroups(id, groups, empty) {
+          const body = document.getElementById(id);
+          const names = Object.keys(groups).sort((a, b) => groups[b].requests - groups[a].requests || a.localeCompare(b)).slice(0, 50);
+          if (names.length === 0) {
+            body.replaceChildren(element("tr", {}));
+            body.firstChild.appendChild(element("td", {colspan: "6", class: "muted"}, empty));
+            return;
+          }
+          body.replaceChildren();
+          for (const name of names) {
+            const g = groups[name];
+            const cell = (field, text) => element("td", {"data-group": id, "data-name": name, "data-field": field}, text);
+            const row = element("tr");
+            row.appendChild(element("td", {}, name === "" ? "(none)" : name));
+            row.appendChild(cell("requests", integer(g.requests)));
+            row.appendChild(cell("saved_requests", integer(g.saved_requests)));
+            row.appendChild(cell("misses", integer(g.misses)));
+            row.appendChild(cell("upstream_requests", integer(g.upstream_requests)));
+            row.appendChild(cell("hit_ratio", (g.hit_ratio * 100).toFixed(1) + " %"));
+            body.appendChild(row);
+          }
+        }
+
+        // The window shown: all time, or `since` (1h, 24h, 7d) from the address's `#since=`.
+        let since = new URLSearchParams(location.hash.slice(1)).get("since") || "";
+        function choose(value) {
+          since = value;
+          history.replaceState(null, "", value ? "#since=" + value : location.pathname);
+          document.querySelectorAll("#windows button").forEach(b => b.classList.toggle("active", b.dataset.since === since));
+          load();
+        }
+        document.querySelectorAll("#windows button").forEach(b => b.addEventListener("click", () => choose(b.dataset.since)));
+        document.querySelectorAll("#windows button").forEach(b => b.classList.toggle("active", b.dataset.since === since));
+
         // Charts the day, or from shortly before the first counted minute when the history is younger.
         function renderHistory(h) {
           const svg = document.getElementById("chart");
@@ -156,15 +218,21 @@ enum Dashboard {
 
         async function load() {
           try {
-            const [stats, history] = await Promise.all(["/_gemcache/stats", "/_gemcache/history"].map(u => fetch(u, {cache: "no-store"}).then(r => r.json())));
+            const statsURL = "/_gemcache/stats" + (since ? "?since=" + encodeURIComponent(since) : "");
+            const [stats, perMinute] = await Promise.all([statsURL, "/_gemcache/history"].map(u => fetch(u, {cache: "no-store"}).then(r => r.json())));
             for (const field of ["requests", "saved_requests", "saved_tokens", "upstream_requests", "hits", "coalesced", "misses", "entries"]) show(field, integer(stats[field]));
             show("hit_ratio", (stats.hit_ratio * 100).toFixed(1) + " %");
             show("saved_usd", usd(stats.saved_usd));
             show("store_bytes", bytes(stats.store_bytes));
             show("quota_day", stats.quota_day);
             show("quota_day_resets_at", new Date(stats.quota_day_resets_at).toLocaleString());
+            show("window", stats.window ? "from " + new Date(stats.window.since).toLocaleString() + " (by the " + stats.window.resolution + ")" : "since " + new Date(stats.since).toLocaleString());
             renderModels(stats.models);
-            renderHistory(history);
+            // Past 48 hours the counts are by the hour, kept for totals and models only.
+            const empty = stats.window && stats.window.resolution === "hour" ? "kept for the last 48 hours only" : "no requests in this window";
+            renderGroups("namespaces", stats.namespaces, empty);
+            renderGroups("clients", stats.clients, empty);
+            renderHistory(perMinute);
             document.getElementById("updated").textContent = new Date().toLocaleTimeString();
             document.getElementById("error").textContent = "";
             document.body.dataset.loaded = "true";
