@@ -59,16 +59,10 @@ package enum Counter: String {
     package static func day(_ day: String, model: String, _ kind: Counter) -> String { dayPrefix + day + "/" + Self.model(model, kind) }
 
     /// `minute/<epoch minute>/`: every counter of one minute.
-    package static func minute(_ minute: Int64) -> String { minutePrefix + paddedMinute(minute) + "/" }
+    package static func minute(_ minute: Int64) -> String { minutePrefix + paddedPeriod(minute) + "/" }
 
     /// `hour/<epoch hour>/`: every counter of one hour that is kept by the hour (totals and models).
-    package static func hour(_ hour: Int64) -> String { hourPrefix + paddedMinute(hour) + "/" }
-
-    /// `minute/<epoch minute>/<kind>`: one minute, all models.
-    package static func minute(_ minute: Int64, _ kind: Counter) -> String { Self.minute(minute) + kind.rawValue }
-
-    /// `minute/<epoch minute>/model/<id>/<kind>`: one minute, one model.
-    package static func minute(_ minute: Int64, model: String, _ kind: Counter) -> String { Self.minute(minute) + Self.model(model, kind) }
+    package static func hour(_ hour: Int64) -> String { hourPrefix + paddedPeriod(hour) + "/" }
 
     /// `key/<fingerprint>/<kind>`: one upstream key (managed mode), by its fingerprint.
     package static func upstreamKey(_ fingerprint: String, _ kind: Counter) -> String { keyPrefix + fingerprint + "/" + kind.rawValue }
@@ -92,9 +86,9 @@ package enum Counter: String {
         return overflow ? .max : total
     }
 
-    /// Ten digits: byte order equals numeric order until the year 20983.
-    package static func paddedMinute(_ minute: Int64) -> String {
-        let digits = String(minute)
+    /// A minute or an hour in ten digits: byte order equals numeric order until the year 20983.
+    package static func paddedPeriod(_ period: Int64) -> String {
+        let digits = String(period)
         return String(repeating: "0", count: max(0, 10 - digits.count)) + digits
     }
 

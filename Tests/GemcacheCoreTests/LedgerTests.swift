@@ -316,7 +316,7 @@ struct LedgerTests {
             let poisoned: [(String, Int64)] = [
                 ("saved_tokens", .max), ("hits", .max), ("coalesced", .max),
                 ("model/\(Self.flash)/saved_tokens", .max), ("model/\(Self.flash)/hits", -5),
-                ("minute/\(Counter.paddedMinute(minute))/hits", .max), ("misses", .min),
+                ("minute/\(Counter.paddedPeriod(minute))/hits", .max), ("misses", .min),
             ]
             // Written as an older build left them, around the saturating write path.
             let counters = try store.environment.openDatabase("counters", create: false)
@@ -360,13 +360,17 @@ struct LedgerTests {
             .bypassed: "bypassed", .stale: "stale", .errors: "errors", .rejected: "rejected", .upstreamRequests: "upstream_requests",
             .upstreamTokens: "upstream_tokens", .savedRequests: "saved_requests", .savedTokens: "saved_tokens",
             .savedPromptTokens: "saved_prompt_tokens", .savedItems: "saved_items", .damaged: "damaged", .evictions: "evictions",
+            .aliasDrops: "alias_drops",
         ]
         for (kind, name) in names {
             #expect(Counter.total(kind) == name)
             #expect(Counter.model("m", kind) == "model/m/" + name)
             #expect(Counter.day("2026-11-29", model: "m", kind) == "day/2026-11-29/model/m/" + name)
-            #expect(Counter.minute(29_000_000, kind) == "minute/0029000000/" + name)
-            #expect(Counter.minute(29_000_000, model: "m", kind) == "minute/0029000000/model/m/" + name)
+            #expect(Counter.namespace("team-a", kind) == "ns/team-a/" + name && Counter.namespace("", kind) == "ns//" + name)
+            #expect(Counter.client("c0ffee000001", kind) == "client/c0ffee000001/" + name)
+            // The copies of a minute and an hour (the all-time name under the period's prefix).
+            #expect(Counter.minute(29_000_000) + Counter.model("m", kind) == "minute/0029000000/model/m/" + name)
+            #expect(Counter.hour(483_333) + Counter.total(kind) == "hour/0000483333/" + name)
             #expect(Counter.upstreamKey("sha256:ab", kind) == "key/sha256:ab/" + name)
         }
         #expect(Counter(.partial) == .misses && Counter(.refresh) == .refreshed && Counter(.bypass) == .bypassed)

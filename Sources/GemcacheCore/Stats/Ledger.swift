@@ -46,10 +46,10 @@ public struct TokenUsage: Sendable, Equatable {
 ///
 /// Besides the totals it keeps, per model, namespace and client, all-time counters (`model/<id>/…`,
 /// `ns/<namespace>/…`, `client/<fingerprint>/…`); a copy of each by the minute (`minute/<epoch
-/// minute>/<name>`, kept ``keptMinutes``, also what the dashboard charts), and of the totals' and models' by the hour
-/// (`hour/<epoch hour>/<name>`, kept ``keptHours``), which the stats of a window add up; counters
-/// for the quota day (`day/<yyyy-MM-dd>/model/<id>/…`, the day in America/Los_Angeles).
-/// ``prune()`` drops minutes, hours and days that no report reads any more.
+/// minute>/<name>`, kept ``keptMinutes``, also what the dashboard charts) and of the totals and the
+/// models' by the hour (`hour/<epoch hour>/<name>`, kept ``keptHours``), which the stats of a window
+/// add up; and counters for the quota day (`day/<yyyy-MM-dd>/model/<id>/…`, the day in
+/// America/Los_Angeles). ``prune()`` drops minutes, hours and days that no report reads any more.
 public final class Ledger: Sendable {
     let store: CacheStore
     /// With a shared tier, the counters of every instance are read from it (while it is healthy).
