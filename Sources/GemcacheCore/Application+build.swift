@@ -66,7 +66,6 @@ public func buildApplication(
     let keyPool = UpstreamKeyPool(keys: upstreamKeys) { fingerprint in store.increment(Counter.upstreamKey(fingerprint, .upstreamRequests)) }
     let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress, transport: transport)
     let ledger = Ledger(store: store, shared: shared, salvage: salvage, configuration: configuration, now: clock)
-    await ledger.learnCountedNames()
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
     let proxy = GeminiProxy(
         configuration: configuration,

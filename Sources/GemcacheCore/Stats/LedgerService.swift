@@ -1,7 +1,9 @@
 import AsyncAlgorithms
 public import ServiceLifecycle
 
-/// Prunes the ledger's per-minute and per-day counters once a minute while the proxy runs.
+/// Learns the namespaces and clients already counted, then prunes the ledger's per-minute, per-hour
+/// and per-day counters once a minute while the proxy runs (off the start-up path: a shared tier
+/// may take a while to answer).
 public struct LedgerService: Service {
     let ledger: Ledger
     let interval: Duration
@@ -12,6 +14,7 @@ public struct LedgerService: Service {
     }
 
     public func run() async throws {
+        await ledger.learnCountedNames()
         for await _ in AsyncTimerSequence(interval: interval, clock: .continuous).cancelOnGracefulShutdown() {
             await ledger.prune()
         }
