@@ -296,7 +296,10 @@ struct LedgerTests {
             #expect(document.window?.resolution == .hour && document.totals["requests"] == 3 && document.namespaces.isEmpty)
             #expect(document.models[Self.flash]?.counts["requests"] == 2)
 
-            for (since, until, parameter) in [("yesterday", nil, "since"), ("100d", nil, "since"), ("1m", "5m", "since"), (nil, "soon", "until")] {
+            for (since, until, parameter) in [
+                ("yesterday", nil, "since"), ("100d", nil, "since"), ("1m", "5m", "since"), ("2099-01-01T00:00:00Z", nil, "since"),
+                (nil, "soon", "until"),
+            ] {
                 let error = #expect(throws: StatsWindowError.self) { try window(since, until) }
                 #expect(error?.parameter == parameter)
             }

@@ -31,7 +31,7 @@ public struct StatsWindow: Sendable, Equatable {
         guard start >= oldest else {
             throw StatsWindowError(parameter: "since", problem: "is older than the \(Ledger.keptHours / 24) days of counts kept")
         }
-        guard start <= end else { throw StatsWindowError(parameter: "since", problem: "is after until") }
+        guard start <= end else { throw StatsWindowError(parameter: "since", problem: until == nil ? "is in the future" : "is after until") }
         let resolution: Resolution = start >= oldestMinute ? .minute : .hour
         let unit = resolution.milliseconds
         // The last period that starts before `end`; the current one when `end` is now.
