@@ -44,6 +44,9 @@ struct Credential: Sendable, Equatable {
         self = first
     }
 
+    /// What a request without a credential is keyed with in replay (SPEC §11), which needs none.
+    static let anonymous = Credential(value: "", place: .apiKeyHeader)
+
     private init(value: String, place: Place) {
         self.value = value
         self.place = place
