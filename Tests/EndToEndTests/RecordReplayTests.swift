@@ -103,7 +103,7 @@ struct RecordReplayTests {
 
     @Test func aChangedRequestGetsTheNearestRecordingAndWhereItDiffers() async throws {
         try await withTemporaryDirectory { directory in
-            _ = try await Self.record(in: directory)
+            let recorded = try await Self.record(in: directory)
             _ = try Self.exportFixtures(directory, to: "fixtures.jsonl")
             let replay = try await GemcacheProcess(
                 arguments: ["--replay", "fixtures.jsonl", "--upstream", "http://127.0.0.1:1"],
@@ -117,6 +117,7 @@ struct RecordReplayTests {
             let message = try #require(error["message"] as? String)
             #expect(message.hasPrefix("gemcache replay:"))
             #expect(message.contains("generationConfig.temperature: 0.7 recorded, 0.2 asked"), "\(message)")
+            #expect(message.contains("(key \(try #require(recorded[0].header("x-gemcache-key"))))"), "\(message)")
 
             // On the OpenAI surface the envelope is wrapped, as Google wraps it there.
             let chat = try await send(

@@ -14,7 +14,9 @@ struct ReplayIndexTests {
 
     static func index(_ bodies: [String]) -> ReplayIndex {
         var index = ReplayIndex()
-        for body in bodies { index.add(request(body), model: "gemini-2.5-flash", endpoint: "generateContent") }
+        for (number, body) in bodies.enumerated() {
+            index.add(request(body), key: "k\(number)", model: "gemini-2.5-flash", endpoint: "generateContent")
+        }
         return index
     }
 
@@ -34,7 +36,7 @@ struct ReplayIndexTests {
         let message = Self.message(index, #"{"contents":[{"parts":[{"text":"Hi"}]}],"generationConfig":{"temperature":0.2}}"#)
         #expect(
             message
-                == "gemcache replay: this request was not recorded; the nearest recorded gemini-2.5-flash generateContent request differs at generationConfig.temperature: 0.7 recorded, 0.2 asked."
+                == "gemcache replay: this request was not recorded; the nearest recorded gemini-2.5-flash generateContent request (key k1) differs at generationConfig.temperature: 0.7 recorded, 0.2 asked."
         )
     }
 

@@ -9,7 +9,13 @@ import GemcacheStore
 /// only with the recordings of its own model and endpoint, and a comparison stops as soon as it cannot
 /// beat the best so far, so thousands of recordings stay cheap.
 struct ReplayIndex: Sendable {
-    private var recordings: [String: [Leaves]] = [:]
+    /// A recording: its key (hex, as in the fixture file) and its canonical request's leaves.
+    private struct Recording: Sendable {
+        let key: String
+        let leaves: Leaves
+    }
+
+    private var recordings: [String: [Recording]] = [:]
 
     /// The number of recordings indexed.
     private(set) var count = 0
@@ -22,24 +28,25 @@ struct ReplayIndex: Sendable {
     /// Indexes every recorded entry of `store`.
     init(store: CacheStore) async throws {
         var index = ReplayIndex()
-        try await store.forEachEntry { _, entry in
-            if let request = entry.request { index.add(request, model: entry.model, endpoint: entry.endpoint) }
+        try await store.forEachEntry { key, entry in
+            if let request = entry.request { index.add(request, key: key.hex, model: entry.model, endpoint: entry.endpoint) }
         }
         self = index
     }
 
-    /// An empty index, to ``add(_:model:endpoint:)`` to.
+    /// An empty index, to ``add(_:key:model:endpoint:)`` to.
     init() {}
 
-    /// Adds one recorded canonical request (one that does not parse as JSON is left out).
-    mutating func add(_ request: [UInt8], model: String, endpoint: String) {
+    /// Adds one recorded canonical request, stored under `key` (one that does not parse as JSON is left out).
+    mutating func add(_ request: [UInt8], key: String, model: String, endpoint: String) {
         guard let leaves = Leaves(request) else { return }
-        recordings[Self.group(model, endpoint), default: []].append(leaves)
+        recordings[Self.group(model, endpoint), default: []].append(Recording(key: key, leaves: leaves))
         count += 1
     }
 
     /// The 404 for a request that was not recorded: it names the nearest recording of the same model
-    /// and endpoint and up to ``pathsNamed`` paths where they differ, with both values.
+    /// and endpoint (by its key, as in the fixture file) and up to ``pathsNamed`` paths where they
+    /// differ, with both values.
     /// - Parameter asked: The request's canonical form (``RecordedRequest``).
     func notRecorded(_ asked: [UInt8], model: String, endpoint: String) -> ProxyError {
         let subject = model.isEmpty ? endpoint : "\(model) \(endpoint)"
@@ -49,19 +56,21 @@ struct ReplayIndex: Sendable {
         var nearest = candidates[0]
         var fewest = Int.max
         for candidate in candidates {
-            let count = candidate.differences(from: asked, stoppingAbove: fewest)
+            let count = candidate.leaves.differences(from: asked, stoppingAbove: fewest)
             if count < fewest { (nearest, fewest) = (candidate, count) }
         }
-        let differing = nearest.differingPaths(from: asked)
+        let differing = nearest.leaves.differingPaths(from: asked)
         let named = differing.prefix(Self.pathsNamed).map { path in
-            "\(Leaves.displayed(path)): \(nearest.value(at: path)) recorded, \(asked.value(at: path)) asked"
+            "\(Leaves.displayed(path)): \(nearest.leaves.value(at: path)) recorded, \(asked.value(at: path)) asked"
         }
         guard !named.isEmpty else {
-            return .notRecorded("gemcache replay: the recorded \(subject) request with this canonical form is no longer in the store.")
+            return .notRecorded(
+                "gemcache replay: the recorded \(subject) request with this canonical form (key \(nearest.key)) is no longer in the store."
+            )
         }
         let more = differing.count > Self.pathsNamed ? " (and \(differing.count - Self.pathsNamed) more)" : ""
         return .notRecorded(
-            "gemcache replay: this request was not recorded; the nearest recorded \(subject) request differs at "
+            "gemcache replay: this request was not recorded; the nearest recorded \(subject) request (key \(nearest.key)) differs at "
                 + named.joined(separator: "; ") + more + "."
         )
     }
