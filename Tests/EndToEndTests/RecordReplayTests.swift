@@ -92,6 +92,15 @@ struct RecordReplayTests {
                     #expect(replayed.body == answer.body, "\(call.path): streams replay byte for byte")
                 }
             }
+            // Each fixture's request is in the form /_gemcache/explain takes, and explains to its key (but
+            // a batch item's, keyed as an item of its batch).
+            for line in lines.dropFirst() {
+                let fixture = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                guard fixture["endpoint"] as? String != "batchEmbedContents" else { continue }
+                let request = try JSONSerialization.data(withJSONObject: try #require(fixture["request"]))
+                let explained = try await send(port: replay.port, path: "/_gemcache/explain", body: String(decoding: request, as: UTF8.self))
+                #expect(Self.json(explained.body)?["key"] as? String == fixture["key"] as? String, "\(line)")
+            }
             // A client's key is accepted too, and changes nothing.
             let withKey = try await send(port: replay.port, path: Self.generate.path, body: Self.generate.body, headers: ["x-goog-api-key": testKey])
             #expect(withKey.header("x-gemcache") == "HIT")

@@ -44,7 +44,8 @@ struct Credential: Sendable, Equatable {
         self = first
     }
 
-    /// What a request without a credential is keyed with in replay (SPEC §11), which needs none.
+    /// What a request without a credential is keyed with where none is needed: in replay (SPEC §11),
+    /// and by `/_gemcache/explain` in shared scope.
     static let anonymous = Credential(value: "", place: .apiKeyHeader)
 
     private init(value: String, place: Place) {
