@@ -1,5 +1,6 @@
 import Foundation
 import GemcacheCore
+import GemcacheStore
 import GemcacheTestSupport
 import GeminiMock
 import Testing
@@ -107,6 +108,42 @@ struct RecordReplayTests {
             #expect(!FileManager.default.fileExists(atPath: directory.path + "/unused"))
             #expect(!replay.log.contains(testKey))
             await replay.stop()
+        }
+    }
+
+    /// A recorded entry keeps its canonical request and never expires, whatever TTL it asks for; a
+    /// request with `Cache-Control: no-cache` records its answer again (how a changed test re-records).
+    @Test func recordedEntriesNeverExpireAndNoCacheRecordsAgain() async throws {
+        try await withProxyBehindMock(configure: { $0.cache.mode = .record }) { port, recorder, directory in
+            let headers = ["x-goog-api-key": testKey]
+            let first = try await send(
+                port: port,
+                path: Self.generate.path,
+                body: Self.generate.body,
+                headers: headers.merging(["x-gemcache-ttl": "1"]) { $1 }
+            )
+            let again = try await send(
+                port: port,
+                path: Self.generate.path,
+                body: Self.generate.body,
+                headers: headers.merging(["cache-control": "no-cache"]) { $1 }
+            )
+            #expect(first.header("x-gemcache") == "MISS" && again.header("x-gemcache") == "REFRESH")
+            #expect(recorder.totalRequests == 2)
+            // The store as `gemcache export` sees it (another process: LMDB opens an environment once per process).
+            let exported = try StoreCommandsTests.gemcache(["export", "--data", directory.path + "/store", "-"], directory: directory.path)
+            let entries = exported.output.split(separator: "\n").dropFirst().compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            #expect(entries.count == 1)
+            #expect(entries.first?["key"] as? String == again.header("x-gemcache-key"))
+            #expect(entries.first?["expires_at"] as? Int64 == EntryRecord.times.upperBound)
+            let request = try #require(entries.first?["request"] as? String)
+            #expect(
+                request.hasPrefix(#"{"body":{"contents":[{"parts":[{"text":"Why is the sky blue?"}]}],"generationConfig":{"temperature":0.7}},"#),
+                "\(request)"
+            )
+            #expect(request.hasSuffix(#""path":"/v1beta/models/gemini-2.5-flash:generateContent"}"#), "\(request)")
         }
     }
 

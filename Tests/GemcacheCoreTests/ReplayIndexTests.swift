@@ -63,6 +63,13 @@ struct ReplayIndexTests {
         #expect(cut.hasSuffix(#"e: ""# + String(repeating: "x", count: 59) + #"… recorded, "y\n" asked."#))
     }
 
+    /// Thousands of recordings of one model and endpoint: the one that differs in one path is found.
+    @Test func theNearestOfThousandsIsFound() {
+        let index = Self.index((0..<5000).map { #"{"contents":[{"parts":[{"text":"prompt \#($0)"}]}],"generationConfig":{"seed":\#($0 % 7)}}"# })
+        let message = Self.message(index, #"{"contents":[{"parts":[{"text":"prompt 4321"}]}],"generationConfig":{"seed":9}}"#)
+        #expect(message.contains("(key k4321) differs at generationConfig.seed: 2 recorded, 9 asked."), "\(message)")
+    }
+
     @Test func anotherModelOrEndpointHasNoNearestRecording() {
         let index = Self.index([#"{"contents":[]}"#])
         #expect(
