@@ -123,11 +123,12 @@ public enum StoreFixtures {
 
     private static func entry(_ line: [UInt8], storedAt: Int64, maxEntrySize: Int) throws(Reason) -> (CacheKey, CacheEntry) {
         // The strict parser first: it bounds nesting and size before Foundation's parser sees the line.
-        guard (try? KeyJSONParser.parse(line)) != nil, let object = try? JSONSerialization.jsonObject(with: Data(line)),
-            let fields = object as? [String: Any]
-        else {
-            throw Reason("not a JSON object")
+        do {
+            _ = try KeyJSONParser.parse(line)
+        } catch {
+            throw Reason(error.message)
         }
+        guard let fields = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else { throw Reason("not a JSON object") }
         func string(_ name: String) throws(Reason) -> String {
             guard let value = fields[name] as? String else { throw Reason("\(name) must be a string") }
             guard value.utf8.count <= Int(UInt16.max) else { throw Reason("\(name) is longer than \(UInt16.max) bytes") }

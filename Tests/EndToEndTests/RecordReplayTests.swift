@@ -199,9 +199,10 @@ struct RecordReplayTests {
             let lines = String(decoding: fixtures, as: UTF8.self).split(separator: "\n").map(String.init)
             let hostile = [
                 (lines[1].replacingOccurrences(of: #""status":200"#, with: #""status":99"#), "status must be an integer from 200 to 599"),
-                ("{\"key\": [", "not a JSON object"),
+                ("{\"key\": [", "Invalid JSON payload received. Unexpected end of input at byte 9."),
+                ("[1]", "not a JSON object"),
                 (lines[1].replacingOccurrences(of: #""headers":["#, with: #""headers":["X: a\u0001b","#), "header line 1"),
-                (String(repeating: "[", count: 100_000), "not a JSON object"),
+                (String(repeating: "[", count: 100_000), "Invalid JSON payload received."),
             ]
             for (line, reason) in hostile {
                 let file = directory.path + "/bad.jsonl"
@@ -209,6 +210,20 @@ struct RecordReplayTests {
                 let result = try StoreCommandsTests.gemcache(["serve", "--port", "0", "--replay", file], directory: directory.path)
                 #expect(result.status == 1)
                 #expect(result.errors.hasPrefix("gemcache: \(file): fixture line 3: \(reason)"), "\(result.errors)")
+            }
+            // Sizes are bounded by cache.max_entry_size: the body, and the line, refused unread past what such an entry can take.
+            let small = ["GEMCACHE_CACHE_MAX_ENTRY_SIZE": "10"]
+            for (line, reason) in [
+                (lines[1], "a body of"), (String(repeating: "x", count: 5 << 20), "a line of 5242880 bytes is longer than any entry"),
+            ] {
+                let file = directory.path + "/big.jsonl"
+                FileManager.default.createFile(atPath: file, contents: Data((lines[0] + "\n" + line).utf8))
+                let result = try StoreCommandsTests.gemcache(
+                    ["serve", "--port", "0", "--replay", file],
+                    directory: directory.path,
+                    environment: small
+                )
+                #expect(result.status == 1 && result.errors.hasPrefix("gemcache: \(file): fixture line 2: \(reason)"), "\(result.errors)")
             }
             let notFixtures = try StoreCommandsTests.gemcache(["serve", "--port", "0", "--replay", "/dev/null"], directory: directory.path)
             #expect(notFixtures.status == 1 && notFixtures.errors.contains("fixture line 1: not a gemcache fixture file"))
