@@ -27,6 +27,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 (cd "$work" && GEMCACHE_LISTEN_TLS_CERT_FILE="$work/cert.pem" GEMCACHE_LISTEN_TLS_KEY_FILE="$work/key.pem" \
     exec "$OLDPWD/$bin" serve --port 0 --upstream "http://127.0.0.1:$mock_port" --data "$work/tls-store") >"$work/tls-proxy.log" 2>&1 & pids+=($!)
 tls_port=$(wait_port "$work/tls-proxy.log" 'listen\.port=[0-9]+')
-GEMCACHE_PROXY_URL="http://127.0.0.1:$proxy_port" GEMCACHE_TLS_PROXY_URL="https://127.0.0.1:$tls_port" \
+GEMCACHE_BIN="$PWD/$bin" GEMCACHE_PROXY_URL="http://127.0.0.1:$proxy_port" GEMCACHE_TLS_PROXY_URL="https://127.0.0.1:$tls_port" \
     GEMCACHE_MOCK_URL="http://127.0.0.1:$mock_port" SSL_CERT_FILE="$work/cert.pem" \
     "$venv/bin/pytest" -q -p no:cacheprovider tests/sdk

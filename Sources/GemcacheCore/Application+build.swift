@@ -29,7 +29,8 @@ public func buildApplication(
     func list(_ variable: String) -> [String] {
         (environment[variable] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
-    let managed = configuration.auth.mode == .managed
+    // Replay calls no upstream and admits every client: it needs neither keys nor tokens (SPEC §11).
+    let managed = configuration.auth.mode == .managed && configuration.cache.mode != .replay
     let upstreamKeys = managed ? list(configuration.auth.upstreamKeyEnv) : []
     let clientTokens = managed ? list(configuration.auth.clientTokensEnv) : []
     if managed && upstreamKeys.isEmpty {
@@ -67,6 +68,8 @@ public func buildApplication(
     let upstream = UpstreamClient(configuration: configuration.upstream, keys: keyPool, egress: egress, transport: transport)
     let ledger = Ledger(store: store, shared: shared, salvage: salvage, configuration: configuration, now: clock)
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
+    let replay = configuration.cache.mode == .replay ? try await ReplayIndex(store: store) : nil
+    if let replay { logger.info("replay mode: the upstream is never called", metadata: ["replay.recordings": "\(replay.count)"]) }
     let proxy = GeminiProxy(
         configuration: configuration,
         store: store,
@@ -74,6 +77,7 @@ public func buildApplication(
         ledger: ledger,
         access: access,
         upstream: upstream,
+        replay: replay,
         now: clock
     )
 

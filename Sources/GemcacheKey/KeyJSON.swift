@@ -2,7 +2,7 @@
 ///
 /// Objects keep their members in sent order (duplicates included) so the normalizer can
 /// detect duplicates byte-exactly; numbers are already in canonical text form.
-indirect enum KeyJSONValue {
+package indirect enum KeyJSONValue {
     case null
     case bool(Bool)
     /// Canonical number text (see `KeyJSONParser.canonicalNumber`).
@@ -18,7 +18,7 @@ indirect enum KeyJSONValue {
 /// `JSONSerialization` and `JSONDecoder` accept trailing commas (`[1,]`) and UTF-16/32 input,
 /// and resolve duplicate keys silently (each picking a different winner); a cache key must
 /// not depend on such leniency. Error messages carry 0-based byte offsets, never body content.
-struct KeyJSONParser {
+package struct KeyJSONParser {
     /// Nesting limit for arrays and objects (protobuf's JSON parser stops at 100 as well).
     static let maxDepth = 128
     /// Limit on the values of one body: memory for the parsed tree stays in the tens of megabytes
@@ -32,7 +32,7 @@ struct KeyJSONParser {
     private var values = 0
 
     /// Parses `bytes` as exactly one JSON value surrounded by optional whitespace.
-    static func parse(_ bytes: [UInt8]) throws(NormalizationError) -> KeyJSONValue {
+    package static func parse(_ bytes: [UInt8]) throws(NormalizationError) -> KeyJSONValue {
         var parser = KeyJSONParser(bytes: bytes)
         parser.skipWhitespace()
         let value = try parser.parseValue()

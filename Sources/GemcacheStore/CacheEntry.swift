@@ -19,6 +19,9 @@ public struct CacheEntry: Sendable, Equatable {
     public var totalTokens: Int
     /// Whether the key holds a client's scope tag; nil for entries stored before records said so.
     public var scope: Scope?
+    /// The canonical request the answer was recorded for (`cache.mode: record`, SPEC §11), as JSON in
+    /// the form `POST /_gemcache/explain` takes; nil for entries stored otherwise.
+    public var request: [UInt8]?
 
     /// The cache scope an entry was keyed with (SPEC §3).
     public enum Scope: String, Sendable {
@@ -39,7 +42,8 @@ public struct CacheEntry: Sendable, Equatable {
         endpoint: String,
         promptTokens: Int,
         totalTokens: Int,
-        scope: Scope?
+        scope: Scope?,
+        request: [UInt8]? = nil
     ) {
         self.status = status
         self.headerBlock = headerBlock
@@ -52,6 +56,7 @@ public struct CacheEntry: Sendable, Equatable {
         self.promptTokens = promptTokens
         self.totalTokens = totalTokens
         self.scope = scope
+        self.request = request
     }
 
     /// The replayed headers as name/value pairs.

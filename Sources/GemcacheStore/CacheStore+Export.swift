@@ -1,5 +1,5 @@
 import Foundation
-import GemcacheKey
+package import GemcacheKey
 import LMDBKit
 import Logging
 
@@ -64,6 +64,21 @@ extension CacheStore {
                 return true
             }
             return batch
+        }
+    }
+
+    /// Calls `body` with every entry in key order, read in batches (never the whole store in memory).
+    /// - Returns: How many records could not be decoded (left out).
+    @discardableResult
+    package func forEachEntry(_ body: (CacheKey, CacheEntry) throws -> Void) async throws -> Int {
+        var unreadable = 0
+        var after: [UInt8]?
+        while true {
+            let batch = try await entryBatch(after: after, maxCount: 512, maxBytes: 8 << 20)
+            for (key, entry) in batch.entries { try body(key, entry) }
+            unreadable += batch.unreadable
+            guard let last = batch.lastKey else { return unreadable }
+            after = last
         }
     }
 

@@ -7,7 +7,8 @@ import NIOCore
 /// The byte layout (record version 3):
 /// `u8 version, u16 status, i64 storedAt, i64 expiresAt, u32 promptTokens, u32 totalTokens, u8 scope,
 /// u32 checksum, u16+bytes model, u8 hasNamespace (+u16+bytes), u16+bytes endpoint, u32+bytes
-/// headerBlock, body…`. All integers big-endian. The body comes last so that a reader can slice it
+/// headerBlock, body…`. Version 4 is version 3 with `u32+bytes request` (the canonical request of a
+/// recorded entry, SPEC §11) after the endpoint. All integers big-endian. The body comes last so that a reader can slice it
 /// without copying twice. `scope` is 0 unknown, 1 shared, 2 per key.
 ///
 /// The checksum is zlib's CRC-32 of every byte of the record but the checksum field itself: the
@@ -16,7 +17,8 @@ import NIOCore
 /// damaged shared-tier row) is refused as ``RecordProblem/checksum``, whichever field the change hit.
 /// Older records are still read, without a checksum to check: version 2 is version 3 without the
 /// checksum field, version 1 (written before entries kept their scope) lacks the scope byte too and is
-/// read with an unknown scope. Only version 3 is written.
+/// read with an unknown scope. Version 4 is written for recorded entries, version 3 for the others (so
+/// that older builds sharing the store or the shared tier still read them).
 ///
 /// This is the only code that reads or writes record bytes. Every reader (``decode(_:)``, the fast
 /// path's hit, the shared tier's rows, `gemcache import`) goes through ``init(_:)``, the one validation
@@ -34,6 +36,8 @@ package struct EntryRecord {
     package let model: UnsafeRawBufferPointer
     package let namespace: UnsafeRawBufferPointer?
     package let endpoint: UnsafeRawBufferPointer
+    /// The canonical request of a recorded entry (version 4); nil otherwise.
+    package let request: UnsafeRawBufferPointer?
     /// `name: value\r\n` lines, each checked.
     package let headerBlock: UnsafeRawBufferPointer
     package let body: UnsafeRawBufferPointer
@@ -73,13 +77,10 @@ package struct EntryRecord {
         default: throw .truncated
         }
         endpoint = try Self.shortString(record, &offset)
-        guard record.count - offset >= 4 else { throw .truncated }
-        let headerLength = Int(Self.integer(record, offset, UInt32.self))
-        offset += 4
-        guard record.count - offset >= headerLength else { throw .truncated }
-        headerBlock = UnsafeRawBufferPointer(rebasing: record[offset..<(offset + headerLength)])
+        request = try version >= 4 ? Self.longString(record, &offset) : nil
+        headerBlock = try Self.longString(record, &offset)
         try Self.checkHeaderBlock(headerBlock)
-        body = UnsafeRawBufferPointer(rebasing: record[(offset + headerLength)...])
+        body = UnsafeRawBufferPointer(rebasing: record[offset...])
     }
 
     /// The entry this record holds, copied out of the stored bytes.
@@ -96,7 +97,8 @@ package struct EntryRecord {
             endpoint: text(endpoint),
             promptTokens: promptTokens,
             totalTokens: totalTokens,
-            scope: scope
+            scope: scope,
+            request: request.map(Array.init)
         )
     }
 
@@ -112,11 +114,21 @@ package struct EntryRecord {
         defer { offset += 2 + length }
         return UnsafeRawBufferPointer(rebasing: record[(offset + 2)..<(offset + 2 + length)])
     }
+
+    /// The bytes of a `u32+bytes` field at `offset`, which moves past it.
+    private static func longString(_ record: UnsafeRawBufferPointer, _ offset: inout Int) throws(RecordProblem) -> UnsafeRawBufferPointer {
+        guard record.count - offset >= 4 else { throw .truncated }
+        let length = Int(integer(record, offset, UInt32.self))
+        guard record.count - offset - 4 >= length else { throw .truncated }
+        defer { offset += 4 + length }
+        return UnsafeRawBufferPointer(rebasing: record[(offset + 4)..<(offset + 4 + length)])
+    }
 }
 
 // MARK: - Writing and reading whole records
 
 extension EntryRecord {
+    /// The version written for entries without a canonical request; those with one are version 4.
     package static let version: UInt8 = 3
 
     /// The offset of the model's length: the end of the fixed-size fields of a record of `version`.
@@ -124,12 +136,12 @@ extension EntryRecord {
         switch version {
         case 1: 27
         case 2: 28
-        case 3: 32
+        case 3, 4: 32
         default: nil
         }
     }
 
-    /// Where a version 3 record keeps its checksum (4 bytes, after the scope byte).
+    /// Where a version 3 or 4 record keeps its checksum (4 bytes, after the scope byte).
     static let checksumOffset = 28
 
     /// The CRC-32 of a version 3 `record` (at least its fixed fields long) without its checksum field.
@@ -177,8 +189,8 @@ extension EntryRecord {
 
     package static func encode(_ entry: CacheEntry) -> [UInt8] {
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(64 + entry.model.utf8.count + entry.headerBlock.count + entry.body.count)
-        buffer.writeInteger(version)
+        buffer.reserveCapacity(64 + entry.model.utf8.count + (entry.request?.count ?? 0) + entry.headerBlock.count + entry.body.count)
+        buffer.writeInteger(entry.request == nil ? version : 4)
         buffer.writeInteger(UInt16(clamping: entry.status))
         buffer.writeInteger(entry.storedAt)
         buffer.writeInteger(entry.expiresAt)
@@ -194,6 +206,10 @@ extension EntryRecord {
             buffer.writeInteger(UInt8(0))
         }
         writeShortString(entry.endpoint, to: &buffer)
+        if let request = entry.request {
+            buffer.writeInteger(UInt32(request.count))
+            buffer.writeBytes(request)
+        }
         buffer.writeInteger(UInt32(entry.headerBlock.count))
         buffer.writeBytes(entry.headerBlock)
         buffer.writeBytes(entry.body)

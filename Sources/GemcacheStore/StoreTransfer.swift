@@ -229,12 +229,14 @@ public enum StoreTransfer {
         var bodyBase64: String?
         /// `shared` or `per_key`; absent for entries stored before entries recorded their scope.
         var scope: String?
+        /// The canonical request of a recorded entry (JSON text); absent for the others.
+        var request: String?
 
         enum CodingKeys: String, CodingKey {
             case key, status
             case storedAt = "stored_at"
             case expiresAt = "expires_at"
-            case model, namespace, endpoint, scope
+            case model, namespace, endpoint, scope, request
             case promptTokens = "prompt_tokens"
             case totalTokens = "total_tokens"
             case headers
@@ -254,6 +256,7 @@ public enum StoreTransfer {
             promptTokens = entry.promptTokens
             totalTokens = entry.totalTokens
             scope = entry.scope?.rawValue
+            request = entry.request.map { String(decoding: $0, as: UTF8.self) }
             (headers, headersBase64) = Self.text(entry.headerBlock)
             (body, bodyBase64) = Self.text(entry.body)
         }
@@ -284,7 +287,8 @@ public enum StoreTransfer {
                 endpoint: endpoint,
                 promptTokens: promptTokens,
                 totalTokens: totalTokens,
-                scope: entryScope
+                scope: entryScope,
+                request: request.map { Array($0.utf8) }
             )
             return (cacheKey, entry)
         }

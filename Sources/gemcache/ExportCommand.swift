@@ -4,7 +4,8 @@ import GemcacheCore
 import GemcacheStore
 
 /// `gemcache export FILE`: every entry of a store, with its key and expiry, as JSON Lines (the first
-/// line carries the scope salt); also while proxies run on the store.
+/// line carries the scope salt); also while proxies run on the store. With `--fixtures`, the recorded
+/// entries only, as fixtures for `serve --replay` (SPEC §11).
 struct ExportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
@@ -12,12 +13,15 @@ struct ExportCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var store: StoreOptions
+    @Flag(help: "Write only the recorded entries (cache.mode: record), with their canonical requests, as fixtures for serve --replay.")
+    var fixtures = false
     @Argument(help: "The file to write (replaced if it exists), or - for standard output.")
     var file: String
 
     func run() async throws {
         let settings = await store.settings()
         let cache = await store.openStore(settings)
+        if fixtures { return await exportFixtures(cache) }
         var progress = ProgressLine("exported")
         let summary: StoreTransfer.ExportSummary
         let output = file == "-" ? nil : PrivateFile(replacing: file)
@@ -38,6 +42,24 @@ struct ExportCommand: AsyncParsableCommand {
         if summary.unreadable > 0 { result += " (\(summary.unreadable) unreadable records left out)" }
         // With `-` the entries own standard output, so the result goes to standard error.
         (file == "-" ? FileHandle.standardError : FileHandle.standardOutput).write(Data((result + "\n").utf8))
+    }
+}
+
+extension ExportCommand {
+    /// `export --fixtures FILE`: the recorded entries, stable in order and form (``StoreFixtures``).
+    private func exportFixtures(_ cache: CacheStore) async {
+        let output = file == "-" ? nil : PrivateFile(replacing: file)
+        let written: Int
+        do {
+            written = try await StoreFixtures.export(cache, to: output?.handle ?? .standardOutput)
+            try output?.commit()
+        } catch {
+            output?.discard()
+            await cache.close()
+            fail("export to \(file) failed: \(error)")
+        }
+        await cache.close()
+        (file == "-" ? FileHandle.standardError : FileHandle.standardOutput).write(Data("exported \(written) recorded entries\n".utf8))
     }
 }
 

@@ -51,6 +51,8 @@ struct Serve: AsyncParsableCommand {
     var upstream: String?
     @Option(help: "Directory of the LMDB store (store.path).")
     var data: String?
+    @Option(help: "Serve the fixtures in FILE (written by export --fixtures) in replay mode, from a temporary store.")
+    var replay: String?
 
     func run() async throws {
         // Swift concurrency's jobs run on NIO's event loops, the threads that the server and
@@ -61,6 +63,12 @@ struct Serve: AsyncParsableCommand {
         overrides["listen.port"] = port.map(String.init)
         overrides["upstream.url"] = upstream
         overrides["store.path"] = data
+        let fixtureStore = replay.map { _ in temporaryDirectory() }
+        defer { if let fixtureStore { try? FileManager.default.removeItem(atPath: fixtureStore) } }
+        if let fixtureStore {
+            overrides["store.path"] = fixtureStore
+            overrides["cache.mode"] = "replay"
+        }
         let environment = ProcessInfo.processInfo.environment
         let settings: ProxyConfiguration
         do {
@@ -69,6 +77,7 @@ struct Serve: AsyncParsableCommand {
         } catch {
             fail(error.description)
         }
+        if let replay { await loadFixtures(replay, settings: settings) }
         let logger = bootstrapLogging(label: "gemcache")
         let app: any ApplicationProtocol
         do {
@@ -89,6 +98,40 @@ struct Serve: AsyncParsableCommand {
         var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = settings.upstream.timeout + .seconds(5)
         try await ServiceGroup(configuration: group).run()
+    }
+}
+
+extension Serve {
+    /// Loads the fixture file into the (new, temporary) store of `settings`; exits with one line naming
+    /// the file, and the line, when it cannot.
+    private func loadFixtures(_ file: String, settings: ProxyConfiguration) async {
+        func stop(_ message: String) -> Never {
+            try? FileManager.default.removeItem(atPath: settings.store.path)
+            fail(message)
+        }
+        guard let input = FileHandle(forReadingAtPath: file) else { stop("cannot read the fixture file \(file)") }
+        let store: CacheStore
+        do {
+            store = try await CacheStore.openForCommand(configuration: settings.store, create: true)
+        } catch {
+            stop(error.description)
+        }
+        do {
+            _ = try await StoreFixtures.load(store, from: input, maxEntrySize: settings.cache.maxEntrySize)
+        } catch {
+            await store.close()
+            stop("\(file): \(error)")
+        }
+        await store.close()
+    }
+
+    /// A new private folder for the fixtures' store, removed when the proxy stops.
+    private func temporaryDirectory() -> String {
+        var template = Array((NSTemporaryDirectory() + "gemcache-replay-XXXXXX").utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            fail("cannot create a temporary folder for the fixtures: \(String(cString: strerror(errno)))")
+        }
+        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

@@ -40,8 +40,20 @@ struct ProxyConfigurationTests {
         #expect(configuration.store.durability == .commit)
         #expect(configuration.store.syncInterval == .seconds(1))
         #expect(configuration.cache.normalize == .text)
+        #expect(configuration.cache.mode == .normal)
         #expect(configuration.effectiveScope == .perKey)
         #expect(configuration.limits.maxBody == 100 << 20)
+    }
+
+    /// Record and replay share entries whatever `cache.scope` says (SPEC §11); normal mode follows it.
+    @Test func recordAndReplayUseSharedScope() async throws {
+        for mode in ["record", "replay"] {
+            let configuration = try await load(file: "cache: {mode: \(mode), scope: per_key}")
+            #expect(configuration.cache.mode.rawValue == mode)
+            #expect(configuration.effectiveScope == .shared)
+        }
+        #expect(try await load(file: "cache: {mode: normal, scope: per_key}").effectiveScope == .perKey)
+        #expect(try await load(file: nil, environment: ["GEMCACHE_CACHE_MODE": "replay"]).cache.mode == .replay)
     }
 
     @Test func theShippedProxyConfParses() async throws {
@@ -137,6 +149,7 @@ struct ProxyConfigurationTests {
         ("store: {on_corrupt: delete}", "store.on_corrupt"),
         ("store: {sync_interval: -1s}", "store.sync_interval"),
         ("store: {durability: eventually}", "store.durability"),
+        ("cache: {mode: playback}", "cache.mode"),
         ("upstream: {url: ftp://example.com}", "upstream.url"),
         ("auth: {upstream_key_env: my key}", "auth.upstream_key_env"),
         ("limits: {models: {gemini-x: {rpm: lots}}}", "limits.models.gemini-x.rpm"),

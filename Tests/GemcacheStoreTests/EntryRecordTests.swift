@@ -5,7 +5,8 @@ import Testing
 
 /// The stored record of an entry: every field survives encoding, records of versions 1 (written
 /// before entries kept their scope) and 2 (before the checksum) are still read, by the slow path and
-/// by the fast path's reader, and a version 3 record whose bytes changed is refused by its checksum.
+/// by the fast path's reader, a version 3 record whose bytes changed is refused by its checksum, and a
+/// recorded entry's canonical request is kept in a version 4 record.
 struct EntryRecordTests {
 
     static func versionOneRecord(_ entry: CacheEntry) -> [UInt8] {
@@ -21,6 +22,22 @@ struct EntryRecordTests {
         #expect(record.withUnsafeBytes { EntryRecord.decode($0) } == entry)
         let times = record.withUnsafeBytes { EntryRecord.times($0) }
         #expect(times?.storedAt == entry.storedAt && times?.expiresAt == entry.expiresAt)
+    }
+
+    /// A recorded entry (`cache.mode: record`) keeps its canonical request in a version 4 record; every
+    /// other entry is still written as version 3, which older builds sharing the store read.
+    @Test func aRecordedEntryKeepsItsRequestInAVersionFourRecord() {
+        var recorded = RecordSamples.entry
+        recorded.request = Array(#"{"body":{"contents":[]},"path":"/v1beta/models/m:generateContent"}"#.utf8)
+        let record = EntryRecord.encode(recorded)
+        #expect(record[0] == 4)
+        #expect(record.withUnsafeBytes { EntryRecord.decode($0) } == recorded)
+        #expect(EntryRecord.encode(RecordSamples.entry)[0] == 3)
+        for index in 1..<record.count {
+            var flipped = record
+            flipped[index] ^= 0x10
+            flipped.withUnsafeBytes { bytes in #expect(throws: RecordProblem.checksum, "byte \(index)") { try EntryRecord(bytes) } }
+        }
     }
 
     @Test func aVersionOneRecordIsReadWithAnUnknownScope() {
@@ -68,11 +85,11 @@ struct EntryRecordTests {
 
     @Test func aRecordOfAnUnknownVersionIsNotRead() {
         var record = EntryRecord.encode(RecordSamples.entry)
-        record[0] = 4
+        record[0] = 5
         #expect(record.withUnsafeBytes { EntryRecord.decode($0) } == nil)
         #expect(record.withUnsafeBytes { EntryRecord.times($0) } == nil)
         record.withUnsafeBytes { bytes in
-            #expect(throws: RecordProblem.version(4)) { try EntryRecord(bytes) }
+            #expect(throws: RecordProblem.version(5)) { try EntryRecord(bytes) }
         }
     }
 }

@@ -284,6 +284,7 @@ private let settings: [Setting] = [
     Setting(key: "cache.stale_if_error") { $0.cache.staleIfError = try SettingValue.duration($1, positive: false) },
     Setting(key: "cache.finish_aborted_streams") { $0.cache.finishAbortedStreams = try SettingValue.boolean($1) },
     Setting(key: "cache.max_entry_size") { $0.cache.maxEntrySize = try SettingValue.size($1, minimum: 1) },
+    Setting(key: "cache.mode") { $0.cache.mode = try SettingValue.choice($1) },
     Setting(key: "auth.mode") { $0.auth.mode = try SettingValue.choice($1) },
     Setting(key: "auth.verify_ttl") { $0.auth.verifyTTL = try SettingValue.duration($1, positive: true) },
     Setting(key: "auth.upstream_key_env") { $0.auth.upstreamKeyEnv = try SettingValue.variableName($1) },

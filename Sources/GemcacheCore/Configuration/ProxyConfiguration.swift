@@ -74,6 +74,18 @@ public struct ProxyConfiguration: Sendable, Equatable {
         public var staleIfError: Duration = .zero
         public var finishAbortedStreams = true
         public var maxEntrySize = 16 << 20
+        /// `cache.mode`: normal caching, recording fixtures, or replaying them (SPEC §11).
+        public var mode = Mode.normal
+
+        /// `cache.mode` (SPEC §11).
+        public enum Mode: String, Sendable, Equatable, CaseIterable {
+            /// Cache as usual.
+            case normal
+            /// Cache as usual, and keep each entry's canonical request, the entry never expiring.
+            case record
+            /// Answer only from recorded entries; never call the upstream, need no credential.
+            case replay
+        }
 
         /// Time to live per kind of answer, as `cache.ttl` names them; nil: not named.
         public struct TTLs: Sendable, Equatable {
@@ -155,9 +167,11 @@ public struct ProxyConfiguration: Sendable, Equatable {
         }
     }
 
-    /// The scope that applies: `auto` is `per_key` in passthrough mode and `shared` in managed mode (SPEC §3).
+    /// The scope that applies: `shared` when recording or replaying (SPEC §11); otherwise `auto` is
+    /// `per_key` in passthrough mode and `shared` in managed mode (SPEC §3).
     public var effectiveScope: ScopeSetting {
-        switch cache.scope {
+        guard cache.mode == .normal else { return .shared }
+        return switch cache.scope {
         case .auto: auth.mode == .managed ? .shared : .perKey
         case .perKey, .shared: cache.scope
         }

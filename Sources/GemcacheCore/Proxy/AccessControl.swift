@@ -8,8 +8,11 @@ import Synchronization
 ///   answer is served only to a key the upstream accepted within `auth.verify_ttl`; the acceptance is
 ///   remembered as the key's salted hash, never the key.
 /// - Managed mode: clients present one of the proxy tokens; the proxy holds the upstream keys.
+/// - Replay (`cache.mode: replay`, SPEC §11): no upstream, nothing to protect it from; every client is
+///   admitted, with or without a credential, and may be served every recorded answer.
 final class AccessControl: Sendable {
     private let mode: ProxyConfiguration.Auth.Mode
+    private let admitsEveryone: Bool
     /// SHA-256 of each proxy token (managed mode), so tokens are compared as hashes.
     private let clientTokens: Set<[UInt8]>
     private let verifiesSharedHits: Bool
@@ -18,13 +21,31 @@ final class AccessControl: Sendable {
 
     init(configuration: ProxyConfiguration, clientTokens: [String]) {
         mode = configuration.auth.mode
+        admitsEveryone = configuration.cache.mode == .replay
         self.clientTokens = Set(clientTokens.map { Digest.sha256($0) })
-        verifiesSharedHits = configuration.auth.mode == .passthrough && configuration.effectiveScope == .shared
+        verifiesSharedHits = !admitsEveryone && configuration.auth.mode == .passthrough && configuration.effectiveScope == .shared
         verifyTTL = configuration.auth.verifyTTL
     }
 
-    /// Managed mode: 401 unless the request's credential is a proxy token.
+    /// Admits a request on a cached route (SPEC §8, §11).
+    /// - Returns: The credential the request is keyed with: its own, or ``Credential/anonymous`` in replay.
+    /// - Throws: 401 in managed mode without a proxy token; Google's 403 without any credential.
+    func admitCached(credential: Credential?) throws(ProxyError) -> Credential {
+        if admitsEveryone { return credential ?? .anonymous }
+        try admitToken(credential)
+        guard let credential else { throw .missingCredential }
+        return credential
+    }
+
+    /// Admits a request on a route that is not cached, which goes straight to the upstream: 401 in
+    /// managed mode without a proxy token; in replay, where nothing reaches the upstream, 404.
     func admit(credential: Credential?) throws(ProxyError) {
+        if admitsEveryone { throw .notRecordedRoute }
+        try admitToken(credential)
+    }
+
+    /// Managed mode: 401 unless the request's credential is a proxy token.
+    private func admitToken(_ credential: Credential?) throws(ProxyError) {
         guard mode == .managed else { return }
         guard let credential, isProxyToken(credential.value) else {
             throw .invalidProxyToken
@@ -35,7 +56,8 @@ final class AccessControl: Sendable {
     /// in managed mode; in passthrough mode any key with per-key scope, and with shared scope only a
     /// key the upstream accepted lately.
     func mayServeCached(credential: String, salt: [UInt8]) -> Bool {
-        switch mode {
+        if admitsEveryone { return true }
+        return switch mode {
         case .managed: isProxyToken(credential)
         case .passthrough: !verifiesSharedHits || mayServeCached(credentialTag: scopeTag(credential: credential, salt: salt))
         }

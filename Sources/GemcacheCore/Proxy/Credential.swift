@@ -44,6 +44,10 @@ struct Credential: Sendable, Equatable {
         self = first
     }
 
+    /// What a request without a credential is keyed with where none is needed: in replay (SPEC §11),
+    /// and by `/_gemcache/explain` in shared scope.
+    static let anonymous = Credential(value: "", place: .apiKeyHeader)
+
     private init(value: String, place: Place) {
         self.value = value
         self.place = place

@@ -23,15 +23,17 @@ extension GeminiProxy {
             )
         }
         let controls = prepared.controls
-        let keys = try items.map { item throws(ProxyError) in try itemKey(item, prepared: prepared) }
+        let keyed = try items.map { item throws(ProxyError) in try itemKey(item, prepared: prepared) }
+        let keys = keyed.map(\.key)
         var embeddings: [Any?] = Array(repeating: nil, count: items.count)
-        if !controls.noCache && !controls.noStore && access.mayServeCached(credentialTag: prepared.scope.credentialTag) {
+        let servesCached = !controls.noCache && !controls.noStore && access.mayServeCached(credentialTag: prepared.scope.credentialTag)
+        if servesCached || replay != nil {
             // Lookups overlap (with a shared tier, their round trips), at most `lookupConcurrency` at once.
             let found = await withTaskGroup(of: (Int, CacheEntry?).self) { group in
                 var found: [Int: CacheEntry] = [:]
                 for (index, key) in keys.enumerated() {
                     if index >= Self.lookupConcurrency, let (done, entry) = await group.next() { found[done] = entry }
-                    group.addTask { (index, await self.tiers.fresh(key, maxAge: controls.maxAge, logger: logger)) }
+                    group.addTask { (index, await self.tiers.fresh(key, maxAge: self.replay == nil ? controls.maxAge : nil, logger: logger)) }
                 }
                 for await (done, entry) in group { found[done] = entry }
                 return found
@@ -39,6 +41,10 @@ extension GeminiProxy {
             for (index, entry) in found { embeddings[index] = StorePolicy.parse(entry.body) }
         }
         let missing = embeddings.indices.filter { embeddings[$0] == nil }
+        if let replay, let first = missing.first {
+            // Replay answers a batch whole or not at all: the first missing item names its nearest recording.
+            throw replay.notRecorded(prepared.recorded(canonical: keyed[first].canonical), model: prepared.model, endpoint: prepared.route.endpoint)
+        }
         let hits = items.count - missing.count
         var status = 200
         var upstreamHeaders: [(name: String, value: String)] = [("Content-Type", "application/json; charset=UTF-8")]
@@ -64,11 +70,11 @@ extension GeminiProxy {
                 let headers = forwardedHeaders(upstreamHeaders, outcome: .miss, status: status, stored: false, key: prepared.key)
                 return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer)))
             }
-            var saves: [(key: CacheKey, body: [UInt8])] = []
+            var saves: [(item: ItemKey, body: [UInt8])] = []
             for (position, index) in missing.enumerated() {
                 embeddings[index] = returned[position]
                 if !controls.noStore, let bytes = try? JSONSerialization.data(withJSONObject: returned[position]) {
-                    saves.append((keys[index], Array(bytes)))
+                    saves.append((keyed[index], Array(bytes)))
                 }
             }
             // Stored together: one group commit in the store rather than one per item.
@@ -76,7 +82,16 @@ extension GeminiProxy {
             stored = await withTaskGroup(of: Bool.self) { group in
                 for save in saves {
                     group.addTask {
-                        await self.save(save.body, status: 200, headers: headers, usage: .zero, key: save.key, prepared: prepared, alias: nil)
+                        await self.save(
+                            save.body,
+                            status: 200,
+                            headers: headers,
+                            usage: .zero,
+                            key: save.item.key,
+                            canonical: save.item.canonical,
+                            prepared: prepared,
+                            alias: nil
+                        )
                     }
                 }
                 return await group.reduce(!controls.noStore) { $0 && $1 }
@@ -100,8 +115,14 @@ extension GeminiProxy {
     /// Item lookups in flight at once for one batch.
     static let lookupConcurrency = 16
 
+    /// One batch item's key and the canonical form that entered it.
+    struct ItemKey: Sendable {
+        let key: CacheKey
+        let canonical: [UInt8]
+    }
+
     /// The key of one batch item: the item's canonical form under the batch's model, scope and namespace.
-    private func itemKey(_ item: Any, prepared: Prepared) throws(ProxyError) -> CacheKey {
+    private func itemKey(_ item: Any, prepared: Prepared) throws(ProxyError) -> ItemKey {
         guard JSONSerialization.isValidJSONObject(item), let bytes = try? JSONSerialization.data(withJSONObject: item, options: [.sortedKeys]) else {
             throw .invalidArgument("Every element of requests must be an object.")
         }
@@ -111,7 +132,7 @@ extension GeminiProxy {
         } catch {
             throw .invalidArgument(error.message)
         }
-        return CacheKeyComponents(
+        let key = CacheKeyComponents(
             apiVersion: prepared.route.apiVersion,
             endpoint: "batchEmbedContents.item",
             model: prepared.route.model,
@@ -120,6 +141,7 @@ extension GeminiProxy {
             namespace: prepared.controls.namespace,
             normalizedBody: canonical
         ).key
+        return ItemKey(key: key, canonical: canonical)
     }
 }
 

@@ -82,6 +82,7 @@ extension GeminiProxy {
                     headers: headers,
                     usage: usage,
                     key: prepared.key,
+                    canonical: prepared.canonical,
                     prepared: prepared,
                     alias: rawKey(prepared)
                 )
@@ -165,7 +166,9 @@ extension GeminiProxy {
     }
 
     /// Stores an answer to `prepared` under `key` (the request's, or a batch item's) in every tier, with
-    /// its TTL, unless it is larger than `max_entry_size` or the TTL is 0 (`X-Gemcache-TTL: 0`).
+    /// its TTL, unless it is larger than `max_entry_size` or the TTL is 0 (`X-Gemcache-TTL: 0`). In
+    /// record mode (SPEC §11) the entry keeps its canonical request and never expires.
+    /// - Parameter canonical: The normalized body that entered `key`.
     /// - Returns: Whether the store kept it.
     func save(
         _ body: [UInt8],
@@ -173,24 +176,27 @@ extension GeminiProxy {
         headers: [(name: String, value: String)],
         usage: TokenUsage,
         key: CacheKey,
+        canonical: [UInt8],
         prepared: Prepared,
         alias: [UInt8]?
     ) async -> Bool {
         let ttl = prepared.controls.ttlSeconds.map { $0 * 1000 } ?? configuration.cache.ttl(for: prepared.route.operation).milliseconds
         guard body.count <= configuration.cache.maxEntrySize, ttl > 0 else { return false }
         let storedAt = now()
+        let records = configuration.cache.mode == .record
         let entry = CacheEntry(
             status: status,
             headerBlock: CacheEntry.headerBlock(headers),
             body: body,
             storedAt: storedAt,
-            expiresAt: storedAt + ttl,
+            expiresAt: records ? EntryRecord.times.upperBound : storedAt + ttl,
             model: prepared.model,
             namespace: prepared.controls.namespace,
             endpoint: prepared.route.endpoint,
             promptTokens: usage.prompt,
             totalTokens: usage.total,
-            scope: prepared.scope.kind
+            scope: prepared.scope.kind,
+            request: records ? prepared.recorded(canonical: canonical) : nil
         )
         return await tiers.keep(entry, for: key, alias: alias)
     }

@@ -24,6 +24,8 @@ public final class GeminiProxy: Sendable {
     let access: AccessControl
     let quota: QuotaGuard
     let upstream: UpstreamClient
+    /// The recorded requests, in replay mode (SPEC §11), which answers a miss with the nearest one.
+    let replay: ReplayIndex?
     let coalescer = Coalescer()
     let now: @Sendable () -> Int64
 
@@ -34,6 +36,7 @@ public final class GeminiProxy: Sendable {
         ledger: Ledger,
         access: AccessControl,
         upstream: UpstreamClient,
+        replay: ReplayIndex? = nil,
         now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.configuration = configuration
@@ -44,6 +47,7 @@ public final class GeminiProxy: Sendable {
         self.access = access
         self.quota = QuotaGuard(configuration: configuration.limits, now: now)
         self.upstream = upstream
+        self.replay = replay
         self.now = now
     }
 
@@ -63,6 +67,10 @@ public final class GeminiProxy: Sendable {
         let controls: RequestControls
         /// How the answer streams, for streaming requests.
         let framing: StreamFraming?
+        /// The normalized body, as it entered the key.
+        let canonical: [UInt8]
+        /// `X-Goog-FieldMask`, as it entered the key.
+        let fieldMask: String?
 
         /// The body parsed, for the storing rules; parsed only when an answer may be stored, so that a
         /// hit pays for one parse (the key's), not two.
@@ -71,6 +79,18 @@ public final class GeminiProxy: Sendable {
         /// Whom the request is counted for.
         var attribution: Attribution {
             Attribution(namespace: controls.namespace, client: Attribution.client(credentialTag: scope.credentialTag))
+        }
+
+        /// The canonical request of a recording (SPEC §11) with `canonical` as its body: the request's,
+        /// or a batch item's.
+        func recorded(canonical: [UInt8]) -> [UInt8] {
+            RecordedRequest.json(
+                path: target.path,
+                query: keyQuery(query, isGET: route.isGET),
+                fieldMask: fieldMask,
+                namespace: controls.namespace,
+                canonical: canonical
+            )
         }
     }
 
@@ -119,12 +139,10 @@ public final class GeminiProxy: Sendable {
     }
 
     /// The request's one credential, admitted (SPEC §8): more than one is a 400; in managed mode it
-    /// must be a proxy token (401); in passthrough mode a cached route needs one (Google's 403).
+    /// must be a proxy token (401); in passthrough mode a cached route needs one (Google's 403); replay
+    /// needs none (SPEC §11).
     private func admit(_ headers: HTTPFields, query: [(name: String, value: String)]) throws(ProxyError) -> Credential {
-        let credential = try Credential(headers: headers, query: query)
-        try access.admit(credential: credential)
-        guard let credential else { throw .missingCredential }
-        return credential
+        try access.admitCached(credential: Credential(headers: headers, query: query))
     }
 
     /// Reads the body (up to `limits.max_body`) and keys the request (SPEC §3).
@@ -172,7 +190,9 @@ public final class GeminiProxy: Sendable {
             scope: keyed.scope,
             model: keyed.model,
             controls: keyed.controls,
-            framing: framing
+            framing: framing,
+            canonical: keyed.canonical,
+            fieldMask: RequestKey.fieldMask(request.headers)
         )
     }
 
@@ -193,6 +213,13 @@ public final class GeminiProxy: Sendable {
         // A whole answer's miss claims its key in the cluster, which looks in the shared tier as it claims.
         let claims = servesCached && shared != nil && prepared.framing == nil && !controls.onlyIfCached
 
+        if let replay {
+            // Replay answers every request from the recordings, whatever its cache controls ask.
+            guard let entry = await tiers.fresh(prepared.key, maxAge: nil, logger: logger) else {
+                throw replay.notRecorded(prepared.recorded(canonical: prepared.canonical), model: prepared.model, endpoint: prepared.route.endpoint)
+            }
+            return hit(entry, prepared: prepared)
+        }
         if servesCached, let entry = await tiers.fresh(prepared.key, maxAge: controls.maxAge, depth: claims ? 1 : nil, logger: logger) {
             return hit(entry, prepared: prepared)
         }

@@ -27,6 +27,7 @@ public struct ProxyError: Error, HTTPResponseError, Sendable {
         case resourceExhausted = "RESOURCE_EXHAUSTED"
         case deadlineExceeded = "DEADLINE_EXCEEDED"
         case unavailable = "UNAVAILABLE"
+        case notFound = "NOT_FOUND"
     }
 
     private init(_ status: HTTPResponse.Status, _ code: Code, _ message: String, retryAfter: Int? = nil) {
@@ -104,6 +105,17 @@ public struct ProxyError: Error, HTTPResponseError, Sendable {
         .gatewayTimeout,
         .deadlineExceeded,
         "Not every item is cached, and Cache-Control: only-if-cached forbids calling upstream."
+    )
+
+    // MARK: - Replay (SPEC §11)
+
+    /// 404: replay found no recorded answer; `message` (which starts `gemcache replay:`) names the
+    /// nearest recorded request and where it differs.
+    static func notRecorded(_ message: String) -> ProxyError { ProxyError(.notFound, .notFound, message) }
+
+    /// 404: replay never calls the upstream, and only cached routes are recorded.
+    static let notRecordedRoute = notRecorded(
+        "gemcache replay: only cached routes are recorded and replayed; this one would go to the upstream, which replay never calls."
     )
 
     // MARK: - Quota

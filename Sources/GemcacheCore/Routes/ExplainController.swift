@@ -40,7 +40,9 @@ struct ExplainController<Context: RequestContext> {
         for case let (name, value as String) in (input["headers"] as? [String: Any]) ?? [:] {
             if let name = HTTPField.Name(name) { headers[name] = value }
         }
-        guard let credential = try Credential(headers: headers, query: query) else { throw ProxyError.missingCredential }
+        // A credential only tags a per-key scope: in shared scope (managed mode, record, replay) none is needed.
+        let given = try Credential(headers: headers, query: query)
+        guard let credential = given ?? (configuration.effectiveScope == .shared ? .anonymous : nil) else { throw ProxyError.missingCredential }
         let keyed = try await KeyingPool.run(bodySize: body.count) { [headers] () throws(ProxyError) in
             try RequestKey(route: route, query: query, headers: headers, body: body, credential: credential, configuration: configuration, salt: salt)
         }
