@@ -8,6 +8,7 @@ import NIOCore
 struct StatsController<Context: RequestContext> {
     let store: CacheStore
     let ledger: Ledger
+    let tracing: RequestTracing?
 
     func addRoutes(to router: Router<Context>) {
         router.get("/_gemcache/stats") { _, _ in try await self.stats() }
@@ -17,7 +18,9 @@ struct StatsController<Context: RequestContext> {
     }
 
     private func stats() async throws -> Response {
-        Self.json(try await ledger.document().jsonData())
+        var document = try await ledger.document()
+        document.telemetry = tracing?.report
+        return Self.json(try document.jsonData())
     }
 
     private func history() async throws -> Response {
