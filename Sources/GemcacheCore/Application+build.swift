@@ -70,6 +70,7 @@ public func buildApplication(
     let access = AccessControl(configuration: configuration, clientTokens: clientTokens)
     let replay = configuration.cache.mode == .replay ? try await ReplayIndex(store: store) : nil
     if let replay { logger.info("replay mode: the upstream is never called", metadata: ["replay.recordings": "\(replay.count)"]) }
+    let tracing = try RequestTracing.make(configuration: configuration.telemetry, logger: logger)
     let proxy = GeminiProxy(
         configuration: configuration,
         store: store,
@@ -78,11 +79,12 @@ public func buildApplication(
         access: access,
         upstream: upstream,
         replay: replay,
+        tracing: tracing?.tracing,
         now: clock
     )
 
     let router = Router(context: ProxyRequestContext.self)
-    StatsController(store: store, ledger: ledger).addRoutes(to: router)
+    StatsController(store: store, ledger: ledger, tracing: tracing?.tracing).addRoutes(to: router)
     ExplainController(configuration: configuration, salt: store.scopeSalt).addRoutes(to: router)
     AdminController(store: store, shared: shared, adminToken: environment[configuration.admin.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }).addRoutes(
         to: router
@@ -93,7 +95,7 @@ public func buildApplication(
     var app = Application(
         router: router,
         server: .gemcache(
-            fastPath: FastPath(configuration: configuration, store: store, ledger: ledger, access: access, now: clock),
+            fastPath: FastPath(configuration: configuration, store: store, ledger: ledger, access: access, tracing: tracing?.tracing, now: clock),
             live: LiveRelay(access: access, upstream: upstream, logger: logger),
             tls: tls
         ),
@@ -101,8 +103,10 @@ public func buildApplication(
         onServerRunning: { channel in await onServerRunning?(channel.localAddress?.port ?? 0) },
         logger: logger
     )
-    // Services stop in reverse order: the server first, then the upstream clients, the shared tier, the store last.
+    // Services stop in reverse order: the server first, then the upstream clients, the shared tier, the store,
+    // the span exporter last (it flushes the spans of the last requests).
     // Durable commits leave nothing to sync but what a killed `deferred` process sharing the store left.
+    if let tracing { app.addServices(tracing.service) }
     let syncInterval = configuration.store.durability == .deferred ? configuration.store.syncInterval : .zero
     app.addServices(StoreMaintenanceService(store: store, shared: shared, syncInterval: syncInterval, logger: logger))
     if let shared { app.addServices(SharedTierService(shared: shared, store: store)) }

@@ -157,12 +157,25 @@ struct ProxyConfigurationTests {
         ("colour: blue", "colour"),
         ("listen: [1, 2]", "listen"),
         ("store: {shared: \"postgres://u:secret@h/db\"}", "store.shared"),
+        ("telemetry: {otlp_endpoint: \"ftp://collector:4318\"}", "telemetry.otlp_endpoint"),
+        ("telemetry: {otlp_endpoint: \"http://u:secret@collector:4318\"}", "telemetry.otlp_endpoint"),
+        ("telemetry: {otlp_endpoint: collector}", "telemetry.otlp_endpoint"),
     ])
     func badFileSettingsNameTheirKey(file: String, key: String) async throws {
         let message = try #require(await problem(file: file))
         #expect(message.contains(key))
         #expect(!message.contains("\n"))
         #expect(!message.contains("secret"))
+    }
+
+    @Test func telemetryIsOffUnlessAnEndpointIsSet() async throws {
+        #expect(try await load(file: "telemetry: {otlp_endpoint: null}").telemetry.otlpEndpoint == nil)
+        let configuration = try await load(
+            file: "telemetry: {otlp_endpoint: \"http://collector:4318/\", service_name: edge-cache}",
+            environment: ["GEMCACHE_TELEMETRY_OTLP_ENDPOINT": "https://collector.example:4318/"]
+        )
+        #expect(configuration.telemetry.otlpEndpoint == "https://collector.example:4318")
+        #expect(configuration.telemetry.serviceName == "edge-cache")
     }
 
     @Test func badEnvironmentSettingsNameTheirKey() async throws {

@@ -294,4 +294,6 @@ private let settings: [Setting] = [
     Setting(key: "limits.max_wait") { $0.limits.maxWait = try SettingValue.duration($1, positive: false) },
     Setting(key: "limits.max_body") { $0.limits.maxBody = try SettingValue.size($1, minimum: 1024) },
     Setting(key: "limits.client_timeout") { $0.limits.clientTimeout = try SettingValue.duration($1, positive: true) },
+    Setting(key: "telemetry.otlp_endpoint") { $0.telemetry.otlpEndpoint = try SettingValue.otlpEndpoint($1) },
+    Setting(key: "telemetry.service_name") { $0.telemetry.serviceName = try SettingValue.nonEmpty($1) },
 ]

@@ -18,6 +18,7 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var prices = ProxyConfiguration.builtInPrices
     /// Model to answer from when the first one is out of quota (`{first: second}`).
     public var fallback: [String: String] = [:]
+    public var telemetry = Telemetry()
 
     public init() {}
 
@@ -141,6 +142,15 @@ public struct ProxyConfiguration: Sendable, Equatable {
         /// Free-tier limits by model id (``ProxyConfiguration/builtInFreeTier`` unless the file says
         /// otherwise); a missing number is unknown, never invented.
         public var models = ProxyConfiguration.builtInFreeTier
+    }
+
+    /// Traces of proxied requests (SPEC §7).
+    public struct Telemetry: Sendable, Equatable {
+        /// The OTLP/HTTP collector's base URL (`http://collector:4318`): spans go to its `/v1/traces`.
+        /// nil: no tracing at all.
+        public var otlpEndpoint: String? = nil
+        /// The `service.name` of every span.
+        public var serviceName = "gemcache"
     }
 
     /// Free-tier limits of one model.

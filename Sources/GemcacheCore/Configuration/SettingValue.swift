@@ -112,6 +112,21 @@ enum SettingValue {
         return raw
     }
 
+    /// `telemetry.otlp_endpoint`: nothing (`null`, empty), or an OTLP/HTTP collector's `http://` or
+    /// `https://` base URL, without credentials (the value is not echoed: it might hold some).
+    static func otlpEndpoint(_ raw: String) throws(SettingProblem) -> String? {
+        if ["", "~", "null"].contains(raw) { return nil }
+        guard let url = URLComponents(string: raw), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+            let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil
+        else {
+            throw SettingProblem("expected null or a collector's http:// or https:// base URL, such as http://collector:4318")
+        }
+        guard url.user == nil, url.password == nil else {
+            throw SettingProblem("credentials belong in the environment (OTEL_EXPORTER_OTLP_HEADERS), not in the URL")
+        }
+        return raw.hasSuffix("/") ? String(raw.dropLast()) : raw
+    }
+
     /// The name of an environment variable (holding a secret).
     static func variableName(_ raw: String) throws(SettingProblem) -> String {
         let valid =

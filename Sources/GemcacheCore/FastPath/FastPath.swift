@@ -25,6 +25,8 @@ final class FastPath: Sendable {
     let maxBody: Int
     /// How long a client may stall (see ``FastPathHandler``): `limits.client_timeout`.
     let clientTimeout: TimeAmount
+    /// Traces of the hits, when `telemetry.otlp_endpoint` is set.
+    let tracing: RequestTracing?
     let now: @Sendable () -> Int64
     private let answered = Atomic<Int>(0)
 
@@ -33,6 +35,7 @@ final class FastPath: Sendable {
         store: CacheStore,
         ledger: Ledger,
         access: AccessControl,
+        tracing: RequestTracing? = nil,
         now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.store = store
@@ -44,6 +47,7 @@ final class FastPath: Sendable {
         self.maxBody = min(configuration.limits.maxBody, Self.bodyLimit)
         let timeout = configuration.limits.clientTimeout.components
         self.clientTimeout = .nanoseconds(timeout.seconds * 1_000_000_000 + timeout.attoseconds / 1_000_000_000)
+        self.tracing = tracing
         self.now = now
     }
 

@@ -265,12 +265,14 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                 date.update(milliseconds: now)
                 let date = self.date.bytes
                 var counted: (model: String, tokens: TokenUsage)?
+                var tracedKey: [UInt8]?
                 func serve(key: UnsafeRawBufferPointer, record: EntryRecord) {
                     guard let hit = HitAnswer(record: record), now < record.expiresAt else { return }
                     var out = context.channel.allocator.buffer(capacity: 0)
                     hit.write(key: key, now: now, date: date, into: &out)
                     context.write(wrapOutboundOut(out), promise: nil)
                     counted = (modelName(record.model), TokenUsage(prompt: record.promptTokens, total: record.totalTokens))
+                    if fastPath.tracing != nil { tracedKey = Array(key) }
                 }
                 fastPath.store.withAliasedRecord(rawKey: UnsafeRawBufferPointer(rawKey), serve)
                 if counted == nil,
@@ -283,8 +285,22 @@ final class FastPathHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 guard let counted else { return false }
                 wroteAnswer = true
+                let duration = NIODeadline.now() - started
                 let attribution = Attribution(namespace: namespace.map(namespaceName), client: client)
-                count(hit: counted.model, attribution: attribution, tokens: counted.tokens, duration: NIODeadline.now() - started, context: context)
+                count(hit: counted.model, attribution: attribution, tokens: counted.tokens, duration: duration, context: context)
+                if let tracing = fastPath.tracing, let tracedKey {
+                    let headBytes = UnsafeRawBufferPointer(rebasing: request[..<head.length])
+                    tracing.recordHit(
+                        took: duration,
+                        method: method == .get ? "GET" : "POST",
+                        path: String(decoding: keyedTarget, as: UTF8.self),
+                        traceparent: RequestHead.value(of: "traceparent", in: headBytes).map { String(decoding: headBytes[$0], as: UTF8.self) },
+                        namespace: attribution.namespace.isEmpty ? nil : attribution.namespace,
+                        key: tracedKey,
+                        model: counted.model,
+                        tokens: counted.tokens
+                    )
+                }
                 return true
             }
         }

@@ -104,6 +104,19 @@ struct RequestHead {
         }
     }
 
+    /// The value of the first header called `name` (lowercase) in `head`, a head ``parse(_:maxLength:)``
+    /// accepted; for a header only a traced hit reads (`traceparent`), not worth a look per request.
+    static func value(of name: StaticString, in head: UnsafeRawBufferPointer) -> Range<Int>? {
+        var lineStart = (head.firstIndex(of: UInt8(ascii: "\n")) ?? head.count) + 1
+        while lineStart < head.count, let newline = head[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+            let line = lineStart..<(newline - 1)  // parse(_:maxLength:) saw a CR before every LF
+            lineStart = newline + 1
+            guard let colon = head[line].firstIndex(of: UInt8(ascii: ":")) else { continue }
+            if head[line.lowerBound..<colon].equals(ASCII: name, ignoringCase: true) { return trimmed(head, (colon + 1)..<line.upperBound) }
+        }
+        return nil
+    }
+
     /// The target of `METHOD SP target SP HTTP/1.x`, the method if `GET` or `POST`, and whether it is HTTP/1.1.
     private static func parseRequestLine(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> (Range<Int>, RawRequestKey.Method?, Bool)? {
         guard let firstSpace = bytes[line].firstIndex(of: UInt8(ascii: " ")),

@@ -67,6 +67,7 @@ extension GeminiProxy {
             else {
                 // An error, or an answer that does not line up with the items: passed on as it came.
                 ledger.recordAnswer(model: prepared.model, outcome: .miss, status: status, tokens: .zero, attribution: prepared.attribution)
+                traceAnswer(prepared, tokens: .zero)
                 let headers = forwardedHeaders(upstreamHeaders, outcome: .miss, status: status, stored: false, key: prepared.key)
                 return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer)))
             }
@@ -99,6 +100,7 @@ extension GeminiProxy {
         }
         let outcome: CacheOutcome = missing.isEmpty ? .hit : hits == 0 ? (controls.noStore ? .bypass : controls.noCache ? .refresh : .miss) : .partial
         ledger.recordAnswer(model: prepared.model, outcome: outcome, status: status, tokens: .zero, attribution: prepared.attribution)
+        traceAnswer(prepared, tokens: .zero)
         ledger.recordSavedItems(hits)
         let merged = (try? JSONSerialization.data(withJSONObject: ["embeddings": embeddings.map { $0 ?? NSNull() }])) ?? Data()
         var headers = forwardedHeaders(upstreamHeaders, outcome: outcome, status: status, stored: stored, key: prepared.key)

@@ -18,13 +18,16 @@ extension GeminiProxy {
         let upload = length.map { $0 > 0 } ?? (request.headers[.transferEncoding] != nil) ? UploadBody(request.body) : nil
         let response: HTTPClientResponse
         do {
-            response = try await upstream.send(
-                method: request.method,
-                target: target,
-                headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: false),
-                body: upload.map { .stream($0.chunks, length: length.map { .known($0) } ?? .unknown) },
-                decode: false
-            )
+            response = try await upstreamCall(headers: ForwardedRequest.upstreamHeaders(request.headers, dropCacheControls: false)) {
+                headers throws(ProxyError) in
+                try await upstream.send(
+                    method: request.method,
+                    target: target,
+                    headers: headers,
+                    body: upload.map { .stream($0.chunks, length: length.map { .known($0) } ?? .unknown) },
+                    decode: false
+                )
+            }
         } catch {
             await upload?.finish()
             throw error

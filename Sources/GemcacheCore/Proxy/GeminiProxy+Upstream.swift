@@ -153,14 +153,16 @@ extension GeminiProxy {
         let lease = upstream.keys?.lease()
         let ticket = QuotaGuard.Ticket(model: model ?? prepared.model, partition: lease?.fingerprint ?? prepared.scope.credentialTag)
         try await quota.admit(ticket)
-        let response = try await upstream.exchange(
-            method: prepared.route.isGET ? .get : .post,
-            target: target ?? prepared.target,
-            headers: prepared.headers,
-            body: body,
-            lease: lease,
-            maxBody: configuration.limits.maxBody
-        ) { [quota] status, body in quota.learn(ticket, status: status, body: body) }
+        let response = try await upstreamCall(headers: prepared.headers) { headers throws(ProxyError) in
+            try await upstream.exchange(
+                method: prepared.route.isGET ? .get : .post,
+                target: target ?? prepared.target,
+                headers: headers,
+                body: body,
+                lease: lease,
+                maxBody: configuration.limits.maxBody
+            ) { [quota] status, body in quota.learn(ticket, status: status, body: body) }
+        }
         if [400, 401, 403].contains(response.status) { quota.refund(ticket) }
         return (response, ticket)
     }
@@ -198,6 +200,6 @@ extension GeminiProxy {
             scope: prepared.scope.kind,
             request: records ? prepared.recorded(canonical: canonical) : nil
         )
-        return await tiers.keep(entry, for: key, alias: alias)
+        return await traced("store commit") { _ in await tiers.keep(entry, for: key, alias: alias) }
     }
 }

@@ -27,6 +27,8 @@ public final class GeminiProxy: Sendable {
     /// The recorded requests, in replay mode (SPEC §11), which answers a miss with the nearest one.
     let replay: ReplayIndex?
     let coalescer = Coalescer()
+    /// Traces of the requests, when `telemetry.otlp_endpoint` is set.
+    let tracing: RequestTracing?
     let now: @Sendable () -> Int64
 
     init(
@@ -37,6 +39,7 @@ public final class GeminiProxy: Sendable {
         access: AccessControl,
         upstream: UpstreamClient,
         replay: ReplayIndex? = nil,
+        tracing: RequestTracing? = nil,
         now: @escaping @Sendable () -> Int64 = CacheStore.wallClock
     ) {
         self.configuration = configuration
@@ -48,6 +51,7 @@ public final class GeminiProxy: Sendable {
         self.quota = QuotaGuard(configuration: configuration.limits, now: now)
         self.upstream = upstream
         self.replay = replay
+        self.tracing = tracing
         self.now = now
     }
 
@@ -220,7 +224,7 @@ public final class GeminiProxy: Sendable {
             }
             return hit(entry, prepared: prepared)
         }
-        if servesCached, let entry = await tiers.fresh(prepared.key, maxAge: controls.maxAge, depth: claims ? 1 : nil, logger: logger) {
+        if servesCached, let entry = await lookUp(prepared, claims: claims, logger: logger) {
             return hit(entry, prepared: prepared)
         }
         if controls.onlyIfCached { throw ProxyError.notCached }
@@ -260,6 +264,13 @@ public final class GeminiProxy: Sendable {
         }
     }
 
+    /// The fresh entry of `prepared`'s key (asking only the first tier when the miss `claims` the key).
+    private func lookUp(_ prepared: Prepared, claims: Bool, logger: Logger) async -> CacheEntry? {
+        await traced("store lookup") { _ in
+            await tiers.fresh(prepared.key, maxAge: prepared.controls.maxAge, depth: claims ? 1 : nil, logger: logger)
+        }
+    }
+
     /// Failures that `cache.stale_if_error` may paper over: out of quota, upstream errors.
     static func isUpstreamFailure(_ status: Int) -> Bool { status == 429 || status >= 500 }
 
@@ -281,13 +292,9 @@ public final class GeminiProxy: Sendable {
     /// with a negative `ttl` in `Cache-Status`).
     func hit(_ entry: CacheEntry, prepared: Prepared, outcome: CacheOutcome = .hit) -> Response {
         if outcome == .hit { recordAlias(prepared) }
-        ledger.recordAnswer(
-            model: prepared.model,
-            outcome: outcome,
-            status: entry.status,
-            tokens: TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens),
-            attribution: prepared.attribution
-        )
+        let tokens = TokenUsage(prompt: entry.promptTokens, total: entry.totalTokens)
+        ledger.recordAnswer(model: prepared.model, outcome: outcome, status: entry.status, tokens: tokens, attribution: prepared.attribution)
+        traceAnswer(prepared, tokens: tokens)
         return HitAnswer.response(entry, key: prepared.key, now: now(), outcome: outcome)
     }
 
@@ -305,6 +312,7 @@ public final class GeminiProxy: Sendable {
         }
         let ending = seat.flight.ending ?? Flight.Ending()
         ledger.recordAnswer(model: prepared.model, outcome: outcome, status: status, tokens: ending.usage, attribution: prepared.attribution)
+        traceAnswer(prepared, tokens: ending.usage)
         let headers = forwardedHeaders(headers, outcome: outcome, status: status, stored: ending.stored, key: prepared.key)
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: body ?? ByteBuffer()))
     }
@@ -318,6 +326,8 @@ public final class GeminiProxy: Sendable {
         prepared: Prepared
     ) -> Response {
         let (ledger, model, attribution, flight, chunks) = (self.ledger, prepared.model, prepared.attribution, seat.flight, seat.chunks)
+        // The body is written after the request's task let go of its span: it is recorded on the one captured here.
+        let span = tracing?.requestSpan
         return Response(
             status: .init(code: status),
             headers: forwardedHeaders(headers, outcome: outcome, status: status, stored: false, key: prepared.key),
@@ -329,6 +339,7 @@ public final class GeminiProxy: Sendable {
                     throw error
                 }
                 ledger.recordAnswer(model: model, outcome: outcome, status: status, tokens: flight.ending?.usage ?? .zero, attribution: attribution)
+                self.traceAnswer(prepared, tokens: flight.ending?.usage ?? .zero, span: span)
                 try await writer.finish(nil)
             }
         )

@@ -28,9 +28,12 @@ struct GeminiMiddleware: RouterMiddleware {
             error.wrapped = path.hasPrefix("/v1beta/openai/")
             throw error
         }
-        if let route = try CachedRoute(method: request.method, path: target.path) {
-            return try await proxy.cached(request, target: target, context: context, route: route)
+        let route = try CachedRoute(method: request.method, path: target.path)
+        func answer() async throws -> Response {
+            if let route { return try await proxy.cached(request, target: target, context: context, route: route) }
+            return try await proxy.passThrough(request, target: target, context: context)
         }
-        return try await proxy.passThrough(request, target: target, context: context)
+        guard let tracing = proxy.tracing else { return try await answer() }
+        return try await tracing.serve(request, target: target, route: route, answer: answer)
     }
 }

@@ -8,6 +8,7 @@ import NIOCore
 struct StatsController<Context: RequestContext> {
     let store: CacheStore
     let ledger: Ledger
+    let tracing: RequestTracing?
 
     func addRoutes(to router: Router<Context>) {
         router.get("/_gemcache/stats") { request, _ in try await self.stats(request) }
@@ -28,7 +29,9 @@ struct StatsController<Context: RequestContext> {
         } catch {
             throw ProxyError.invalidArgument("\(error.description).")
         }
-        return Self.json(try await ledger.document(window: window).jsonData())
+        var document = try await ledger.document(window: window)
+        document.telemetry = tracing?.report
+        return Self.json(try document.jsonData())
     }
 
     private func history() async throws -> Response {

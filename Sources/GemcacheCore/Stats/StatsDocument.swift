@@ -28,6 +28,8 @@ public struct StatsDocument: Sendable {
     public var upstreamKeys: [String: Int64]
     /// The shared tier's state, when one is configured.
     public var sharedTier: SharedTierReport?
+    /// The traces' export, when `telemetry.otlp_endpoint` is set (the server's own document only).
+    public var telemetry: TelemetryReport? = nil
 
     /// What the stats say of the shared tier: its health, this instance's use of it, and whether the
     /// counters of the document are every instance's (`cluster`) or this store's only (`local`, while
@@ -136,6 +138,7 @@ public struct StatsDocument: Sendable {
             "clients": clients.mapValues(\.json),
             "keys": upstreamKeys.mapValues { ["upstream_requests": $0] },
             "shared_tier": sharedTier?.json ?? NSNull(),
+            "telemetry": telemetry?.json ?? NSNull(),
         ]
         for kind in Counter.totals { document[Counter.total(kind)] = totals[Counter.total(kind)] ?? 0 }
         if let window {
