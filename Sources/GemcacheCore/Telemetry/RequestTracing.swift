@@ -182,11 +182,15 @@ final class RequestTracing: Sendable {
     ) {
         var parent = InstrumentationContext.topLevel
         if let traceparent { tracer.extract(traceparent, into: &parent, using: TraceparentExtractor()) }
-        let mark = path.firstIndex(of: "?")
-        let route = try? CachedRoute(method: HTTPRequest.Method(method) ?? .post, path: String(path[..<(mark ?? path.endIndex)]))
         let end = DefaultTracerClock.now
         let start = DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: end.nanosecondsSinceEpoch - UInt64(max(0, duration.nanoseconds)))
-        let span = tracer.startSpan(route.map { "\(method) \($0.endpoint)" } ?? method, context: parent, ofKind: .server, at: start)
+        let span = tracer.startSpan(method, context: parent, ofKind: .server, at: start)
+        defer { span.end(at: end) }
+        // A span the sampler dropped records nothing: the attributes cost more than the rest of a hit.
+        guard span.isRecording else { return }
+        let mark = path.firstIndex(of: "?")
+        let route = try? CachedRoute(method: HTTPRequest.Method(method) ?? .post, path: String(path[..<(mark ?? path.endIndex)]))
+        if let route { span.operationName = "\(method) \(route.endpoint)" }
         span.updateAttributes { attributes in
             attributes["http.request.method"] = method
             attributes["url.path"] = String(path[..<(mark ?? path.endIndex)])
@@ -197,7 +201,6 @@ final class RequestTracing: Sendable {
             attributes["gemcache.key"] = Digest.hex(key)
         }
         recordAnswer(model: model, namespace: namespace, tokens: tokens, on: span)
-        span.end(at: end)
     }
 }
 
