@@ -67,7 +67,7 @@ public enum BodyNormalizer {
 }
 
 /// Serializes a parsed body in canonical form, applying the dialect's renaming and text rules.
-struct CanonicalWriter {
+package struct CanonicalWriter {
     /// Where a value sits in the body, as far as renaming, nulls and text rules are concerned.
     enum Role {
         case generic
@@ -203,7 +203,7 @@ struct CanonicalWriter {
     }
 
     /// `string` as a canonical JSON string literal.
-    static func quoted(_ string: String) -> String {
+    package static func quoted(_ string: String) -> String {
         var writer = CanonicalWriter(dialect: .openAI, normalizesText: false)
         writer.writeString(string)
         return String(decoding: writer.output, as: UTF8.self)

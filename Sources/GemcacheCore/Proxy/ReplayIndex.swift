@@ -139,32 +139,9 @@ private struct Leaves: Sendable {
         case .null: "null"
         case .bool(let flag): flag ? "true" : "false"
         case .number(let text): text
-        case .string(let text): quoted(text)
+        case .string(let text): CanonicalWriter.quoted(text)
         case .array: "[]"
         case .object: "{}"
         }
-    }
-
-    /// `text` as a JSON string, control characters escaped.
-    private static func quoted(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20: result += "\\u" + String(scalar.value, radix: 16).leftPadded(to: 4)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to length: Int) -> String {
-        String(repeating: "0", count: max(0, length - count)) + self
     }
 }
